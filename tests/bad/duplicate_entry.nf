@@ -1,0 +1,18 @@
+// EXPECT: 17:5: error: duplicate entry in table 'dnat_v4'
+// The same key is installed twice.
+nf dnat {
+    action to_vm(ip: bit<32>) { ipv4.dst = ip; }
+    action keep() { }
+    table dnat_v4 {
+        key = { ipv4.dst: exact; }
+        actions = { to_vm; keep; }
+        default_action = keep();
+    }
+    apply { dnat_v4.apply(); }
+}
+
+entries dnat.dnat_v4 {
+    (203.0.113.10) => to_vm(10.0.1.2);
+    (203.0.113.11) => to_vm(10.0.1.3);
+    (203.0.113.10) => to_vm(10.0.1.4);
+}

@@ -1,0 +1,19 @@
+// EXPECT: 18:5: error: table 'dnat_v4' holds 2 entries; this is entry 3
+// The entries exceed the table's size.
+nf dnat {
+    action to_vm(ip: bit<32>) { ipv4.dst = ip; }
+    action keep() { }
+    table dnat_v4 {
+        key = { ipv4.dst: exact; }
+        actions = { to_vm; keep; }
+        default_action = keep();
+        size = 2;
+    }
+    apply { dnat_v4.apply(); }
+}
+
+entries dnat.dnat_v4 {
+    (203.0.113.10) => to_vm(10.0.1.2);
+    (203.0.113.11) => to_vm(10.0.1.3);
+    (203.0.113.12) => to_vm(10.0.1.4);
+}
