@@ -410,6 +410,8 @@ class Checker:
                     selector.append(self.resolve_expr(e, scope))
                 except _Skip:
                     ok = False
+            if len(selector) != len(t.selector):
+                raise _Skip  # cases cannot be checked against an unresolved selector
             widths = [_op_width(o) for o in selector]
             for case in t.cases:
                 self.check_next_state(case.next_state, case.pos, states)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
+from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import (
@@ -29,7 +30,12 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 
 @functools.lru_cache(maxsize=1)
 def grammar_text() -> str:
-    return resources.files("p4gen.grammar").joinpath("p4gen.lark").read_text(encoding="utf-8")
+    """The grammar as installed (package data `p4gen.grammar`), or from a source checkout's grammar/."""
+    try:
+        return resources.files("p4gen.grammar").joinpath("p4gen.lark").read_text(encoding="utf-8")
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parents[2] / "grammar" / "p4gen.lark"
+        return checkout.read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)

@@ -18,7 +18,8 @@ TARGET_COLOURS = {"nic": "#9ecae1", "hypervisor": "#fdae6b"}
 
 
 def _q(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A DOT string; newlines become DOT's \\n line breaks."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def to_dot(g: nx.DiGraph, placement: dict[str, str] | None = None) -> str:

@@ -1,0 +1,48 @@
+"""Shared fixtures: paths, the checked examples, and finding the real P4 tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+BAD = Path(__file__).resolve().parent / "bad"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE_GOLDEN = bool(os.environ.get("P4GEN_UPDATE_GOLDEN"))
+
+
+def example_files() -> list[Path]:
+    return sorted(EXAMPLES.glob("*.nf"))
+
+
+@pytest.fixture(autouse=True)
+def _run_from_root(monkeypatch):
+    """Diagnostics name files relative to the repository root, as users see them."""
+    monkeypatch.chdir(ROOT)
+
+
+def find_tool(env: str, name: str) -> str | None:
+    """P4 tools: $ENV, then PATH, then /opt/p4/bin."""
+    explicit = os.environ.get(env)
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    found = shutil.which(name)
+    if found:
+        return found
+    fallback = Path("/opt/p4/bin") / name
+    return str(fallback) if os.access(fallback, os.X_OK) else None
+
+
+def check_golden(name: str, text: str) -> None:
+    """Compare with tests/golden/NAME; P4GEN_UPDATE_GOLDEN=1 rewrites it."""
+    path = GOLDEN / name
+    if UPDATE_GOLDEN or not path.exists():
+        if not UPDATE_GOLDEN:
+            pytest.fail(f"golden file {path} is missing; run P4GEN_UPDATE_GOLDEN=1 pytest to create it")
+        path.write_text(text)
+        return
+    assert text == path.read_text(), f"output differs from {path}; if intended, run P4GEN_UPDATE_GOLDEN=1 pytest"
