@@ -31,6 +31,50 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
+def _error(msg: str) -> int:
+    print(f"p4gen: error: {msg}", file=sys.stderr)
+    return 1
+
+
+def _placement(args: argparse.Namespace, g, prog):
+    """Run placement for --target/--rates; None after printing the error."""
+    from p4gen.place import Infeasible, ProfileError, load_rates, place, resolve_targets
+
+    try:
+        nic, hyp = resolve_targets(args.target or [])
+        rates = load_rates(args.rates, prog) if args.rates else None
+        return place(g, prog, nic, hyp, rates)
+    except (ProfileError, Infeasible) as e:
+        msg = str(e)
+        print(msg if ": error: " in msg else f"p4gen: error: {msg}", file=sys.stderr)
+        return None
+
+
+def cmd_place(args: argparse.Namespace) -> int:
+    import json
+
+    from p4gen.ir import build_ir
+    from p4gen.place.explain import to_json, to_text
+
+    prog, sink = load_program([args.file])
+    _report(sink)
+    if prog is None:
+        return 1
+    pl = _placement(args, build_ir(prog), prog)
+    if pl is None:
+        return 1
+    data = to_json(pl, args.file)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        sys.stdout.write(to_text(pl, args.file, args.explain))
+    return 0
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from p4gen.ir import build_ir
     from p4gen.ir.dot import GraphvizMissing, render, to_dot
@@ -41,7 +85,12 @@ def cmd_graph(args: argparse.Namespace) -> int:
         return 1
     g = build_ir(prog)
     placement = None
-    if args.placement:
+    if args.placement is True:
+        pl = _placement(args, g, prog)
+        if pl is None:
+            return 1
+        placement = dict(pl.assignment)
+    elif args.placement:
         import json
 
         try:
@@ -49,8 +98,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
                 data = json.load(fh)
             placement = {s["id"]: s["target_kind"] for s in data["stages"]}
         except (OSError, ValueError, KeyError, TypeError) as e:
-            print(f"p4gen: error: cannot read placement '{args.placement}': {e}", file=sys.stderr)
-            return 1
+            return _error(f"cannot read placement '{args.placement}': {e}")
     dot_text = to_dot(g, placement)
     ext = os.path.splitext(args.output)[1].lower().lstrip(".")
     if ext == "dot":
@@ -59,15 +107,20 @@ def cmd_graph(args: argparse.Namespace) -> int:
         try:
             data_out = render(dot_text, ext)
         except (GraphvizMissing, RuntimeError) as e:
-            print(f"p4gen: error: {e}", file=sys.stderr)
-            return 1
+            return _error(str(e))
     else:
-        print(f"p4gen: error: unknown output format '.{ext}' (use .dot, .svg or .png)", file=sys.stderr)
-        return 1
+        return _error(f"unknown output format '.{ext}' (use .dot, .svg or .png)")
     with open(args.output, "wb") as fh:
         fh.write(data_out)
     print(f"wrote {args.output} ({g.number_of_nodes()} stages)")
     return 0
+
+
+def _target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", action="append", metavar="PROFILE.toml",
+                   help="a target profile (repeatable): one NIC (e.g. targets/bmv2-smartnic.toml) and optionally "
+                        "a hypervisor profile (default: the built-in targets/hypervisor.toml)")
+    p.add_argument("--rates", metavar="RATES.toml", help="packets per second per flow: [rates] FLOW = PPS")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -85,8 +138,21 @@ def make_parser() -> argparse.ArgumentParser:
                                     ".svg and .png need Graphviz's 'dot'.")
     gr.add_argument("file", metavar="FILE")
     gr.add_argument("-o", "--output", required=True, metavar="OUT")
-    gr.add_argument("--placement", metavar="JSON", help="colour stages by target from a placement.json")
+    gr.add_argument("--placement", nargs="?", const=True, metavar="JSON",
+                    help="colour stages by target: computed from --target profiles, or read from a placement.json")
+    _target_args(gr)
     gr.set_defaults(func=cmd_graph)
+
+    pc = sub.add_parser("place", help="decide per stage: NIC or hypervisor, and explain",
+                        description="Optimal placement of every stage on the NIC or in the hypervisor, from the "
+                                    "targets' capabilities and resources. Without a NIC profile everything runs "
+                                    "in the hypervisor (the reference behaviour).")
+    pc.add_argument("file", metavar="FILE")
+    _target_args(pc)
+    pc.add_argument("--explain", action="store_true", help="say why each stage runs where it runs")
+    pc.add_argument("--json", action="store_true", help="print placement.json to stdout instead of text")
+    pc.add_argument("-o", "--output", metavar="placement.json", help="also write the JSON form to this file")
+    pc.set_defaults(func=cmd_place)
     return p
 
 

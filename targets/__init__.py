@@ -1,0 +1,1 @@
+"""Target profiles (TOML), installed as package data (p4gen.targets)."""
