@@ -75,6 +75,42 @@ def cmd_place(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from p4gen.backend.build import build
+    from p4gen.backend.emit import BackendError
+    from p4gen.ir import build_ir
+
+    prog, sink = load_program([args.file])
+    _report(sink)
+    if prog is None:
+        return 1
+    g = build_ir(prog)
+    pl = _placement(args, g, prog)
+    if pl is None:
+        return 1
+    p4c = None if args.no_p4c else (args.p4c or "auto")
+    try:
+        res = build(prog, g, pl, args.file, Path(args.output), p4c)
+    except BackendError as e:
+        where = f"{e.pos}: " if e.pos else "p4gen: "
+        print(f"{where}error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}/: " + ", ".join(res.files))
+    if res.p4c_missing:
+        msg = "no p4c found (P4GEN_P4C, p4c-bm2-ss on PATH, /opt/p4/bin; or --p4c docker): skipped program.json"
+        if args.require_p4c:
+            return _error(msg)
+        print(f"note: {msg}")
+    elif res.p4c is not None and not res.p4c.ok:
+        print(res.p4c.output, file=sys.stderr)
+        return _error(f"p4c failed on {args.output}/program.p4 ({' '.join(res.p4c.command)})")
+    elif res.p4c is not None and res.p4c.output:
+        print(res.p4c.output, file=sys.stderr)
+    return 0
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from p4gen.ir import build_ir
     from p4gen.ir.dot import GraphvizMissing, render, to_dot
@@ -153,6 +189,18 @@ def make_parser() -> argparse.ArgumentParser:
     pc.add_argument("--json", action="store_true", help="print placement.json to stdout instead of text")
     pc.add_argument("-o", "--output", metavar="placement.json", help="also write the JSON form to this file")
     pc.set_defaults(func=cmd_place)
+
+    b = sub.add_parser("build", help="emit P4 (v1model), P4Info and P4Runtime entries for the NIC part",
+                       description="Place FILE's stages and write program.p4, program.p4info.txtpb, entries.txtpb, "
+                                   "placement.json and hypervisor_plan.json to OUTDIR; with p4c, also program.json "
+                                   "and p4c's own P4Info.")
+    b.add_argument("file", metavar="FILE")
+    b.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    _target_args(b)
+    b.add_argument("--p4c", metavar="PATH|docker", help="the p4c-bm2-ss to use, or 'docker' for the p4lang/p4c image")
+    b.add_argument("--require-p4c", action="store_true", help="fail when no p4c is found")
+    b.add_argument("--no-p4c", action="store_true", help="do not run p4c")
+    b.set_defaults(func=cmd_build)
     return p
 
 

@@ -43,6 +43,7 @@ class Stage:
     segment: P.Segment | None = None
     coalesce: P.Coalesce | None = None
     cond: P.CondT | None = None
+    stmts: tuple = ()  # the statements of an action block
     annotations: tuple = ()
 
     @property
@@ -69,7 +70,9 @@ class _Lowerer:
         self.g = g
         self.order = 0
 
-    def add(self, stage: Stage) -> str:
+    def add(self, stage: Stage, stmt: object | None = None) -> str:
+        if stmt is not None:  # the back end walks structured code and needs each statement's stage
+            self.g.graph.setdefault("stmt_stage", {})[id(stmt)] = stage.id
         stage.order = self.order
         self.order += 1
         self.g.add_node(stage.id, stage=stage, kind=stage.kind, pipeline=stage.pipeline, pos=stage.pos,
@@ -104,7 +107,7 @@ class _Lowerer:
                 eff = Effect(reads=expand(self.prog, SEGMENT_READS), writes=set(SEGMENT_WRITES),
                              capabilities={"segment"}, primitives=["segment"])
                 node = self.add(stage("segment", name, seg.pos, segment=seg, effects={"next": eff},
-                                      annotations=seg.annotations))
+                                      annotations=seg.annotations), seg)
                 self.connect(exits, node)
                 exits = [(node, "next")]
             elif name in self.prog.coalesces:
@@ -112,7 +115,7 @@ class _Lowerer:
                 eff = Effect(reads=expand(self.prog, SEGMENT_READS), writes=set(SEGMENT_WRITES),
                              capabilities={"coalesce"}, primitives=["coalesce"])
                 node = self.add(stage("coalesce", name, co.pos, coalesce=co, effects={"next": eff},
-                                      annotations=co.annotations))
+                                      annotations=co.annotations), co)
                 self.connect(exits, node)
                 exits = [(node, "next")]
             else:
@@ -132,7 +135,8 @@ class _Lowerer:
             self.nf_counter += 1
             eff = stmts_effect(self.prog, nf, pending)
             node = self.add(stage("action", f"{nf.name}.block{self.nf_counter}", pending[0].pos, nf=nf.name,
-                                  effects={"next": eff}, annotations=nf.annotations))
+                                  effects={"next": eff}, stmts=tuple(pending), annotations=nf.annotations),
+                            pending[0])
             self.connect(exits, node)
             exits = [(node, "next")]
             pending = []
@@ -143,7 +147,7 @@ class _Lowerer:
                 continue
             flush()
             if isinstance(s, P.ApplyOp):
-                node = self.table_stage(nf, s.table, stage)
+                node = self.table_stage(nf, s.table, stage, s)
                 self.connect(exits, node)
                 exits = [(node, a) for a in nf.tables[s.table].actions]
                 continue
@@ -151,7 +155,7 @@ class _Lowerer:
             hit = _hit_cond(s.cond)
             if hit is not None:
                 table_name, want_hit = hit
-                node = self.table_stage(nf, table_name, stage)
+                node = self.table_stage(nf, table_name, stage, s)
                 self.connect(exits, node)
                 t = nf.tables[table_name]
                 hit_exits = [(node, f"{a}/hit") for a in t.actions]
@@ -161,7 +165,7 @@ class _Lowerer:
                 self.nf_counter += 1
                 node = self.add(stage("branch", f"{nf.name}.if{self.nf_counter}", s.pos, nf=nf.name, cond=s.cond,
                                       key_reads=P.cond_fields(s.cond),
-                                      effects={"true": Effect(), "false": Effect()}, annotations=nf.annotations))
+                                      effects={"true": Effect(), "false": Effect()}, annotations=nf.annotations), s)
                 self.connect(exits, node)
                 then_in, else_in = [(node, "true")], [(node, "false")]
             then_out = self.block(pl, nf, s.then, then_in, stage)
@@ -170,12 +174,12 @@ class _Lowerer:
         flush()
         return exits
 
-    def table_stage(self, nf: P.Nf, table_name: str, stage) -> str:
+    def table_stage(self, nf: P.Nf, table_name: str, stage, stmt: object) -> str:
         t = nf.tables[table_name]
         effects = action_effects(self.prog, t)
         st = stage("table", f"{nf.name}.{t.name}", t.pos, nf=nf.name, table=t, effects=effects,
                    key_reads={k.field.key for k in t.keys}, annotations=nf.annotations + t.annotations)
-        return self.add(st)
+        return self.add(st, stmt)
 
 
 def _hit_cond(c: P.CondT) -> tuple[str, bool] | None:

@@ -1,0 +1,96 @@
+"""`p4gen build`: every artefact of a placed program, in one output directory.
+
+    program.p4                  the NIC part, P4_16 for v1model
+    program.p4info.txtpb        p4gen's P4Info for it
+    entries.txtpb               the DSL's initial entries (P4Runtime WriteRequest)
+    placement.json              the placement and its reasons
+    hypervisor_plan.json        what the Python pipeline runs, stage by stage
+    program.json                BMv2 JSON            } when p4c is available
+    program.p4c.p4info.txtpb    p4c's own P4Info     }
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+from google.protobuf import text_format
+
+from p4gen.backend.emit import BackendError, LineMap, emit_program
+from p4gen.backend.entries import build_updates, entry_positions, validate_updates
+from p4gen.backend.model import DROP_REASONS, NicModel, build_model
+from p4gen.backend.p4c import P4cResult, find_p4c, run_p4c
+from p4gen.backend.p4info import build_p4info
+from p4gen.backend.punt import punt_layout
+from p4gen.frontend.program import Program
+from p4gen.place import HYP, Placement
+from p4gen.place.explain import to_json
+
+
+@dataclass
+class BuildResult:
+    outdir: Path
+    model: NicModel
+    line_map: LineMap
+    files: list[str] = field(default_factory=list)
+    p4c: P4cResult | None = None
+    p4c_missing: bool = False
+
+
+def hypervisor_plan(m: NicModel) -> dict:
+    """The stages the Python side runs, in the numbering the punt header uses."""
+    g: nx.DiGraph = m.graph
+    layout = punt_layout()
+    plan = {"punt_header": {"fields": [list(f) for f in layout.fields], "constants": layout.constants,
+                            "bytes": layout.size},
+            "drop_reasons": list(DROP_REASONS), "pipelines": []}
+    nic = m.placement.problem.nic
+    if nic is not None:
+        plan["ports"] = {"uplink": nic.ports.uplink, "host": nic.ports.host, "vm_ports": list(nic.ports.vm_ports)}
+    for name, pl in m.prog.pipelines.items():
+        start, end = m.placement.problem.pipelines[name]
+        stages = sorted((d["stage"] for _, d in g.nodes(data=True) if d["pipeline"] == name), key=lambda s: s.order)
+        plan["pipelines"].append({
+            "name": name, "index": m.pipeline_index[name], "direction": pl.direction,
+            "starts_on": start, "ends_on": end,
+            "stages": [{"id": s.id, "order": s.order, "kind": s.kind, "target": m.placement.assignment[s.id]}
+                       for s in stages],
+            "hypervisor_stages": [s.order for s in stages if m.placement.assignment[s.id] == HYP
+                                  and s.kind not in ("parse", "classify", "deparse")],
+        })
+    return plan
+
+
+def build(prog: Program, g: nx.DiGraph, placement: Placement, source: str, outdir: Path,
+          p4c: str | None = "auto") -> BuildResult:
+    """Write every artefact; p4c="auto" finds one, None skips it, "docker" uses the image."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    m = build_model(prog, g, placement)
+    text, line_map = emit_program(m, source)
+    info = build_p4info(m)
+    req = build_updates(m)
+    problems = validate_updates(req, info, entry_positions(m))
+    if problems:
+        raise BackendError("entries do not match the P4Info:\n" + "\n".join(problems))
+    res = BuildResult(outdir, m, line_map)
+
+    def write(name: str, data: str) -> None:
+        (outdir / name).write_text(data, encoding="utf-8")
+        res.files.append(name)
+
+    write("program.p4", text)
+    write("program.p4info.txtpb", text_format.MessageToString(info))
+    write("entries.txtpb", text_format.MessageToString(req))
+    write("placement.json", json.dumps(to_json(placement, source), indent=2) + "\n")
+    write("hypervisor_plan.json", json.dumps(hypervisor_plan(m), indent=2) + "\n")
+    (outdir / "line_map.json").write_text(json.dumps({str(k): str(v) for k, v in line_map.lines.items()}))
+    exe = find_p4c() if p4c == "auto" else p4c
+    if exe is None:
+        res.p4c_missing = p4c == "auto"
+        return res
+    res.p4c = run_p4c(exe, outdir, line_map)
+    if res.p4c.ok:
+        res.files += ["program.json", "program.p4c.p4info.txtpb"]
+    return res

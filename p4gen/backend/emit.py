@@ -1,0 +1,891 @@
+"""P4_16 text for the NIC part of a placed program (v1model).
+
+The program has every pipeline's structured code in the ingress control.
+Each stage is guarded by a small state machine in metadata:
+
+    RUN   run stages as they come
+    SKIP  entered from the hypervisor: skip until the stage `resume`, steering
+          each branch into the arm that holds it (arms are contiguous ranges
+          of IR order numbers, so one range test per branch)
+    PUNT  a stage that runs in the hypervisor was reached: stop; the packet
+          leaves on the host port with the p4gen header (p4src/p4gen_punt.p4)
+    DROP / TO_HV / DONE / SEND   dropped, to_hypervisor(), pipeline finished,
+          injected with nothing left to do
+
+so a packet can cross between NIC and hypervisor at any edge placement chose.
+A `LineMap` records which DSL position each generated line came from, for
+p4c's error messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from p4gen.backend.model import DROP_REASONS, NicModel, P4Action, P4Table
+from p4gen.backend.names import p4_ident
+from p4gen.backend.punt import p4src_text, punt_layout
+from p4gen.diagnostics import Pos
+from p4gen.frontend import program as P
+from p4gen.frontend.primitives import INNER_OF
+from p4gen.ir.lower import Stage
+from p4gen.place import HYP, NIC
+
+ST_NONE, ST_RUN, ST_SKIP, ST_PUNT, ST_DROP, ST_DONE, ST_TO_HV, ST_SEND = range(8)
+STATES = {"NONE": ST_NONE, "RUN": ST_RUN, "SKIP": ST_SKIP, "PUNT": ST_PUNT, "DROP": ST_DROP, "DONE": ST_DONE,
+          "TO_HV": ST_TO_HV, "SEND": ST_SEND}
+L4_PSEUDO = {"ipv4.src", "ipv4.dst", "ipv6.src", "ipv6.dst", "tcp.src_port", "tcp.dst_port", "udp.src_port",
+             "udp.dst_port", "inner_ipv4.src", "inner_ipv4.dst", "inner_ipv6.src", "inner_ipv6.dst",
+             "inner_tcp.src_port", "inner_tcp.dst_port", "inner_udp.src_port", "inner_udp.dst_port"}
+
+
+class BackendError(Exception):
+    def __init__(self, message: str, pos: Pos | None = None):
+        super().__init__(message)
+        self.pos = pos
+
+
+@dataclass
+class LineMap:
+    """Generated line number (1-based) → the DSL position it came from."""
+
+    lines: dict[int, Pos] = field(default_factory=dict)
+
+    def lookup(self, line: int) -> Pos | None:
+        for n in range(line, 0, -1):
+            if n in self.lines:
+                return self.lines[n]
+        return None
+
+
+class _Out:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.map = LineMap()
+        self.depth = 0
+
+    def __call__(self, text: str = "", pos: Pos | None = None) -> None:
+        if pos is not None:
+            self.map.lines[len(self.lines) + 1] = pos
+        self.lines.append(("    " * self.depth + text) if text else "")
+
+    def open(self, text: str, pos: Pos | None = None) -> None:
+        self(text + " {", pos)
+        self.depth += 1
+
+    def close(self, suffix: str = "") -> None:
+        self.depth -= 1
+        self("}" + suffix)
+
+
+def header_type(name: str) -> str:
+    return p4_ident(name) + "_t"
+
+
+class Emitter:
+    def __init__(self, model: NicModel, source: str):
+        self.m = model
+        self.prog = model.prog
+        self.g = model.graph
+        self.source = source
+        self.out = _Out()
+        self.stmt_stage: dict[int, str] = self.g.graph.get("stmt_stage", {})
+        self.nic = model.placement.problem.nic
+        self.tmp = 0
+
+    # ------------------------------------------------------------ expressions
+    def field(self, f: P.FieldRef) -> str:
+        if f.instance == "meta":
+            if f.field == "ingress_port":
+                return "standard_metadata.ingress_port"
+            return f"meta.{p4_ident(f.field)}"
+        inst = f"hdr.{p4_ident(f.instance)}"
+        if isinstance(f.index, int):
+            inst += f"[{f.index}]"
+        elif f.index is not None:
+            inst += f".{f.index}"
+        return f"{inst}.{p4_ident(f.field)}"
+
+    def expr(self, op: P.Operand, width: int | None = None, params: dict[str, str] | None = None) -> str:
+        if isinstance(op, P.ConstVal):
+            w = op.width or width
+            return f"{w}w{op.value:#x}" if w and op.value > 9 else (f"{w}w{op.value}" if w else str(op.value))
+        if isinstance(op, P.ParamRef):
+            return (params or {}).get(op.name, p4_ident(op.name))
+        if isinstance(op, P.FieldRef):
+            return self.field(op)
+        if isinstance(op, P.Arith):
+            w = width or _width(op) or 32
+            left = self.cast(op.left, w, params)
+            right = self.cast(op.right, w, params)
+            return f"({left} {op.op} {right})"
+        raise BackendError("hash() can only be the whole right-hand side of an assignment")
+
+    def cast(self, op: P.Operand, width: int, params=None) -> str:
+        w = _width(op)
+        text = self.expr(op, width, params)
+        if isinstance(op, P.ConstVal) or w == width:
+            return text
+        return f"(bit<{width}>){text}"
+
+    def cond(self, c: P.CondT, params=None) -> str:
+        if isinstance(c, P.ValidC):
+            return f"hdr.{p4_ident(c.instance)}.isValid()"
+        if isinstance(c, P.BoolC):
+            return "true" if c.value else "false"
+        if isinstance(c, P.NotC):
+            return f"!({self.cond(c.operand, params)})"
+        if isinstance(c, P.AndC):
+            return "(" + " && ".join(self.cond(o, params) for o in c.operands) + ")"
+        if isinstance(c, P.OrC):
+            return "(" + " || ".join(self.cond(o, params) for o in c.operands) + ")"
+        if isinstance(c, P.CmpC):
+            w = max(_width(c.left) or 0, _width(c.right) or 0) or 32
+            return f"({self.cast(c.left, w, params)} {c.op} {self.cast(c.right, w, params)})"
+        raise BackendError("a table hit can only be tested as a whole condition")
+
+    # ------------------------------------------------------------ top level
+    def emit(self) -> tuple[str, LineMap]:
+        o = self.out
+        o(f"// Generated by p4gen from {self.source}. Do not edit: edit the .nf file and rebuild.")
+        o("// NIC part of the placement on " + (self.nic.name if self.nic else "(no NIC)") + ".")
+        o("#include <core.p4>")
+        o("#include <v1model.p4>")
+        o()
+        o("// ---- p4src/p4gen_punt.p4 (inlined)")
+        for line in p4src_text("p4gen_punt.p4").rstrip().splitlines():
+            o(line)
+        o()
+        self.constants()
+        self.headers()
+        self.parser()
+        self.verify_checksum()
+        self.ingress()
+        o("control P4genEgress(inout headers_t hdr, inout metadata_t meta, "
+          "inout standard_metadata_t standard_metadata) {")
+        o("    apply { }")
+        o("}")
+        o()
+        self.compute_checksum()
+        self.deparser()
+        o("V1Switch(P4genParser(), P4genVerifyChecksum(), P4genIngress(), P4genEgress(), "
+          "P4genComputeChecksum(), P4genDeparser()) main;")
+        return "\n".join(self.out.lines) + "\n", self.out.map
+
+    def constants(self) -> None:
+        o = self.out
+        ports = self.nic.ports if self.nic else None
+        o("// ---- ports and internal states")
+        o(f"const bit<9> P4GEN_PORT_UPLINK = {ports.uplink if ports else 0};")
+        o(f"const bit<9> P4GEN_PORT_HOST = {ports.host if ports else 1};")
+        for i, p in enumerate(ports.vm_ports if ports else ()):
+            o(f"const bit<9> P4GEN_PORT_VM{i} = {p};")
+        for name, v in STATES.items():
+            o(f"const bit<8> P4GEN_ST_{name} = {v};")
+        for i, r in enumerate(DROP_REASONS):
+            o(f"const bit<32> P4GEN_DROP_{r.upper()} = {i};")
+        o()
+
+    # ------------------------------------------------------------ headers
+    def headers(self) -> None:
+        o = self.out
+        for ht in self.prog.headers.values():
+            if not any(i.type is ht for i in self.prog.instances.values()):
+                continue
+            o.open(f"header {header_type(ht.name)}", ht.pos)
+            for f in ht.fields:
+                if not f.is_varbit:
+                    o(f"bit<{f.width}> {p4_ident(f.name)};")
+            o.close()
+            if ht.varbit is not None:
+                # The variable part is a header of its own, so that an encapsulation can
+                # reuse the fixed header as the outer one without carrying stale options.
+                o.open(f"header {header_type(ht.name)}_opt")
+                o(f"varbit<{ht.varbit.width}> {p4_ident(ht.varbit.name)};")
+                o.close()
+        o.open("struct headers_t")
+        o("p4gen_t p4gen;")
+        for inst in self.deparse_order():
+            i = self.prog.instances[inst]
+            stack = f"[{i.stack}]" if i.stack else ""
+            o(f"{header_type(i.type.name)}{stack} {p4_ident(inst)};")
+            if i.type.varbit is not None:
+                o(f"{header_type(i.type.name)}_opt{stack} {p4_ident(inst)}_opt;")
+        o.close()
+        o()
+        o.open("struct metadata_t")
+        for name, (width, _pos) in self.prog.metadata.items():
+            if name != "ingress_port":
+                o(f"bit<{width}> {p4_ident(name)};")
+        for line in ("bit<8> p4gen_pipeline;", "bit<8> p4gen_state;", "bit<16> p4gen_resume;",
+                     "bit<16> p4gen_flow;", "bit<8> p4gen_reason;", "bit<8> p4gen_code;", "bit<1> p4gen_forwarded;",
+                     "bit<1> p4gen_l4_dirty;", "bit<16> p4gen_l4_len;", "bit<16> p4gen_inner_l4_len;",
+                     "bit<16> p4gen_inner_len;", "bit<16> p4gen_egress_port;",
+                     "bit<128> p4gen_h_src;", "bit<128> p4gen_h_dst;", "bit<8> p4gen_h_proto;"):
+            o(line)
+        o.close()
+        o()
+
+    def deparse_order(self) -> list[str]:
+        """Instances in the order the parser meets them: breadth-first over states from
+        `start`, so siblings (ipv4/ipv6) come before what follows them (tcp/udp) and
+        outer headers before inner ones. Instances no state extracts come last."""
+        order: list[str] = []
+        seen = {"start"}
+        frontier = ["start"]
+        while frontier:
+            nxt: list[str] = []
+            for name in frontier:
+                st = self.prog.parser.get(name)
+                if st is None:
+                    continue
+                for inst, _ in st.extracts:
+                    if inst not in order:
+                        order.append(inst)
+                for _keys, target in st.cases:
+                    if target not in seen:
+                        seen.add(target)
+                        nxt.append(target)
+            frontier = nxt
+        order += [i for i in self.prog.instances if i not in order]
+        return order
+
+    # ------------------------------------------------------------ parser
+    def parser(self) -> None:
+        o = self.out
+        o.open("parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, "
+               "inout standard_metadata_t standard_metadata)")
+        o.open("state start")
+        o(f"transition select(standard_metadata.ingress_port) {{ P4GEN_PORT_HOST: parse_p4gen; "
+          f"default: {self.state_name('start', user=True)}; }}")
+        o.close()
+        o.open("state parse_p4gen")
+        o("packet.extract(hdr.p4gen);")
+        o(f"transition {self.state_name('start', user=True)};")
+        o.close()
+        for st in self.prog.parser.values():
+            o.open(f"state {self.state_name(st.name, user=True)}", st.pos)
+            for inst, idx in st.extracts:
+                target = f"hdr.{p4_ident(inst)}" + (".next" if idx == "next" else "")
+                ht = self.prog.instances[inst].type
+                o(f"packet.extract({target});")
+                if ht.varbit is None:
+                    continue
+                base = f"hdr.{p4_ident(inst)}" + (".last" if idx == "next" else "")
+                length = ht.varbit.varbit_length
+                guard = _nonnegative_guard(length)
+                if guard is not None:
+                    lo, hi = guard
+                    o(f"verify({self.len_expr(lo, base)} >= {self.len_expr(hi, base)}, error.HeaderTooShort);")
+                opt = f"hdr.{p4_ident(inst)}_opt" + (".next" if idx == "next" else "")
+                o(f"packet.extract({opt}, {self.len_expr(length, base)});")
+            for tgt, val in st.assigns:
+                o(f"{self.field(tgt)} = {self.cast(val, tgt.width)};")
+            if not st.selector:
+                nxt = st.cases[0][1] if st.cases else "accept"
+                o(f"transition {self.state_name(nxt)};")
+            else:
+                sel = ", ".join(self.expr(e) for e in st.selector)
+                o(f"transition select({sel}) {{")
+                o.depth += 1
+                widths = [_width(e) or 32 for e in st.selector]
+                for keys, nxt in st.cases:
+                    if all(k is None for k in keys):
+                        o(f"default: {self.state_name(nxt)};")
+                        continue
+                    parts = [self.select_key(k, w) for k, w in zip(keys, widths, strict=True)]
+                    label = parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+                    o(f"{label}: {self.state_name(nxt)};")
+                o.depth -= 1
+                o("}")
+            o.close()
+        o.close()
+        o()
+
+    def len_expr(self, op: P.Operand, var: str) -> str:
+        if isinstance(op, P.ConstVal):
+            return f"32w{op.value}"
+        if isinstance(op, P.FieldRef):
+            return f"(bit<32>){var}.{p4_ident(op.field)}"  # var: the fixed header just extracted
+        if isinstance(op, P.Arith):
+            return f"({self.len_expr(op.left, var)} {op.op} {self.len_expr(op.right, var)})"
+        raise BackendError("unsupported varbit length")
+
+    def select_key(self, k: P.KeyMatch | None, w: int) -> str:
+        if k is None:
+            return "_"
+        if k.kind == "ternary":
+            return f"{w}w{k.value:#x} &&& {w}w{k.mask:#x}"
+        if k.kind == "range":
+            return f"{w}w{k.value} .. {w}w{k.high}"
+        return f"{w}w{k.value:#x}"
+
+    def state_name(self, name: str, user: bool = False) -> str:
+        """DSL states become parse_NAME; the P4 `start` state is p4gen's own dispatcher."""
+        return name if name in ("accept", "reject") else f"parse_{p4_ident(name)}"
+
+    # ------------------------------------------------------------ checksums
+    def ipv4_checksum_list(self, inst: str) -> str:
+        ht = self.prog.instances[inst].type
+        fields = [self.hdr_field(inst, f) for f in ht.fields if f.name != "hdr_checksum"]
+        return "{ " + ", ".join(fields) + " }"
+
+    def hdr_field(self, inst: str, f) -> str:
+        if f.is_varbit:
+            return f"hdr.{p4_ident(inst)}_opt.{p4_ident(f.name)}"
+        return f"hdr.{p4_ident(inst)}.{p4_ident(f.name)}"
+
+    def ipv4_instances(self) -> list[str]:
+        return [i for i in ("ipv4", "inner_ipv4") if i in self.prog.instances]
+
+    def verify_checksum(self) -> None:
+        o = self.out
+        o.open("control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta)")
+        o.open("apply")
+        for inst in self.ipv4_instances():
+            o(f"verify_checksum(hdr.{inst}.isValid(), {self.ipv4_checksum_list(inst)}, "
+              f"hdr.{inst}.hdr_checksum, HashAlgorithm.csum16);")
+        o.close()
+        o.close()
+        o()
+
+    def compute_checksum(self) -> None:
+        o = self.out
+        o.open("control P4genComputeChecksum(inout headers_t hdr, inout metadata_t meta)")
+        o.open("apply")
+        for inst in self.ipv4_instances():
+            o(f"update_checksum(hdr.{inst}.isValid(), {self.ipv4_checksum_list(inst)}, "
+              f"hdr.{inst}.hdr_checksum, HashAlgorithm.csum16);")
+        # TCP/UDP checksums are recomputed only after a rewrite of the pseudo-header or
+        # ports (a UDP checksum of 0 over IPv4 means "none" and stays 0).
+        for ip, l4, length in (("ipv4", "tcp", "p4gen_l4_len"), ("ipv4", "udp", "p4gen_l4_len"),
+                               ("ipv6", "tcp", "p4gen_l4_len"), ("ipv6", "udp", "p4gen_l4_len"),
+                               ("inner_ipv4", "inner_tcp", "p4gen_inner_l4_len"),
+                               ("inner_ipv4", "inner_udp", "p4gen_inner_l4_len"),
+                               ("inner_ipv6", "inner_tcp", "p4gen_inner_l4_len"),
+                               ("inner_ipv6", "inner_udp", "p4gen_inner_l4_len")):
+            if ip not in self.prog.instances or l4 not in self.prog.instances:
+                continue
+            l4t = self.prog.instances[l4].type
+            l4_fields = [self.hdr_field(l4, f) for f in l4t.fields if f.name != "checksum"]
+            if ip.endswith("ipv4"):
+                pseudo = [f"hdr.{ip}.src", f"hdr.{ip}.dst", "8w0", f"hdr.{ip}.protocol", f"meta.{length}"]
+            else:
+                pseudo = [f"hdr.{ip}.src", f"hdr.{ip}.dst", f"(bit<32>)meta.{length}", "24w0", f"hdr.{ip}.next_hdr"]
+            cond = f"meta.p4gen_l4_dirty == 1 && hdr.{ip}.isValid() && hdr.{l4}.isValid()"
+            if l4.endswith("udp"):
+                cond += f" && hdr.{l4}.checksum != 0"
+            fields = ", ".join(pseudo[:3]) + ",\n                " + ", ".join(pseudo[3:] + l4_fields)
+            o(f"update_checksum_with_payload({cond},")
+            o(f"    {{ {fields} }},")
+            o(f"    hdr.{l4}.checksum, HashAlgorithm.csum16);")
+        o.close()
+        o.close()
+        o()
+
+    def deparser(self) -> None:
+        o = self.out
+        o.open("control P4genDeparser(packet_out packet, in headers_t hdr)")
+        o.open("apply")
+        o("packet.emit(hdr.p4gen);")
+        for inst in self.deparse_order():
+            o(f"packet.emit(hdr.{p4_ident(inst)});")
+            if self.prog.instances[inst].type.varbit is not None:
+                o(f"packet.emit(hdr.{p4_ident(inst)}_opt);")
+        o.close()
+        o.close()
+        o()
+
+    # ------------------------------------------------------------ ingress
+    def ingress(self) -> None:
+        o = self.out
+        o.open("control P4genIngress(inout headers_t hdr, inout metadata_t meta, "
+               "inout standard_metadata_t standard_metadata)")
+        dc = self.m.drop_counter
+        o(f'@name(".{dc.name}") @id({dc.id:#010x})')
+        o(f"counter({dc.size}, CounterType.packets) {dc.p4name};")
+        for c in self.m.counters.values():
+            o(f'@name(".{c.name}") @id({c.id:#010x})')
+            o(f"counter({c.size}, CounterType.packets_and_bytes) {c.p4name};")
+        for t in self.m.tables.values():
+            if t.direct_counter is not None:
+                d = t.direct_counter
+                o(f'@name(".{d.name}") @id({d.id:#010x})')
+                o(f"direct_counter(CounterType.packets_and_bytes) {d.p4name};")
+        o()
+        da = self.m.drop_action
+        o(f'@name(".{da.name}") @id({da.id:#010x})')
+        o.open("action p4gen_drop(bit<32> reason)")
+        o(f"{dc.p4name}.count(reason);")
+        o("mark_to_drop(standard_metadata);")
+        o("meta.p4gen_state = P4GEN_ST_DROP;")
+        o.close()
+        for a in sorted(self.m.actions.values(), key=lambda a: a.name):
+            self.action(a)
+        for t in self.m.tables.values():
+            self.table(t)
+        o()
+        o.open("apply")
+        self.ingress_entry()
+        for name, pl in self.prog.pipelines.items():
+            idx = self.m.pipeline_index[name]
+            o.open(f"if (meta.p4gen_pipeline == {idx})", pl.pos)
+            o(f"// pipeline {name} ({pl.direction})")
+            for stage_name in pl.stages:
+                if stage_name in self.prog.nfs:
+                    self.block(self.prog.nfs[stage_name], self.prog.nfs[stage_name].apply, name)
+                else:
+                    obj = self.prog.segments.get(stage_name) or self.prog.coalesces.get(stage_name)
+                    self.stage_guard(self.stage_of(obj, stage_name, name), lambda: None)
+            self.pipeline_end(name)
+            o.close()
+        self.ingress_exit()
+        o.close()
+        o.close()
+        o()
+
+    def stage_of(self, stmt: object, fallback: str = "", pipeline: str = "") -> Stage:
+        sid = self.stmt_stage.get(id(stmt))
+        if sid is None:
+            sid = f"{pipeline}/{fallback}"
+        return self.g.nodes[sid]["stage"]
+
+    def action(self, a: P4Action) -> None:
+        o = self.out
+        params = ", ".join(f"bit<{p.width}> {p.p4name}" for p in a.params)
+        o(f'@name(".{a.name}") @id({a.id:#010x})', a.action.pos)
+        o.open(f"action {a.p4name}({params})")
+        pmap = {p.name: p.p4name for p in a.params}
+        for s in a.action.body:
+            self.simple_stmt(s, a.nf, pmap)
+        o.close()
+
+    def table(self, t: P4Table) -> None:
+        o = self.out
+        tbl = t.table
+        o(f'@name(".{t.name}") @id({t.id:#010x})', tbl.pos)
+        o.open(f"table {t.p4name}")
+        if t.keys:
+            o.open("key =")
+            for k in t.keys:
+                o(f'{self.field(k.field)}: {k.match_kind} @name("{k.name}");')
+            o.close()
+        o.open("actions =")
+        for a in t.actions:
+            o(f"{a.p4name};")
+        o.close()
+        args = ", ".join(f"{w}w{v}" for (_, w), v in zip(t.default_action.action.params, tbl.default_args,
+                                                        strict=True))
+        o(f"default_action = {t.default_action.p4name}({args});")
+        o(f"size = {tbl.size};")
+        if t.direct_counter is not None:
+            o(f"counters = {t.direct_counter.p4name};")
+        if tbl.idle_timeout:
+            o("support_timeout = true;")
+        o.close()
+
+    # ------------------------------------------------------------ statements
+    def simple_stmt(self, s: P.StmtT, nf: str, params: dict[str, str] | None = None) -> None:
+        o = self.out
+        if isinstance(s, P.AssignOp):
+            if isinstance(s.value, P.HashOf):
+                fields = ", ".join(self.expr(a, None, params) for a in s.value.args)
+                o(f"hash({self.field(s.target)}, HashAlgorithm.crc16, (bit<{s.target.width}>)0, {{ {fields} }}, "
+                  f"(bit<32>){1 << min(s.target.width, 31)});", s.pos)
+            else:
+                o(f"{self.field(s.target)} = {self.cast(s.value, s.target.width, params)};", s.pos)
+            if s.target.key in L4_PSEUDO:
+                o("meta.p4gen_l4_dirty = 1;")
+        elif isinstance(s, P.CallActionOp):
+            a = self.m.actions[(nf, s.action)]
+            args = ", ".join(self.cast(x, p.width, params) for x, p in zip(s.args, a.params, strict=True))
+            o(f"{a.p4name}({args});", s.pos)
+        elif isinstance(s, P.PrimOp):
+            self.primitive(s, nf, params)
+        else:  # pragma: no cover - the checker keeps tables and ifs out of actions
+            raise BackendError("not a simple statement", getattr(s, "pos", None))
+
+    def primitive(self, s: P.PrimOp, nf: str, params=None) -> None:
+        o = self.out
+        a = s.args
+        e = lambda i, w: self.cast(a[i], w, params)  # noqa: E731
+        name = s.name
+        o(f"// {name}()", s.pos)
+        if name == "drop":
+            o("mark_to_drop(standard_metadata);")
+            o("meta.p4gen_state = P4GEN_ST_DROP;")
+        elif name == "forward":
+            o(f"standard_metadata.egress_spec = {e(0, 9)};")
+            o("meta.p4gen_forwarded = 1;")
+        elif name == "to_hypervisor":
+            o("meta.p4gen_state = P4GEN_ST_TO_HV;")
+            o(f"meta.p4gen_code = {e(0, 8)};")
+        elif name == "dec_ttl":
+            # Writing a field of an invalid header has no effect on the packet.
+            o("hdr.ipv4.ttl = hdr.ipv4.ttl - 1;")
+            o("hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;")
+        elif name == "set_dscp":
+            o(f"hdr.ipv4.dscp = {e(0, 6)};")
+            o(f"hdr.ipv6.traffic_class[7:2] = {e(0, 6)};")
+        elif name == "push_vlan":
+            o("hdr.vlan.push_front(1);")
+            o("hdr.vlan[0].setValid();")
+            o(f"hdr.vlan[0].pcp = {e(1, 3)};")
+            o("hdr.vlan[0].dei = 0;")
+            o(f"hdr.vlan[0].vid = {e(0, 12)};")
+            o("hdr.vlan[0].ether_type = hdr.ethernet.ether_type;")
+            o("hdr.ethernet.ether_type = 0x8100;")
+        elif name == "pop_vlan":
+            o("hdr.ethernet.ether_type = hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : hdr.ethernet.ether_type;")
+            o("hdr.vlan.pop_front(1);")
+        elif name in ("vxlan_encap", "geneve_encap"):
+            self.encap(name.split("_")[0], a, params)
+        elif name in ("vxlan_decap", "geneve_decap"):
+            self.decap(name.split("_")[0])
+        elif name == "count":
+            ctr = a[0]
+            assert isinstance(ctr, P.CounterRef)
+            c = self.m.counters[(ctr.nf, ctr.name)]
+            o(f"{c.p4name}.count({self.cast(a[1], 32, params)});")
+        else:  # pragma: no cover
+            raise BackendError(f"no P4 for primitive {name}", s.pos)
+
+    def encap(self, tunnel: str, a, params) -> None:
+        o = self.out
+
+        def e(i: int, w: int) -> str:
+            return self.cast(a[i], w, params)
+
+        o("// the inner 5-tuple, hashed for the outer UDP source port")
+        o("meta.p4gen_h_src = hdr.ipv4.isValid() ? (bit<128>)hdr.ipv4.src : "
+          "(hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0);")
+        o("meta.p4gen_h_dst = hdr.ipv4.isValid() ? (bit<128>)hdr.ipv4.dst : "
+          "(hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0);")
+        o("meta.p4gen_h_proto = hdr.ipv4.isValid() ? hdr.ipv4.protocol : "
+          "(hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);")
+        o("meta.p4gen_inner_len = hdr.ipv4.isValid() ? 14 + hdr.ipv4.total_len : "
+          "(hdr.ipv6.isValid() ? 54 + hdr.ipv6.payload_len : (bit<16>)standard_metadata.packet_length);")
+        for outer, inner in self.moved_pairs():
+            o(f"hdr.{inner} = hdr.{outer};")
+        for outer in ("ipv4_opt", "ipv6", "tcp", "tcp_opt", "icmp"):
+            if outer.removesuffix("_opt") in self.prog.instances:
+                o(f"hdr.{outer}.setInvalid();")
+        o("hdr.ethernet.setValid();")
+        o(f"hdr.ethernet.src = {e(0, 48)};")
+        o(f"hdr.ethernet.dst = {e(1, 48)};")
+        o("hdr.ethernet.ether_type = 0x0800;")
+        o("hdr.ipv4.setValid();")
+        o("hdr.ipv4.version = 4;")
+        o("hdr.ipv4.ihl = 5;")
+        o("hdr.ipv4.dscp = 0;")
+        o("hdr.ipv4.ecn = 0;")
+        tunnel_len = self.prog.instances[tunnel].type.fixed_bytes
+        udp_len = self.prog.instances["udp"].type.fixed_bytes
+        ip_len = self.prog.instances["ipv4"].type.fixed_bytes
+        o(f"hdr.ipv4.total_len = meta.p4gen_inner_len + {ip_len + udp_len + tunnel_len};")
+        o("hdr.ipv4.identification = 0;")
+        o("hdr.ipv4.flags = 0b010;  // don't fragment")
+        o("hdr.ipv4.frag_offset = 0;")
+        o(f"hdr.ipv4.ttl = {e(5, 8)};")
+        o("hdr.ipv4.protocol = 17;")
+        o("hdr.ipv4.hdr_checksum = 0;")
+        o(f"hdr.ipv4.src = {e(2, 32)};")
+        o(f"hdr.ipv4.dst = {e(3, 32)};")
+        o("hdr.udp.setValid();")
+        o("hash(hdr.udp.src_port, HashAlgorithm.crc16, 16w0, { meta.p4gen_h_src, meta.p4gen_h_dst, "
+          "meta.p4gen_h_proto, meta.l4_src, meta.l4_dst }, 32w65536);")
+        o("hdr.udp.src_port = hdr.udp.src_port | 0xc000;")
+        o(f"hdr.udp.dst_port = {e(6, 16)};")
+        o(f"hdr.udp.length = meta.p4gen_inner_len + {udp_len + tunnel_len};")
+        o("hdr.udp.checksum = 0;")
+        o(f"hdr.{tunnel}.setValid();")
+        if self.prog.instances[tunnel].type.varbit is not None:
+            o(f"hdr.{tunnel}_opt.setInvalid();")
+        if tunnel == "vxlan":
+            o("hdr.vxlan.flags = 0x08;")
+            o("hdr.vxlan.reserved = 0;")
+            o(f"hdr.vxlan.vni = {e(4, 24)};")
+            o("hdr.vxlan.reserved2 = 0;")
+        else:
+            o("hdr.geneve.version = 0;")
+            o("hdr.geneve.opt_len = 0;")
+            o("hdr.geneve.oam = 0;")
+            o("hdr.geneve.critical = 0;")
+            o("hdr.geneve.reserved = 0;")
+            o("hdr.geneve.protocol_type = 0x6558;")
+            o(f"hdr.geneve.vni = {e(4, 24)};")
+            o("hdr.geneve.reserved2 = 0;")
+
+    def moved_pairs(self) -> list[tuple[str, str]]:
+        """(outer, inner) header pairs a tunnel moves, option headers included."""
+        out = []
+        for outer, inner in INNER_OF.items():
+            if outer in self.prog.instances and inner in self.prog.instances:
+                out.append((outer, inner))
+                if self.prog.instances[outer].type.varbit is not None:
+                    out.append((outer + "_opt", inner + "_opt"))
+        return out
+
+    def decap(self, tunnel: str) -> None:
+        o = self.out
+        for outer, inner in self.moved_pairs():
+            o(f"hdr.{outer} = hdr.{inner};")
+            o(f"hdr.{inner}.setInvalid();")
+        o(f"hdr.{tunnel}.setInvalid();")
+        if self.prog.instances[tunnel].type.varbit is not None:
+            o(f"hdr.{tunnel}_opt.setInvalid();")
+
+    # ------------------------------------------------------------ stage guards
+    def stage_guard(self, st: Stage, body) -> None:
+        """Enter at `resume`, run if RUN and placed here, punt if placed in the hypervisor."""
+        o = self.out
+        o(f"// stage {st.order}: {st.name} ({st.kind}) -> {self.m.placement.assignment.get(st.id, HYP)}", st.pos)
+        o(f"if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == {st.order}) "
+          "{ meta.p4gen_state = P4GEN_ST_RUN; }")
+        if self.m.placement.assignment.get(st.id) == NIC:
+            o.open("if (meta.p4gen_state == P4GEN_ST_RUN)")
+            body()
+            o.close()
+        else:
+            o.open("if (meta.p4gen_state == P4GEN_ST_RUN)")
+            o("meta.p4gen_state = P4GEN_ST_PUNT;")
+            o(f"meta.p4gen_resume = {st.order};")
+            o("meta.p4gen_reason = P4GEN_REASON_PLACEMENT;")
+            o.close()
+
+    def arm_range(self, stmts) -> tuple[int, int] | None:
+        orders = []
+
+        def walk(ss):
+            for s in ss:
+                sid = self.stmt_stage.get(id(s))
+                if sid is not None:
+                    orders.append(self.g.nodes[sid]["stage"].order)
+                if isinstance(s, P.IfOp):
+                    walk(s.then)
+                    walk(s.orelse)
+
+        walk(stmts)
+        return (min(orders), max(orders)) if orders else None
+
+    def resume_in(self, rng: tuple[int, int] | None) -> str:
+        if rng is None:
+            return "false"
+        lo, hi = rng
+        return f"(meta.p4gen_resume >= {lo} && meta.p4gen_resume <= {hi})"
+
+    def block(self, nf: P.Nf, stmts, pipeline: str) -> None:
+        o = self.out
+        i = 0
+        stmts = list(stmts)
+        while i < len(stmts):
+            s = stmts[i]
+            if isinstance(s, (P.AssignOp, P.PrimOp, P.CallActionOp)):
+                st = self.stage_of(s)
+                j = i
+                while j < len(stmts) and isinstance(stmts[j], (P.AssignOp, P.PrimOp, P.CallActionOp)):
+                    j += 1
+                group = stmts[i:j]
+                self.stage_guard(st, lambda g=group: [self.simple_stmt(x, nf.name) for x in g])
+                i = j
+                continue
+            i += 1
+            if isinstance(s, P.ApplyOp):
+                st = self.stage_of(s)
+                t = self.m.tables.get(s.table)
+                self.stage_guard(st, lambda t=t: self.out(f"{t.p4name}.apply();"))
+                continue
+            assert isinstance(s, P.IfOp)
+            st = self.stage_of(s)
+            self.tmp += 1
+            var = f"p4gen_go{self.tmp}"
+            hit = _hit(s.cond)
+            o(f"bool {var} = false;")
+            if hit is not None:
+                table, want_hit = hit
+                run = f"{var} = {self.m.tables[table].p4name}.apply().{'hit' if want_hit else 'miss'};" \
+                    if self.m.on_nic(st.id) else None
+            else:
+                run = f"{var} = {self.cond(s.cond)};" if self.m.on_nic(st.id) else None
+            o(f"// stage {st.order}: {st.name} ({st.kind}) -> {self.m.placement.assignment.get(st.id, HYP)}", st.pos)
+            o(f"if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == {st.order}) "
+              "{ meta.p4gen_state = P4GEN_ST_RUN; }")
+            o.open("if (meta.p4gen_state == P4GEN_ST_RUN)")
+            if run is not None:
+                o(run)
+            else:
+                o("meta.p4gen_state = P4GEN_ST_PUNT;")
+                o(f"meta.p4gen_resume = {st.order};")
+                o("meta.p4gen_reason = P4GEN_REASON_PLACEMENT;")
+            o.close()
+            o.open("else if (meta.p4gen_state == P4GEN_ST_SKIP)")
+            o(f"{var} = {self.resume_in(self.arm_range(s.then))};")
+            o.close()
+            o.open(f"if ({var})")
+            self.block(nf, s.then, pipeline)
+            o.close()
+            if s.orelse:
+                o.open("else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP)")
+                self.block(nf, s.orelse, pipeline)
+                o.close()
+
+    # ------------------------------------------------------------ entry and exit
+    def ingress_entry(self) -> None:
+        o = self.out
+        o("meta.p4gen_state = P4GEN_ST_NONE;")
+        o.open("if (standard_metadata.parser_error != error.NoError)")
+        o("p4gen_drop(P4GEN_DROP_MALFORMED);")
+        o.close()
+        o.open("else if (standard_metadata.checksum_error == 1)")
+        o("p4gen_drop(P4GEN_DROP_BAD_CHECKSUM);")
+        o.close()
+        o.open("else if (hdr.p4gen.isValid())")
+        o("meta.p4gen_pipeline = hdr.p4gen.pipeline;")
+        o("meta.p4gen_flow = hdr.p4gen.flow;")
+        o.open("if (hdr.p4gen.resume == P4GEN_RESUME_DONE)")
+        o("meta.p4gen_state = P4GEN_ST_SEND;")
+        o("meta.p4gen_egress_port = hdr.p4gen.egress_port;")
+        o.close()
+        o.open("else")
+        o("meta.p4gen_state = P4GEN_ST_SKIP;")
+        o("meta.p4gen_resume = hdr.p4gen.resume;")
+        o.close()
+        o("hdr.p4gen.setInvalid();")
+        o.close()
+        starts = {}
+        for name, pl in self.prog.pipelines.items():
+            start = self.m.placement.problem.pipelines[name][0]
+            if start == NIC:
+                port = "P4GEN_PORT_UPLINK" if pl.direction == "vm_ingress" else "P4GEN_PORT_VM0"
+                starts.setdefault(port, []).append(name)
+        for port, names in starts.items():
+            o.open(f"else if (standard_metadata.ingress_port == {port})")
+            first = True
+            for name in names:
+                flows = [(i + 1, f) for i, f in enumerate(self.prog.flows.values()) if f.pipeline == name]
+                if not flows:
+                    flows = [(0, None)]
+                for idx, f in flows:
+                    cond = self.cond(f.match) if f is not None else "true"
+                    o.open(("if" if first else "else if") + f" ({cond})", f.pos if f else None)
+                    o(f"meta.p4gen_pipeline = {self.m.pipeline_index[name]};")
+                    o(f"meta.p4gen_flow = {idx};")
+                    o("meta.p4gen_state = P4GEN_ST_RUN;")
+                    o.close()
+                    first = False
+            o.open("else")
+            o("p4gen_drop(P4GEN_DROP_NO_FLOW);")
+            o.close()
+            o.close()
+        o.open("else")
+        o("p4gen_drop(P4GEN_DROP_BAD_PORT);")
+        o.close()
+        o()
+        # Lengths the checksum units need (they cannot compute them).
+        o.open("if (hdr.ipv4.isValid())")
+        o("meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);")
+        o.close()
+        o.open("else if (hdr.ipv6.isValid())")
+        o("meta.p4gen_l4_len = hdr.ipv6.payload_len;")
+        o.close()
+
+    def pipeline_end(self, name: str) -> None:
+        o = self.out
+        end = self.m.placement.problem.pipelines[name][1]
+        pl = self.prog.pipelines[name]
+        o.open("if (meta.p4gen_state == P4GEN_ST_RUN)")
+        o("meta.p4gen_state = P4GEN_ST_DONE;")
+        o.open("if (meta.p4gen_forwarded == 0)")
+        if end == NIC:
+            port = "P4GEN_PORT_UPLINK" if pl.direction == "vm_egress" else "P4GEN_PORT_VM0"
+            o(f"standard_metadata.egress_spec = {port};")
+        else:
+            o("meta.p4gen_state = P4GEN_ST_PUNT;")
+            o("meta.p4gen_resume = P4GEN_RESUME_DONE;")
+            o("meta.p4gen_reason = P4GEN_REASON_FINISHED;")
+        o.close()
+        o.close()
+
+    def ingress_exit(self) -> None:
+        o = self.out
+        o()
+        o.open("if (meta.p4gen_state == P4GEN_ST_PUNT || meta.p4gen_state == P4GEN_ST_TO_HV)")
+        o("hdr.p4gen.setValid();")
+        o("hdr.p4gen.version = P4GEN_VERSION;")
+        o("hdr.p4gen.pipeline = meta.p4gen_pipeline;")
+        o("hdr.p4gen.flow = meta.p4gen_flow;")
+        o.open("if (meta.p4gen_state == P4GEN_ST_TO_HV)")
+        o("hdr.p4gen.resume = P4GEN_RESUME_DONE;")
+        o("hdr.p4gen.reason = P4GEN_REASON_TO_HYPERVISOR;")
+        o("hdr.p4gen.code = meta.p4gen_code;")
+        o.close()
+        o.open("else")
+        o("hdr.p4gen.resume = meta.p4gen_resume;")
+        o("hdr.p4gen.reason = meta.p4gen_reason;")
+        o("hdr.p4gen.code = 0;")
+        o.close()
+        o("hdr.p4gen.egress_port = 0;")
+        o("hdr.p4gen.reserved = 0;")
+        o("standard_metadata.egress_spec = P4GEN_PORT_HOST;")
+        o.close()
+        o.open("else if (meta.p4gen_state == P4GEN_ST_SEND)")
+        o("standard_metadata.egress_spec = (bit<9>)meta.p4gen_egress_port;")
+        o.close()
+        o.open("else if (meta.p4gen_state == P4GEN_ST_SKIP)")
+        o("p4gen_drop(P4GEN_DROP_BAD_RESUME);")
+        o.close()
+        o.open("else if (meta.p4gen_state != P4GEN_ST_DONE)")
+        o("mark_to_drop(standard_metadata);")
+        o.close()
+        o()
+        # Packets leaving with their inner headers rewritten need the inner L4 length too.
+        if "inner_ipv4" in self.prog.instances:
+            o.open("if (hdr.inner_ipv4.isValid())")
+            o("meta.p4gen_inner_l4_len = hdr.inner_ipv4.total_len - ((bit<16>)hdr.inner_ipv4.ihl << 2);")
+            o.close()
+            if "inner_ipv6" in self.prog.instances:
+                o.open("else if (hdr.inner_ipv6.isValid())")
+                o("meta.p4gen_inner_l4_len = hdr.inner_ipv6.payload_len;")
+                o.close()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _width(op: P.Operand) -> int | None:
+    if isinstance(op, (P.FieldRef, P.ParamRef)):
+        return op.width
+    if isinstance(op, P.ConstVal):
+        return op.width
+    if isinstance(op, P.Arith):
+        return max(_width(op.left) or 0, _width(op.right) or 0) or None
+    return None
+
+
+def _hit(c: P.CondT) -> tuple[str, bool] | None:
+    if isinstance(c, P.HitC):
+        return c.table, c.hit
+    if isinstance(c, P.NotC) and isinstance(c.operand, P.HitC):
+        return c.operand.table, not c.operand.hit
+    return None
+
+
+def _length_fields(op: P.Operand | None) -> set[str]:
+    if isinstance(op, P.FieldRef):
+        return {op.field}
+    if isinstance(op, P.Arith):
+        return _length_fields(op.left) | _length_fields(op.right)
+    return set()
+
+
+def _nonnegative_guard(op: P.Operand | None) -> tuple[P.Operand, P.Operand] | None:
+    """For `a - b`, the operands of the check `a >= b` (a negative varbit length is malformed)."""
+    if isinstance(op, P.Arith) and op.op == "-":
+        return op.left, op.right
+    return None
+
+
+def emit_program(model: NicModel, source: str) -> tuple[str, LineMap]:
+    return Emitter(model, source).emit()
+
+
+__all__ = ["emit_program", "BackendError", "LineMap", "punt_layout"]

@@ -1,0 +1,1 @@
+"""Hand-written P4 pieces used by the emitter, installed as package data (p4gen.p4src)."""
