@@ -22,14 +22,15 @@ MATCH_TYPES = {
 
 
 def shortest_unique_suffixes(names: list[str]) -> dict[str, str]:
-    """For each dotted name, the fewest trailing components no other name ends with."""
-    out = {}
-    split = {n: n.split(".") for n in set(names)}
-    for n, parts in split.items():
+    """For each dotted name, the fewest trailing components no other name ends with (as p4c)."""
+    split = {n: tuple(n.split(".")) for n in set(names)}
+    counts: dict[tuple[str, ...], int] = {}
+    for parts in split.values():
         for k in range(1, len(parts) + 1):
-            suffix = parts[-k:]
-            if sum(1 for other in split.values() if other[-k:] == suffix) < 2:
-                break
+            counts[parts[-k:]] = counts.get(parts[-k:], 0) + 1
+    out = {}
+    for n, parts in split.items():
+        k = next((k for k in range(1, len(parts) + 1) if counts[parts[-k:]] < 2), len(parts))
         out[n] = ".".join(parts[-k:])
     return out
 

@@ -21,7 +21,7 @@ import networkx as nx
 from p4gen.frontend import program as P
 from p4gen.ir.lower import Stage
 
-DEFAULT_PATH_LIMIT = 4096
+DEFAULT_PATH_LIMIT = 256  # witness paths kept; `distinct` is always complete
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,17 @@ def downstream_overhead(g: nx.DiGraph, start: str, limit: int = DEFAULT_PATH_LIM
             for label in d["control"]:
                 yield v, label
 
-    # Iterative DFS: (node, overhead so far, steps, known validity facts)
-    stack: list[tuple[str, int, tuple, tuple]] = []
+    def unwind(cell) -> tuple[tuple[str, str], ...]:
+        out = []
+        while cell is not None:
+            out.append(cell[0])
+            cell = cell[1]
+        return tuple(reversed(out))
+
+    # Iterative DFS: (node, overhead so far, steps as a shared-prefix linked list, validity facts)
+    stack: list[tuple[str, int, object, tuple]] = []
     for v, _label in successors(start):
-        stack.append((v, 0, (), ()))
+        stack.append((v, 0, None, ()))
     while stack:
         node, acc, steps, facts = stack.pop()
         stage: Stage = g.nodes[node]["stage"]
@@ -82,7 +89,7 @@ def downstream_overhead(g: nx.DiGraph, start: str, limit: int = DEFAULT_PATH_LIM
             if len(paths) >= limit:
                 truncated = True
                 break
-            paths.append(OverheadPath(max(acc, 0), steps))
+            paths.append(OverheadPath(max(acc, 0), unwind(steps)))
             continue
         known = dict(facts)
         test = _valid_test(stage.cond) if stage.kind == "branch" else None
@@ -93,7 +100,7 @@ def downstream_overhead(g: nx.DiGraph, start: str, limit: int = DEFAULT_PATH_LIM
                 if inst in known and known[inst] != outcome:
                     continue  # contradicts what this path already established
                 new_facts = tuple(sorted({**known, inst: outcome}.items()))
-                stack.append((v, acc, steps + ((node, label),), new_facts))
+                stack.append((v, acc, ((node, label), steps), new_facts))
                 continue
             eff = _effect_of(stage, label)
             if eff is not None and eff.drops:
@@ -104,7 +111,7 @@ def downstream_overhead(g: nx.DiGraph, start: str, limit: int = DEFAULT_PATH_LIM
                 changed = {k.split(".")[0] for k in eff.writes if k.endswith(".$valid")}
                 facts_after = tuple((k, b) for k, b in facts if k not in changed)
             decision = stage.kind in ("table", "branch") or len(stage.effects) > 1
-            stack.append((v, acc + add, steps + ((node, label),) if decision else steps, facts_after))
+            stack.append((v, acc + add, ((node, label), steps) if decision else steps, facts_after))
     distinct = frozenset(p.overhead for p in paths) if not truncated else _distinct_overheads(g, start)
     paths.sort(key=lambda p: (p.overhead, p.steps))
     return OverheadResult(start, tuple(paths), distinct, truncated)

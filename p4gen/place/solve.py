@@ -19,6 +19,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from p4gen.place.problem import HYP, NIC, Problem
@@ -90,8 +91,22 @@ def is_feasible(prob: Problem, assign: Assignment) -> bool:
     return prob.max_entries is None or sum(s.entries for s in tables) <= prob.max_entries
 
 
-def solve_exact(prob: Problem, extra_fixed: dict[str, str] | None = None) -> Assignment:
-    """The optimal assignment (MILP). Raises Infeasible with a reason."""
+DEFAULT_TIME_LIMIT = 20.0  # seconds; beyond it the best placement found is used, marked unproven
+
+
+@dataclass
+class SolveStatus:
+    optimal: bool = True
+    note: str = ""
+
+
+def solve_exact(prob: Problem, extra_fixed: dict[str, str] | None = None,
+                time_limit: float = DEFAULT_TIME_LIMIT, status: SolveStatus | None = None) -> Assignment:
+    """The optimal assignment (MILP). Raises Infeasible with a reason.
+
+    When HiGHS hits `time_limit` (large programs whose NIC budgets bind), the
+    best placement it found, or greedy first-fit if it found none, is returned
+    and `status` says that optimality is not proven."""
     fixed = forced(prob)
     check_pinned_resources(prob, fixed)
     for sid, target in (extra_fixed or {}).items():
@@ -115,33 +130,49 @@ def solve_exact(prob: Problem, extra_fixed: dict[str, str] | None = None) -> Ass
     ub = np.ones(n + m)
     for sid, target in fixed.items():
         lb[index[sid]] = ub[index[sid]] = 1.0 if target == NIC else 0.0
-    rows, lo, hi = [], [], []
+    # Sparse constraint matrix, built as coordinates (row, column, value).
+    r_idx: list[int] = []
+    c_idx: list[int] = []
+    vals: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+
+    def row(entries: list[tuple[int, float]], low: float, high: float) -> None:
+        r = len(lo)
+        for col, v in entries:
+            r_idx.append(r)
+            c_idx.append(col)
+            vals.append(v)
+        lo.append(low)
+        hi.append(high)
+
     for j, e in enumerate(prob.edges):  # c_e ≥ x_u − x_v and c_e ≥ x_v − x_u
-        for sign in (1.0, -1.0):
-            row = np.zeros(n + m)
-            row[n + j] = 1.0
-            row[index[e.u]] -= sign
-            row[index[e.v]] += sign
-            rows.append(row)
-            lo.append(0.0)
-            hi.append(np.inf)
+        u, v = index[e.u], index[e.v]
+        row([(n + j, 1.0), (u, -1.0), (v, 1.0)], 0.0, np.inf)
+        row([(n + j, 1.0), (u, 1.0), (v, -1.0)], 0.0, np.inf)
     table_idx = [i for i, s in enumerate(prob.stages) if s.is_table]
     if prob.max_tables is not None and table_idx:
-        row = np.zeros(n + m)
-        row[table_idx] = 1.0
-        rows.append(row)
-        lo.append(-np.inf)
-        hi.append(prob.max_tables)
+        row([(i, 1.0) for i in table_idx], -np.inf, prob.max_tables)
     if prob.max_entries is not None and table_idx:
-        row = np.zeros(n + m)
-        for i in table_idx:
-            row[i] = prob.stages[i].entries
-        rows.append(row)
-        lo.append(-np.inf)
-        hi.append(prob.max_entries)
+        row([(i, float(prob.stages[i].entries)) for i in table_idx], -np.inf, prob.max_entries)
     integrality = np.concatenate([np.ones(n), np.zeros(m)])
-    constraints = [LinearConstraint(np.array(rows), lo, hi)] if rows else []
-    res = milp(c, constraints=constraints, integrality=integrality, bounds=Bounds(lb, ub))
+    constraints = []
+    if lo:
+        matrix = sparse.csr_matrix((vals, (r_idx, c_idx)), shape=(len(lo), n + m))
+        constraints = [LinearConstraint(matrix, lo, hi)]
+    res = milp(c, constraints=constraints, integrality=integrality, bounds=Bounds(lb, ub),
+               options={"time_limit": time_limit})
+    if res.status == 1:  # time limit: use what there is, and say so
+        if status is not None:
+            status.optimal = False
+        if res.x is not None:
+            gap = getattr(res, "mip_gap", None)
+            if status is not None:
+                status.note = f"time limit {time_limit:g} s reached; best placement found, gap {gap:.1%}"
+            return {s.id: NIC if res.x[i] > 0.5 else HYP for i, s in enumerate(prob.stages)}
+        if status is not None:
+            status.note = f"time limit {time_limit:g} s reached with no solution; greedy first-fit used"
+        return greedy_first_fit(prob)
     if res.status != 0 or res.x is None:
         raise Infeasible(f"the solver found no placement ({res.message})")
     return {s.id: NIC if res.x[i] > 0.5 else HYP for i, s in enumerate(prob.stages)}
