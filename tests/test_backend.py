@@ -16,7 +16,7 @@ from p4gen.backend.build import build
 from p4gen.backend.entries import canonical
 from p4gen.backend.model import build_model, jenkins_one_at_a_time
 from p4gen.backend.names import P4_KEYWORDS, p4_ident
-from p4gen.backend.p4info import build_p4info, shortest_unique_suffixes
+from p4gen.backend.p4info import shortest_unique_suffixes
 from p4gen.cli import main
 from p4gen.frontend import check_source, load_program
 from p4gen.ir import build_ir
@@ -37,7 +37,7 @@ def built(path: str, tmp_path: Path, target: str = "targets/bmv2-smartnic.toml",
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_golden_p4(path, tmp_path):
-    res = built(f"examples/{path.name}", tmp_path)
+    built(f"examples/{path.name}", tmp_path)
     check_golden(f"p4/{path.stem}.p4", (tmp_path / "program.p4").read_text())
 
 
