@@ -41,6 +41,7 @@ class _Scope:
     params: dict[str, int] = field(default_factory=dict)
     in_action: bool = False
     allow_fields: bool = True
+    allow_hash: bool = False
 
 
 class Checker:
@@ -324,12 +325,17 @@ class Checker:
             self.error("a string is not a value", e.pos)
             raise _Skip
         if isinstance(e, ast.BinOp):
-            return P.Arith(e.op, self.resolve_expr(e.left, scope), self.resolve_expr(e.right, scope))
+            inner = _Scope(scope.nf, scope.params, scope.in_action, scope.allow_fields)
+            return P.Arith(e.op, self.resolve_expr(e.left, inner), self.resolve_expr(e.right, inner))
         if isinstance(e, ast.HashExpr):
+            if not scope.allow_hash:
+                self.error("hash() can only be the whole right-hand side of an assignment", e.pos)
+                raise _Skip
             if not e.args:
                 self.error("hash() needs at least one field", e.pos)
                 raise _Skip
-            return P.HashOf(tuple(self.resolve_expr(a, scope) for a in e.args))
+            inner = _Scope(scope.nf, scope.params, scope.in_action, scope.allow_fields)
+            return P.HashOf(tuple(self.resolve_expr(a, inner) for a in e.args))
         assert isinstance(e, ast.Path)
         if len(e.parts) == 1 and e.index is None:
             name = e.parts[0]
@@ -542,7 +548,8 @@ class Checker:
             if isinstance(tgt.index, str):
                 self.error(f"assign to a stack element by index, not '{tgt.index}'", s.target.pos)
                 raise _Skip
-            val = self.resolve_expr(s.value, scope)
+            rhs_scope = _Scope(scope.nf, scope.params, scope.in_action, scope.allow_fields, allow_hash=True)
+            val = self.resolve_expr(s.value, rhs_scope)
             self.check_fits(val, tgt.width, _expr_pos(s.value, s.pos), f"'{tgt}'")
             return P.AssignOp(tgt, val, s.pos)
         if isinstance(s, ast.Call):
