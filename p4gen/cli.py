@@ -86,6 +86,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     _report(sink)
     if prog is None:
         return 1
+    if not prog.pipelines:
+        return _error(f"{args.file} declares no pipeline: nothing to build")
     g = build_ir(prog)
     pl = _placement(args, g, prog)
     if pl is None:

@@ -219,3 +219,26 @@ def test_docker_p4c_without_docker(tmp_path, monkeypatch):
         pytest.skip("docker is installed here")
     res = built("examples/vm_offload.nf", tmp_path, p4c="docker")
     assert res.p4c is not None and not res.p4c.ok and "docker is not installed" in res.p4c.output
+
+
+def test_build_needs_a_pipeline(capsys):
+    assert main(["build", "examples/common.nf", "-o", "/tmp/p4gen-none", "--no-p4c"]) == 1
+    assert "declares no pipeline: nothing to build" in capsys.readouterr().err
+    assert main(["place", "examples/common.nf", "--target", "targets/bmv2-smartnic.toml"]) == 0
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 20])
+@pytest.mark.parametrize("target", ["targets/bmv2-smartnic.toml", "targets/constrained-nic.toml"])
+def test_build_synthetic_programs(n, target, tmp_path):
+    """Every match kind, placed on both NICs: the build writes consistent P4, P4Info and entries."""
+    from p4gen.synth import synth_program
+
+    prog, sink = check_source("s.nf", synth_program(n).encode())
+    assert prog is not None, sink.render()
+    g = build_ir(prog)
+    res = build(prog, g, place(g, prog, load_profile(target)), "s.nf", tmp_path, None)
+    info = _p4info(tmp_path)
+    assert {t.preamble.name for t in info.tables} == {t.name for t in res.model.tables.values()}
+    text = (tmp_path / "program.p4").read_text()
+    for t in res.model.tables.values():
+        assert f"table {t.p4name} {{" in text and f"{t.p4name}.apply()" in text

@@ -113,7 +113,7 @@ def solve_exact(prob: Problem, extra_fixed: dict[str, str] | None = None,
         if fixed.get(sid, target) != target:
             raise Infeasible(f"stage '{sid}' cannot run on {target}")
         fixed[sid] = target
-    if prob.nic is None:
+    if prob.nic is None or not prob.stages:
         return {s.id: HYP for s in prob.stages}
     index = {s.id: i for i, s in enumerate(prob.stages)}
     n, m = len(prob.stages), len(prob.edges)
