@@ -48,7 +48,7 @@ class BackendError(Exception):
 class LineMap:
     """Generated line number (1-based) → the DSL position it came from."""
 
-    lines: dict[int, Pos] = field(default_factory=dict)
+    lines: dict[int, Pos | None] = field(default_factory=dict)  # None: generated code of p4gen's own
 
     def lookup(self, line: int) -> Pos | None:
         for n in range(line, 0, -1):
@@ -63,13 +63,15 @@ class _Out:
         self.map = LineMap()
         self.depth = 0
 
-    def __call__(self, text: str = "", pos: Pos | None = None) -> None:
-        if pos is not None:
+    def __call__(self, text: str = "", pos: Pos | None = None, origin: bool = False) -> None:
+        if pos is not None or origin:
             self.map.lines[len(self.lines) + 1] = pos
         self.lines.append(("    " * self.depth + text) if text else "")
 
     def open(self, text: str, pos: Pos | None = None) -> None:
-        self(text + " {", pos)
+        # A block with no DSL position is p4gen's own code: say so, so that errors in it
+        # are not blamed on whatever DSL line came before.
+        self(text + " {", pos, origin=True)
         self.depth += 1
 
     def close(self, suffix: str = "") -> None:
@@ -129,7 +131,8 @@ class Emitter:
 
     def cond(self, c: P.CondT, params=None) -> str:
         if isinstance(c, P.ValidC):
-            return f"hdr.{p4_ident(c.instance)}.isValid()"
+            idx = "" if c.index is None else (f"[{c.index}]" if isinstance(c.index, int) else f".{c.index}")
+            return f"hdr.{p4_ident(c.instance)}{idx}.isValid()"
         if isinstance(c, P.BoolC):
             return "true" if c.value else "false"
         if isinstance(c, P.NotC):
@@ -370,7 +373,8 @@ class Emitter:
             if ip.endswith("ipv4"):
                 pseudo = [f"hdr.{ip}.src", f"hdr.{ip}.dst", "8w0", f"hdr.{ip}.protocol", f"meta.{length}"]
             else:
-                pseudo = [f"hdr.{ip}.src", f"hdr.{ip}.dst", f"(bit<32>)meta.{length}", "24w0", f"hdr.{ip}.next_hdr"]
+                # The 32-bit upper-layer length as two fields: p4c allows no casts here.
+                pseudo = [f"hdr.{ip}.src", f"hdr.{ip}.dst", "16w0", f"meta.{length}", "24w0", f"hdr.{ip}.next_hdr"]
             cond = f"meta.p4gen_l4_dirty == 1 && hdr.{ip}.isValid() && hdr.{l4}.isValid()"
             if l4.endswith("udp"):
                 cond += f" && hdr.{l4}.checksum != 0"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from p4.config.v1 import p4info_pb2
 
+from p4gen.backend.entries import canonical
 from p4gen.backend.model import NicModel
 
 MATCH_TYPES = {
@@ -38,6 +39,7 @@ def shortest_unique_suffixes(names: list[str]) -> dict[str, str]:
 def build_p4info(m: NicModel) -> p4info_pb2.P4Info:
     info = p4info_pb2.P4Info()
     info.pkg_info.arch = "v1model"
+    info.type_info.SetInParent()  # p4c always writes it, empty for these programs
     actions = sorted(list(m.actions.values()) + [m.drop_action], key=lambda a: a.id)
     counters = sorted(list(m.counters.values()) + [m.drop_counter], key=lambda c: c.id)
     tables = sorted(m.tables.values(), key=lambda t: t.id)
@@ -54,12 +56,20 @@ def build_p4info(m: NicModel) -> p4info_pb2.P4Info:
             pt.action_refs.add().id = a.id
         if t.direct_counter is not None:
             pt.direct_resource_ids.append(t.direct_counter.id)
+        pt.initial_default_action.action_id = t.default_action.id
+        for prm, v in zip(t.default_action.params, t.table.default_args, strict=True):
+            pt.initial_default_action.arguments.add(param_id=prm.id, value=canonical(v, prm.width))
         pt.size = t.table.size
         if t.table.idle_timeout:
             pt.idle_timeout_behavior = p4info_pb2.Table.NOTIFY_CONTROL
+    in_tables = {a.id for t in tables for a in t.actions}
     for a in actions:
         pa = info.actions.add()
         pa.preamble.id, pa.preamble.name, pa.preamble.alias = a.id, a.name, alias[a.name]
+        if a.id not in in_tables:
+            # Only called directly from apply blocks: p4c's front end turns the
+            # parameters of such actions into locals, so the control plane sees none.
+            continue
         for p in a.params:
             pp = pa.params.add()
             pp.id, pp.name, pp.bitwidth = p.id, p.name, p.width

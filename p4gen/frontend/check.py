@@ -657,8 +657,8 @@ class Checker:
 
     def cond(self, c: ast.Cond, scope: _Scope, applied: dict[str, ast.Pos], top: bool = False) -> P.CondT:
         if isinstance(c, ast.Valid):
-            inst, _ = self.resolve_header(c.header)
-            return P.ValidC(inst)
+            inst, index = self.resolve_header(c.header)
+            return P.ValidC(inst, index)
         if isinstance(c, ast.ApplyHit):
             if not top:
                 self.error("'.apply().hit' / '.apply().miss' must be the whole condition of an if", c.pos)

@@ -144,6 +144,7 @@ def operand_fields(op: Operand) -> set[str]:
 @dataclass(frozen=True)
 class ValidC:
     instance: str
+    index: int | str | None = None  # a stack element: 0, 1, "last"
 
 
 @dataclass(frozen=True)
