@@ -85,7 +85,8 @@ def build(prog: Program, g: nx.DiGraph, placement: Placement, source: str, outdi
     write("entries.txtpb", text_format.MessageToString(req))
     write("placement.json", json.dumps(to_json(placement, source), indent=2) + "\n")
     write("hypervisor_plan.json", json.dumps(hypervisor_plan(m), indent=2) + "\n")
-    (outdir / "line_map.json").write_text(json.dumps({str(k): str(v) if v else None for k, v in line_map.lines.items()}))
+    origins = {str(k): str(v) if v else None for k, v in line_map.lines.items()}
+    (outdir / "line_map.json").write_text(json.dumps(origins))
     exe = find_p4c() if p4c == "auto" else p4c
     if exe is None:
         res.p4c_missing = p4c == "auto"
