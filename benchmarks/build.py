@@ -11,10 +11,10 @@ and the back end add. Goals from the issue: under 300 ms and under 3 s.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from timing import median_time
 
 from p4gen.backend.build import build
 from p4gen.frontend import check_source
@@ -24,14 +24,6 @@ from p4gen.synth import synth_program
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def timed(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -53,8 +45,8 @@ def main() -> None:
                 prog, g = front(d, n)
                 build(prog, g, place(g, prog, nic), n, Path(tmp), p4c=None)
 
-            t_build = timed(whole, repeat)
-            t_front = timed(front, repeat)
+            t_build = median_time(whole, repeat)[0]
+            t_front = median_time(front, repeat)[0]
             verdict = "ok" if t_build < goal else "MISSED"
             print(f"{name:<20} {t_build * 1000:>9.0f} ms {t_front * 1000:>7.0f} ms {t_build / t_front:>6.2f}x "
                   f"{goal * 1000:>5.0f} ms {verdict}")

@@ -10,9 +10,9 @@ vm_offload under 100 ms, 1000 tables under 3 s.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
+
+from timing import median_time
 
 from p4gen.frontend import check_source
 from p4gen.frontend.parse import lark_parser
@@ -21,14 +21,6 @@ from p4gen.synth import synth_program
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def timed(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def full(name: str, data: bytes) -> None:
@@ -54,9 +46,9 @@ def main() -> None:
     ]
     print(f"{'program':<20} {'bytes':>8} {'parse+check+IR':>15} {'lex only':>10} {'ratio':>7} {'goal':>8}")
     for name, data, goal, repeat in cases:
-        t_full = timed(lambda d=data, n=name: full(n, d), repeat)
+        t_full = median_time(lambda d=data, n=name: full(n, d), repeat)[0]
         text = data.decode()
-        t_lex = timed(lambda t=text: lex_only(t), repeat)
+        t_lex = median_time(lambda t=text: lex_only(t), repeat)[0]
         verdict = "ok" if t_full < goal else "MISSED"
         print(f"{name:<20} {len(data):>8} {t_full * 1000:>12.1f} ms {t_lex * 1000:>7.1f} ms "
               f"{t_full / t_lex:>6.1f}x {goal * 1000:>5.0f} ms {verdict}")

@@ -12,9 +12,9 @@ everything and the choice matters. Goal from the issue: 64 stages in < 1 s.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
+
+from timing import median_time
 
 from p4gen.frontend import check_source
 from p4gen.ir import build_ir
@@ -25,14 +25,6 @@ from p4gen.synth import synth_program
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def median_time(fn, repeat: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
 
 
 def main() -> None:

@@ -17,6 +17,17 @@ def _report(sink: DiagnosticSink) -> None:
         sys.stderr.write(text)
 
 
+def _load(path: str):
+    """The checked program and its IR, or (None, None) after printing the diagnostics."""
+    from p4gen.ir import build_ir
+
+    prog, sink = load_program([path])
+    _report(sink)
+    if prog is None:
+        return None, None
+    return prog, build_ir(prog)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
@@ -53,14 +64,12 @@ def _placement(args: argparse.Namespace, g, prog):
 def cmd_place(args: argparse.Namespace) -> int:
     import json
 
-    from p4gen.ir import build_ir
     from p4gen.place.explain import to_json, to_text
 
-    prog, sink = load_program([args.file])
-    _report(sink)
+    prog, g = _load(args.file)
     if prog is None:
         return 1
-    pl = _placement(args, build_ir(prog), prog)
+    pl = _placement(args, g, prog)
     if pl is None:
         return 1
     data = to_json(pl, args.file)
@@ -80,15 +89,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     from p4gen.backend.build import build
     from p4gen.backend.emit import BackendError
-    from p4gen.ir import build_ir
 
-    prog, sink = load_program([args.file])
-    _report(sink)
+    prog, g = _load(args.file)
     if prog is None:
         return 1
     if not prog.pipelines:
         return _error(f"{args.file} declares no pipeline: nothing to build")
-    g = build_ir(prog)
     pl = _placement(args, g, prog)
     if pl is None:
         return 1
@@ -114,14 +120,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from p4gen.ir import build_ir
     from p4gen.ir.dot import GraphvizMissing, render, to_dot
 
-    prog, sink = load_program([args.file])
-    _report(sink)
+    prog, g = _load(args.file)
     if prog is None:
         return 1
-    g = build_ir(prog)
     placement = None
     if args.placement is True:
         pl = _placement(args, g, prog)

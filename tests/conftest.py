@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+from p4gen.backend.p4c import find_tool  # noqa: F401 - the tests' tool lookup is the product's
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -23,18 +24,6 @@ def example_files() -> list[Path]:
 def _run_from_root(monkeypatch):
     """Diagnostics name files relative to the repository root, as users see them."""
     monkeypatch.chdir(ROOT)
-
-
-def find_tool(env: str, name: str) -> str | None:
-    """P4 tools: $ENV, then PATH, then /opt/p4/bin."""
-    explicit = os.environ.get(env)
-    if explicit:
-        return explicit if os.access(explicit, os.X_OK) else None
-    found = shutil.which(name)
-    if found:
-        return found
-    fallback = Path("/opt/p4/bin") / name
-    return str(fallback) if os.access(fallback, os.X_OK) else None
 
 
 def check_golden(name: str, text: str) -> None:

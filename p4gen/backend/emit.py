@@ -27,7 +27,7 @@ from p4gen.backend.punt import p4src_text, punt_layout
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF
-from p4gen.ir.lower import Stage
+from p4gen.ir.lower import Stage, hit_condition
 from p4gen.place import HYP, NIC
 
 ST_NONE, ST_RUN, ST_SKIP, ST_PUNT, ST_DROP, ST_DONE, ST_TO_HV, ST_SEND = range(8)
@@ -702,7 +702,7 @@ class Emitter:
             st = self.stage_of(s)
             self.tmp += 1
             var = f"p4gen_go{self.tmp}"
-            hit = _hit(s.cond)
+            hit = hit_condition(s.cond)
             o(f"bool {var} = false;")
             if hit is not None:
                 table, want_hit = hit
@@ -862,14 +862,6 @@ def _width(op: P.Operand) -> int | None:
         return op.width
     if isinstance(op, P.Arith):
         return max(_width(op.left) or 0, _width(op.right) or 0) or None
-    return None
-
-
-def _hit(c: P.CondT) -> tuple[str, bool] | None:
-    if isinstance(c, P.HitC):
-        return c.table, c.hit
-    if isinstance(c, P.NotC) and isinstance(c.operand, P.HitC):
-        return c.operand.table, not c.operand.hit
     return None
 
 

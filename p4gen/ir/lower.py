@@ -152,7 +152,7 @@ class _Lowerer:
                 exits = [(node, a) for a in nf.tables[s.table].actions]
                 continue
             assert isinstance(s, P.IfOp)
-            hit = _hit_cond(s.cond)
+            hit = hit_condition(s.cond)
             if hit is not None:
                 table_name, want_hit = hit
                 node = self.table_stage(nf, table_name, stage, s)
@@ -182,7 +182,8 @@ class _Lowerer:
         return self.add(st, stmt)
 
 
-def _hit_cond(c: P.CondT) -> tuple[str, bool] | None:
+def hit_condition(c: P.CondT) -> tuple[str, bool] | None:
+    """(table, wants hit) for `if (t.apply().hit)` and its negations; None for other conditions."""
     if isinstance(c, P.HitC):
         return c.table, c.hit
     if isinstance(c, P.NotC) and isinstance(c.operand, P.HitC):
