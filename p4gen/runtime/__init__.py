@@ -1,0 +1,1 @@
+"""The hypervisor side: header layouts, checksums, segmentation (and, next, the pipeline)."""
