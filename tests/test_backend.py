@@ -242,3 +242,11 @@ def test_build_synthetic_programs(n, target, tmp_path):
     text = (tmp_path / "program.p4").read_text()
     for t in res.model.tables.values():
         assert f"table {t.p4name} {{" in text and f"{t.p4name}.apply()" in text
+
+
+def test_unconditional_transitions_reach_the_inner_headers(tmp_path):
+    """`transition inner_ethernet;` after VXLAN: the NIC must parse the tenant's headers."""
+    built("examples/vm_offload.nf", tmp_path)
+    text = (tmp_path / "program.p4").read_text()
+    vxlan = text[text.index("state parse_vxlan {"):]
+    assert vxlan.split("}", 1)[0].strip().endswith("transition parse_inner_ethernet;")

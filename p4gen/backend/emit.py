@@ -26,16 +26,14 @@ from p4gen.backend.names import p4_ident
 from p4gen.backend.punt import p4src_text, punt_layout
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
-from p4gen.frontend.primitives import INNER_OF
+from p4gen.frontend.primitives import INNER_OF, L4_CHECKSUM_FIELDS
 from p4gen.ir.lower import Stage, hit_condition
 from p4gen.place import HYP, NIC
 
 ST_NONE, ST_RUN, ST_SKIP, ST_PUNT, ST_DROP, ST_DONE, ST_TO_HV, ST_SEND = range(8)
 STATES = {"NONE": ST_NONE, "RUN": ST_RUN, "SKIP": ST_SKIP, "PUNT": ST_PUNT, "DROP": ST_DROP, "DONE": ST_DONE,
           "TO_HV": ST_TO_HV, "SEND": ST_SEND}
-L4_PSEUDO = {"ipv4.src", "ipv4.dst", "ipv6.src", "ipv6.dst", "tcp.src_port", "tcp.dst_port", "udp.src_port",
-             "udp.dst_port", "inner_ipv4.src", "inner_ipv4.dst", "inner_ipv6.src", "inner_ipv6.dst",
-             "inner_tcp.src_port", "inner_tcp.dst_port", "inner_udp.src_port", "inner_udp.dst_port"}
+L4_PSEUDO = L4_CHECKSUM_FIELDS
 
 
 class BackendError(Exception):
@@ -229,28 +227,7 @@ class Emitter:
         o()
 
     def deparse_order(self) -> list[str]:
-        """Instances in the order the parser meets them: breadth-first over states from
-        `start`, so siblings (ipv4/ipv6) come before what follows them (tcp/udp) and
-        outer headers before inner ones. Instances no state extracts come last."""
-        order: list[str] = []
-        seen = {"start"}
-        frontier = ["start"]
-        while frontier:
-            nxt: list[str] = []
-            for name in frontier:
-                st = self.prog.parser.get(name)
-                if st is None:
-                    continue
-                for inst, _ in st.extracts:
-                    if inst not in order:
-                        order.append(inst)
-                for _keys, target in st.cases:
-                    if target not in seen:
-                        seen.add(target)
-                        nxt.append(target)
-            frontier = nxt
-        order += [i for i in self.prog.instances if i not in order]
-        return order
+        return self.prog.deparse_order()
 
     # ------------------------------------------------------------ parser
     def parser(self) -> None:

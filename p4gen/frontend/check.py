@@ -410,6 +410,7 @@ class Checker:
         cases: list[tuple[list[P.KeyMatch | None], str]] = []
         if t.goto is not None:
             self.check_next_state(t.goto, t.pos, states)
+            cases.append(([], t.goto))  # an unconditional transition: one case with no keys
         else:
             for e in t.selector:
                 try:

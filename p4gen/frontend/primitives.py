@@ -22,6 +22,17 @@ INNER_OF = {
 }
 
 
+# Fields whose rewrite invalidates a TCP/UDP checksum (pseudo-header addresses and
+# ports): writing one makes the NIC and the hypervisor recompute L4 checksums.
+L4_CHECKSUM_FIELDS = frozenset(
+    f"{prefix}{hdr}.{fld}"
+    for prefix in ("", "inner_")
+    for hdr, fields in (("ipv4", ("src", "dst")), ("ipv6", ("src", "dst")), ("tcp", ("src_port", "dst_port")),
+                        ("udp", ("src_port", "dst_port")))
+    for fld in fields
+)
+
+
 @dataclass(frozen=True)
 class PrimParam:
     name: str

@@ -395,6 +395,30 @@ class Program:
     def table(self, nf: str, name: str) -> Table:
         return self.nfs[nf].tables[name]
 
+    def deparse_order(self) -> list[str]:
+        """Instances in the order the parser meets them: breadth-first over states from
+        `start`, so siblings (ipv4/ipv6) come before what follows them (tcp/udp) and outer
+        headers before inner ones; instances no state extracts come last. Both the P4
+        deparser and the hypervisor's deparser emit headers in this order."""
+        order: list[str] = []
+        seen = {"start"}
+        frontier = ["start"]
+        while frontier:
+            nxt: list[str] = []
+            for name in frontier:
+                st = self.parser.get(name)
+                if st is None:
+                    continue
+                for inst, _ in st.extracts:
+                    if inst not in order:
+                        order.append(inst)
+                for _keys, target in st.cases:
+                    if target not in seen:
+                        seen.add(target)
+                        nxt.append(target)
+            frontier = nxt
+        return order + [i for i in self.instances if i not in order]
+
     def instance_fields(self, instance: str) -> list[str]:
         """Every field key of an instance plus its validity pseudo-field."""
         inst = self.instances[instance]

@@ -262,7 +262,7 @@ parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, i
     }
     state parse_vxlan {
         packet.extract(hdr.vxlan);
-        transition accept;
+        transition parse_inner_ethernet;
     }
     state parse_geneve {
         packet.extract(hdr.geneve);
