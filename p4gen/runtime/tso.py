@@ -71,6 +71,17 @@ class Segmenter:
         self.tcp: HeaderLayout = lay["tcp"]
 
     # ------------------------------------------------------------ parsing
+    def l2_length(self, frame) -> int:
+        """Bytes before the L3 header (Ethernet and VLAN tags), without judging the rest."""
+        if len(frame) < self.eth.size:
+            return len(frame)
+        etype = self.eth["ether_type"].get(frame)
+        off = self.eth.size
+        while etype == ETH_P_8021Q and len(frame) >= off + self.vlan.size:
+            etype = self.vlan["ether_type"].get(frame, off)
+            off += self.vlan.size
+        return off
+
     def locate(self, frame) -> Frame | None:
         """The IP layer of `frame`; None for non-IP frames. Raises Drop('malformed')."""
         n = len(frame)

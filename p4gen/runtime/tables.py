@@ -1,0 +1,102 @@
+"""Match-action tables in the hypervisor, with P4Runtime's matching rules.
+
+* exact keys only: one dict lookup;
+* an lpm key (with exact others): the longest matching prefix wins, probed
+  from the longest prefix length present down;
+* any ternary, range or optional key: the matching entry with the highest
+  priority wins (P4Runtime: larger number first), ties in insertion order.
+
+Each entry carries its direct counter (packets, bytes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from p4gen.frontend import program as P
+
+
+@dataclass
+class Entry:
+    keys: list[P.KeyMatch]
+    action: str
+    args: dict[str, int]
+    priority: int
+    packets: int = 0
+    bytes: int = 0
+    order: int = 0
+    checks: list = field(default_factory=list)  # (key index, predicate)
+
+
+def _predicate(km: P.KeyMatch, width: int):
+    full = (1 << width) - 1
+    if km.kind == "exact":
+        v = km.value
+        return lambda x: x == v
+    if km.kind == "lpm":
+        plen = km.prefix_len or 0
+        mask = (full >> (width - plen)) << (width - plen) if plen else 0
+        v = km.value & mask
+        return lambda x: x & mask == v
+    if km.kind == "ternary":
+        m = km.mask if km.mask is not None else full
+        v = km.value & m
+        return lambda x: x & m == v
+    if km.kind == "range":
+        lo, hi = km.value, km.high if km.high is not None else km.value
+        return lambda x: lo <= x <= hi
+    if km.wildcard:  # optional
+        return lambda x: True
+    v = km.value
+    return lambda x: x == v
+
+
+class TableRuntime:
+    def __init__(self, table: P.Table, action_params: dict[str, list[tuple[str, int]]]):
+        self.table = table
+        self.widths = [k.field.width for k in table.keys]
+        kinds = [k.match_kind for k in table.keys]
+        self.mode = ("priority" if table.needs_priority else "lpm" if "lpm" in kinds else "exact")
+        self.lpm_index = kinds.index("lpm") if "lpm" in kinds else -1
+        self.action_params = action_params
+        self.entries: list[Entry] = []
+        self.exact: dict[tuple[int, ...], Entry] = {}
+        self.by_prefix: dict[int, dict[tuple[int, ...], Entry]] = {}
+        self.prefix_lengths: list[int] = []
+        self.default = (table.default_action, dict(zip((n for n, _ in action_params[table.default_action]),
+                                                        table.default_args, strict=True)))
+
+    def insert(self, e: P.TableEntry) -> None:
+        args = dict(zip((n for n, _ in self.action_params[e.action]), e.args, strict=True))
+        entry = Entry(list(e.keys), e.action, args, e.priority or 0, order=len(self.entries))
+        entry.checks = [(i, _predicate(k, w)) for i, (k, w) in enumerate(zip(e.keys, self.widths, strict=True))]
+        self.entries.append(entry)
+        if self.mode == "exact":
+            self.exact[tuple(k.value for k in e.keys)] = entry
+        elif self.mode == "lpm":
+            plen = e.keys[self.lpm_index].prefix_len or 0
+            key = tuple(self._masked(k.value, i, plen) for i, k in enumerate(e.keys))
+            self.by_prefix.setdefault(plen, {})[key] = entry
+            self.prefix_lengths = sorted(self.by_prefix, reverse=True)
+        else:
+            self.entries.sort(key=lambda x: (-x.priority, x.order))
+
+    def _masked(self, value: int, i: int, plen: int) -> int:
+        if i != self.lpm_index:
+            return value
+        w = self.widths[i]
+        return value & (((1 << w) - 1) >> (w - plen) << (w - plen)) if plen else 0
+
+    def lookup(self, values: list[int]) -> Entry | None:
+        if self.mode == "exact":
+            return self.exact.get(tuple(values))
+        if self.mode == "lpm":
+            for plen in self.prefix_lengths:
+                hit = self.by_prefix[plen].get(tuple(self._masked(v, i, plen) for i, v in enumerate(values)))
+                if hit is not None:
+                    return hit
+            return None
+        for e in self.entries:
+            if all(pred(values[i]) for i, pred in e.checks):
+                return e
+        return None
