@@ -40,7 +40,7 @@ RUN, SKIP, DROP, DONE, PUNT, TO_HV, CONSUMED = "run", "skip", "drop", "done", "p
 class Output:
     """Where a packet leaves the hypervisor pipeline, and its bytes."""
 
-    kind: str  # "uplink" | "vm" | "port" | "to_nic" | "slow_path"
+    kind: str  # "uplink" | "vm" | "port" | "to_nic" (or "to_hypervisor" from the NIC side) | "slow_path"
     data: bytes
     port: int | None = None
     resume: int | None = None  # to_nic: the stage the NIC continues at
@@ -61,10 +61,14 @@ class _Ctx:
 
 
 class HypervisorPipeline:
-    def __init__(self, prog: P.Program, graph: nx.DiGraph, assignment: dict[str, str] | None = None):
+    def __init__(self, prog: P.Program, graph: nx.DiGraph, assignment: dict[str, str] | None = None,
+                 side: str = HYP):
+        """`side`: which target's stages this instance runs. HYP is the hypervisor; NIC gives a
+        Python model of the NIC's program (the same state machine), for testing the split."""
         self.prog = prog
         self.g = graph
         self.assignment = assignment or {}
+        self.side = side
         self.parser = PacketParser(prog)
         self.segmenter = Segmenter(prog)
         self.stmt_stage: dict[int, str] = graph.graph.get("stmt_stage", {})
@@ -84,7 +88,7 @@ class HypervisorPipeline:
 
     # ------------------------------------------------------------ public
     def here(self, stage_id: str) -> bool:
-        return self.assignment.get(stage_id, HYP) == HYP
+        return self.assignment.get(stage_id, HYP) == self.side
 
     def run(self, pipeline: str, frame: bytes, resume: int | None = None) -> list[Output]:
         """One packet through `pipeline` (from the start, or from stage `resume`)."""
@@ -103,11 +107,20 @@ class HypervisorPipeline:
         self.compiled[pipeline](ctx)
         return self._finish(ctx)
 
-    def run_batch(self, pipeline: str, frames) -> list[Output]:
+    def run_batch(self, pipeline: str, frames, lro: bool = False) -> list[Output]:
+        """Packets through `pipeline`; with `lro` (the VM advertises LRO), a coalesce stage merges
+        the batch's segments for the VM (flushing at the end of the batch)."""
         out: list[Output] = []
         for f in frames:
             out += self.run(pipeline, f)
-        return out
+        stages = [self.prog.coalesces[s] for s in self.prog.pipelines[pipeline].stages if s in self.prog.coalesces]
+        if not lro or not stages:
+            return out
+        from p4gen.runtime.gro import Coalescer
+
+        gro = Coalescer(self.prog, stages[0].max_size)
+        to_vm = [o.data for o in out if o.kind == "vm"]
+        return [o for o in out if o.kind != "vm"] + [Output("vm", d) for d in gro.coalesce(to_vm)]
 
     # ------------------------------------------------------------ control
     def _classified(self, pkt: Packet, pipeline: str) -> bool:
@@ -143,7 +156,7 @@ class HypervisorPipeline:
             return ctx.outputs
         data = self.parser.deparse(ctx.pkt)
         if ctx.state == PUNT:
-            ctx.outputs.append(Output("to_nic", data, resume=ctx.resume))
+            ctx.outputs.append(Output("to_nic" if self.side == HYP else "to_hypervisor", data, resume=ctx.resume))
         elif ctx.state == TO_HV:
             ctx.outputs.append(Output("slow_path", data, code=ctx.code))
         elif ctx.port is not None:
