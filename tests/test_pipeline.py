@@ -146,3 +146,43 @@ def test_split_placement_equals_software(hv):
               Ether(dst=VM_MAC) / IP(src="10.0.2.9", dst="10.0.1.2") / TCP(sport=80) / Raw(b"r"))
     reference = [(o.kind, o.data) for o in hv.run("vm_ingress", bytes(tunnel))]
     assert reference and split("vm_ingress", bytes(tunnel), NIC) == reference
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SEEDS = [
+    bytes(Ether(src=VM_MAC) / IP(src="10.0.1.2", dst="10.0.2.9") / TCP(dport=443, flags="PA") / Raw(payload(3000))),
+    bytes(Ether(src=VM_MAC) / IPv6(src="fd00:1::2", dst="fd00:2::9", nh=0) / Raw(b"\x06\x00" + payload(60))),
+    bytes(Ether(src=VM_MAC) / IP(src="10.0.1.2", dst="8.8.8.8", ihl=6, options=b"\x01\x01\x01\x00") / UDP(dport=53)),
+    bytes(Ether() / IP(src="192.168.1.2", dst="192.168.1.1") / UDP(dport=4789, chksum=0) / VXLAN(vni=5001) /
+          Ether(dst=VM_MAC) / IP(src="10.0.2.9", dst="10.0.1.2") / TCP(sport=80) / Raw(b"")),
+]
+
+
+@st.composite
+def _mangled(draw):
+    data = bytearray(draw(st.sampled_from(_SEEDS)))
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(data) - 1))
+        op = draw(st.sampled_from(["truncate", "flip", "set"]))
+        if op == "truncate":
+            del data[i:]
+        elif op == "flip":
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        else:
+            data[i] = draw(st.integers(0, 255))
+        if not data:
+            break
+    return bytes(data)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_mangled(), st.sampled_from(["vm_egress", "vm_ingress"]))
+def test_malformed_input_is_dropped_or_passed_never_a_crash(hv, data, pipeline):
+    before = sum(hv.drops.values())
+    outs = hv.run(pipeline, data)
+    for o in outs:
+        assert o.kind in ("uplink", "vm") and len(o.data) >= 14
+    if not outs:
+        assert sum(hv.drops.values()) == before + 1  # every drop is counted under a reason

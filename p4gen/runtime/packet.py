@@ -12,6 +12,7 @@ rewrite touched their pseudo-header or ports — exactly what the NIC does.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from p4gen.frontend import program as P
@@ -50,13 +51,27 @@ class Packet:
         return self.hdr.get(inst) is not None
 
 
-def crc16(data: bytes) -> int:
-    """BMv2's HashAlgorithm.crc16: CRC-16/ARC (poly 0x8005 reflected, init 0, no final xor)."""
-    crc = 0
-    for b in data:
-        crc ^= b
+def _crc16_table() -> list[int]:
+    table = []
+    for b in range(256):
+        crc = b
         for _ in range(8):
             crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
+@functools.lru_cache(maxsize=65536)
+def crc16(data: bytes) -> int:
+    """BMv2's HashAlgorithm.crc16: CRC-16/ARC (poly 0x8005 reflected, init 0, no final xor).
+
+    Cached: the input is a flow's 5-tuple, so a flow hashes once."""
+    crc = 0
+    for b in data:
+        crc = (crc >> 8) ^ _CRC16[(crc ^ b) & 0xFF]
     return crc
 
 
@@ -68,6 +83,11 @@ class PacketParser:
         self.order = prog.deparse_order()
         self.stack_size = {n: i.stack for n, i in prog.instances.items() if i.stack}
         self.meta_defaults = {name: 0 for name in prog.metadata}
+        # Per instance: (fixed layout, varbit length operand and maximum bits, or None).
+        self.extract_info = {
+            name: (self.inst_layout[name],
+                   (i.type.varbit.varbit_length, i.type.varbit.width) if i.type.varbit else None)
+            for name, i in prog.instances.items()}
 
     # ------------------------------------------------------------ values
     def get(self, pkt: Packet, ref: P.FieldRef) -> int:
@@ -129,7 +149,7 @@ class PacketParser:
                 raise Malformed("parser loop")
             st = self.prog.parser[state]
             for inst, idx in st.extracts:
-                lay = self.inst_layout[inst]
+                lay, var = self.extract_info[inst]
                 end = pos + lay.size
                 if end > len(frame):
                     raise Malformed(f"{inst}: packet too short")
@@ -141,10 +161,9 @@ class PacketParser:
                     pkt.stacks[inst].append(buf)
                 else:
                     pkt.hdr[inst] = buf
-                ht = self.prog.instances[inst].type
-                if ht.varbit is not None:
-                    bits = self.varbit_bits(buf, lay, ht.varbit.varbit_length)
-                    if bits < 0 or bits > ht.varbit.width or bits % 8:
+                if var is not None:
+                    bits = self.varbit_bits(buf, lay, var[0])
+                    if bits < 0 or bits > var[1] or bits % 8:
                         raise Malformed(f"{inst}: bad variable length")
                     n = bits // 8
                     if pos + n > len(frame):

@@ -483,12 +483,24 @@ class HypervisorPipeline:
         nxt = self.g.nodes[succ[0]]["stage"]
         pipeline = self.compiled_lazy(pl.name)
 
+        most = self.g.nodes[st.id]["downstream_overhead"].max  # from the IR's overhead pass
+        ip4, ip6 = self.parser.inst_layout.get("ipv4"), self.parser.inst_layout.get("ipv6")
+
         def body(ctx: _Ctx) -> None:
             if ctx.dry:
                 return
+            pkt = ctx.pkt
+            if pkt.hdr.get("ipv4") is not None:
+                ip_len = ip4["total_len"].get(pkt.hdr["ipv4"])
+            elif pkt.hdr.get("ipv6") is not None:
+                ip_len = ip6.size + ip6["payload_len"].get(pkt.hdr["ipv6"])
+            else:
+                ip_len = None
+            if ip_len is not None and ip_len + most <= seg.underlay_mtu:
+                return  # fits on every path: no need to predict this packet's path
             frame = self.parser.deparse(ctx.pkt)
-            overhead = self._predict_overhead(ctx, frame, pipeline, nxt.order)
             try:
+                overhead = self._predict_overhead(ctx, frame, pipeline, nxt.order)
                 if seg.mss is not None:
                     frames = self.segmenter.segment(frame, seg.mss, seg.underlay_mtu, overhead)
                 else:
