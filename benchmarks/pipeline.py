@@ -71,7 +71,11 @@ def main() -> None:
     big = frame(65549)
     bits = len(big) * 8
     t_seg = median_time(lambda: hv.run("vm_egress", big), 5)[0]
-    t_copy = median_time(lambda: [bytes(bytearray(big))[i:i + 1464] for i in range(0, len(big), 1464)], 5)[0]
+    def copy_once() -> list[bytes]:
+        b = bytes(bytearray(big))
+        return [b[i:i + 1464] for i in range(0, len(b), 1464)]
+
+    t_copy = median_time(copy_once, 5)[0]
     print(f"segmentation + encapsulation, 64 KiB: {bits / t_seg / 1e9:.2f} Gbit/s; memory copy "
           f"{bits / t_copy / 1e9:.2f} Gbit/s; ours = {t_copy / t_seg:.1%} of the copy")
 
