@@ -167,6 +167,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _election(text: str) -> tuple[int, int]:
+    try:
+        high, low = (int(x, 0) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"election id must be HIGH,LOW (e.g. 0,1), not {text!r}") from None
+    return high, low
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from p4gen.control.push import PushError, push
+
+    try:
+        r = push(Path(args.outdir), args.grpc_addr, args.device_id, args.election_id, args.batch)
+    except PushError as e:
+        return _error(str(e))
+    print(f"pushed {args.outdir} to {args.grpc_addr} (device {args.device_id}): "
+          f"{'pipeline set' if r.pipeline_set else 'pipeline unchanged'}; {r.inserted} inserted, "
+          f"{r.modified} modified, {r.deleted} deleted, {r.unchanged} unchanged, in {r.batches} batch(es)")
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    out = Path(args.outdir)
+    for need in ("program.p4info.txtpb", "program.json"):
+        if not (out / need).exists():
+            return _error(f"{out / need} is missing (p4gen build --require-p4c writes it)")
+    cmd = [sys.executable, "-m", "p4runtime_sh", "--grpc-addr", args.grpc_addr, "--device-id", str(args.device_id),
+           "--election-id", ",".join(map(str, args.election_id)),
+           "--config", f"{out / 'program.p4info.txtpb'},{out / 'program.json'}"]
+    return subprocess.call(cmd)
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from p4gen.ir.dot import GraphvizMissing, render, to_dot
 
@@ -268,6 +305,17 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--lro", action="store_true", help="the VM advertises LRO: coalesce segments for it")
     r.add_argument("--batch", type=int, default=64, help="packets per batch (coalescing flushes per batch)")
     r.set_defaults(func=cmd_run)
+
+    for name, func, text in (("push", cmd_push, "install a build on a P4Runtime target (idempotent)"),
+                             ("shell", cmd_shell, "open p4runtime-shell on the target with the build's P4Info")):
+        c = sub.add_parser(name, help=text, description=text + ".")
+        c.add_argument("outdir", metavar="OUTDIR", help="a p4gen build output directory")
+        c.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT")
+        c.add_argument("--device-id", type=int, default=0)
+        c.add_argument("--election-id", type=_election, default=(0, 1), metavar="HIGH,LOW")
+        if name == "push":
+            c.add_argument("--batch", type=int, default=256, help="updates per Write request")
+        c.set_defaults(func=func)
     return p
 
 

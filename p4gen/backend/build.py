@@ -83,6 +83,8 @@ def build(prog: Program, g: nx.DiGraph, placement: Placement, source: str, outdi
     write("program.p4", text)
     write("program.p4info.txtpb", text_format.MessageToString(info))
     write("entries.txtpb", text_format.MessageToString(req))
+    # The DSL line of each update, in order: `p4gen push` names it when the switch refuses one.
+    (outdir / "entries_origin.json").write_text(json.dumps([str(p) for p in entry_positions(m)]))
     write("placement.json", json.dumps(to_json(placement, source), indent=2) + "\n")
     write("hypervisor_plan.json", json.dumps(hypervisor_plan(m), indent=2) + "\n")
     origins = {str(k): str(v) if v else None for k, v in line_map.lines.items()}

@@ -1,0 +1,1 @@
+"""Talking to a P4Runtime target: push (pipeline + entries), read back, differences."""
