@@ -1,0 +1,229 @@
+"""PTF-style packet testing on two targets: the software pipeline and BMv2 + hypervisor.
+
+A test is written once against `Target`:
+
+    target.send("vm", frame)            # or "uplink"
+    target.expect("uplink", frame)      # the next packet out of that port, byte for byte
+    target.expect_nothing("vm")
+    target.drops                        # drops by reason (both sides)
+
+`SoftwareTarget` runs every stage in the hypervisor pipeline (the reference).
+`Bmv2Target` runs the placed program for real: `simple_switch_grpc` with the
+build's P4 on veth pairs the target creates (uplink and host port), and the
+hypervisor part in-process, exchanging packets with the NIC over the host
+port with the p4gen punt header, exactly as a deployment would.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import networkx as nx
+
+from p4gen.backend.punt import punt_layout
+from p4gen.frontend.program import Program
+from p4gen.place import HYP, Placement
+from p4gen.runtime.pipeline import HypervisorPipeline, Output
+
+ETH_P_ALL = 0x0003
+
+
+class ExpectationError(AssertionError):
+    pass
+
+
+class Target:
+    """What a packet test needs from a target."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, collections.deque[bytes]] = collections.defaultdict(collections.deque)
+
+    def send(self, port: str, frame: bytes) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def received(self, port: str) -> list[bytes]:
+        q = self.queues[port]
+        out = list(q)
+        q.clear()
+        return out
+
+    def expect(self, port: str, frame: bytes) -> None:
+        q = self.queues[port]
+        if not q:
+            raise ExpectationError(f"expected a packet on {port}, got none")
+        got = q.popleft()
+        if got != frame:
+            raise ExpectationError(f"packet on {port} differs:\n  expected {frame.hex()}\n  got      {got.hex()}")
+
+    def expect_nothing(self, port: str) -> None:
+        if self.queues[port]:
+            raise ExpectationError(f"expected nothing on {port}, got {len(self.queues[port])} packet(s)")
+
+    def close(self) -> None:
+        pass
+
+    def _deliver(self, outputs: list[Output]) -> list[Output]:
+        """Queue what leaves the system; return what goes to the NIC."""
+        rest = []
+        for o in outputs:
+            if o.kind in ("uplink", "vm"):
+                self.queues[o.kind].append(o.data)
+            elif o.kind == "port":
+                self.queues[f"port{o.port}"].append(o.data)
+            elif o.kind == "slow_path":
+                self.queues["slow_path"].append(o.data)
+            else:
+                rest.append(o)
+        return rest
+
+
+class SoftwareTarget(Target):
+    def __init__(self, prog: Program, graph: nx.DiGraph):
+        super().__init__()
+        self.prog = prog
+        self.hv = HypervisorPipeline(prog, graph)
+
+    @property
+    def drops(self) -> collections.Counter:
+        return self.hv.drops
+
+    def send(self, port: str, frame: bytes) -> None:
+        self._deliver(self.hv.run(_pipeline_for(self.prog, port), frame))
+
+
+def _pipeline_for(prog: Program, port: str) -> str:
+    direction = "vm_egress" if port == "vm" else "vm_ingress"
+    for name, pl in prog.pipelines.items():
+        if pl.direction == direction:
+            return name
+    raise ValueError(f"the program has no {direction} pipeline")
+
+
+class Bmv2Target(Target):
+    """BMv2 on veths (created here, removed by close()) plus the hypervisor part in-process."""
+
+    QUIET = 0.25  # seconds without a packet before a send is considered complete
+
+    def __init__(self, prog: Program, graph: nx.DiGraph, placement: Placement, build_dir: Path, bmv2: str):
+        from p4gen.control.push import push
+
+        super().__init__()
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            raise RuntimeError("Bmv2Target needs root and iproute2 to create veth pairs")
+        self.prog, self.placement = prog, placement
+        self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
+        nic = placement.problem.nic
+        assert nic is not None
+        self.layout = punt_layout()
+        tag = f"{os.getpid() % 10000}{int(time.time() * 1000) % 1000}"
+        self.links = {"uplink": (f"p4u{tag}", f"p4U{tag}"), "host": (f"p4h{tag}", f"p4H{tag}")}
+        for nic_side, peer in self.links.values():
+            subprocess.run(["ip", "link", "add", nic_side, "type", "veth", "peer", "name", peer], check=True)
+            for dev in (nic_side, peer):
+                subprocess.run(["ip", "link", "set", dev, "up"], check=True)
+                subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.addr = f"127.0.0.1:{s.getsockname()[1]}"
+        self.logdir = Path(tempfile.mkdtemp(prefix="p4gen-bmv2-"))
+        self.switch = subprocess.Popen(
+            [bmv2, "-i", f"{nic.ports.uplink}@{self.links['uplink'][0]}",
+             "-i", f"{nic.ports.host}@{self.links['host'][0]}", "--no-p4", "--log-file", str(self.logdir / "bmv2"),
+             "--", "--grpc-server-addr", self.addr],
+            stdout=open(self.logdir / "switch.out", "w"), stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", int(self.addr.rsplit(":", 1)[1]))) == 0:
+                        break
+                time.sleep(0.1)
+            push(build_dir, self.addr)
+            self.sock = {}
+            for name, (_nic_side, peer) in self.links.items():
+                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+                s.bind((peer, 0))
+                s.setblocking(False)
+                self.sock[name] = s
+        except Exception:
+            self.close()
+            raise
+
+    @property
+    def drops(self) -> collections.Counter:
+        return self.hv.drops
+
+    def send(self, port: str, frame: bytes) -> None:
+        pipeline = _pipeline_for(self.prog, port)
+        index = list(self.prog.pipelines).index(pipeline) + 1
+        start = self.placement.problem.pipelines[pipeline][0]
+        if start == HYP:
+            self._to_nic(self.hv.run(pipeline, frame), index)
+        else:
+            self.sock["uplink"].send(frame)
+        self._pump(pipeline)
+
+    PACE = 0.002  # seconds between packets handed to BMv2: its queues drop bursts of ~40 and more
+
+    def _to_nic(self, outputs: list[Output], index: int) -> None:
+        for o in self._deliver(outputs):
+            hdr = self.layout.pack(version=self.layout.constants["P4GEN_VERSION"], pipeline=index, resume=o.resume)
+            self.sock["host"].send(hdr + o.data)
+            self._collect_uplink(self.PACE)
+
+    def _collect_uplink(self, wait: float) -> None:
+        """Take what the NIC sent to the wire while pacing (the host port is serviced by _pump)."""
+        end = time.time() + wait
+        while True:
+            left = end - time.time()
+            ready, _, _ = select.select([self.sock["uplink"]], [], [], max(left, 0))
+            if not ready:
+                if left <= 0:
+                    return
+                continue
+            self.queues["uplink"].append(self.sock["uplink"].recv(1 << 17))
+
+    def _pump(self, pipeline: str) -> None:
+        """Move packets until the system is quiet: NIC → host port → hypervisor → NIC …"""
+        done = self.layout.constants["P4GEN_RESUME_DONE"]
+        quiet_until = time.time() + self.QUIET * 2
+        while time.time() < quiet_until:
+            ready, _, _ = select.select(list(self.sock.values()), [], [], 0.02)
+            for s in ready:
+                data = s.recv(1 << 17)
+                quiet_until = time.time() + self.QUIET
+                if s is self.sock["uplink"]:
+                    self.queues["uplink"].append(data)
+                    continue
+                h = self.layout.unpack(data)
+                body = data[self.layout.size:]
+                resume = None if h["resume"] == done else h["resume"]
+                if resume is None and h["reason"] == self.layout.constants["P4GEN_REASON_TO_HYPERVISOR"]:
+                    self.queues["slow_path"].append(body)
+                    continue
+                name = list(self.prog.pipelines)[h["pipeline"] - 1]
+                if resume is None:  # the pipeline finished on the NIC: deliver where it ends
+                    direction = self.prog.pipelines[name].direction
+                    self.queues["uplink" if direction == "vm_egress" else "vm"].append(body)
+                else:
+                    self._to_nic(self.hv.run(name, body, resume=resume), h["pipeline"])
+
+    def close(self) -> None:
+        for s in getattr(self, "sock", {}).values():
+            s.close()
+        if getattr(self, "switch", None) is not None:
+            self.switch.terminate()
+            try:
+                self.switch.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.switch.kill()
+        for nic_side, _peer in getattr(self, "links", {}).values():
+            subprocess.run(["ip", "link", "del", nic_side], check=False, capture_output=True)
