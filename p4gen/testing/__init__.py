@@ -43,8 +43,9 @@ class ExpectationError(AssertionError):
 class Target:
     """What a packet test needs from a target."""
 
-    def __init__(self) -> None:
+    def __init__(self, uplink_port: int = 0) -> None:
         self.queues: dict[str, collections.deque[bytes]] = collections.defaultdict(collections.deque)
+        self.uplink_port = uplink_port  # forward() to this NIC port is the wire
 
     def send(self, port: str, frame: bytes) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -77,7 +78,7 @@ class Target:
             if o.kind in ("uplink", "vm"):
                 self.queues[o.kind].append(o.data)
             elif o.kind == "port":
-                self.queues[f"port{o.port}"].append(o.data)
+                self.queues["uplink" if o.port == self.uplink_port else f"port{o.port}"].append(o.data)
             elif o.kind == "slow_path":
                 self.queues["slow_path"].append(o.data)
             else:
@@ -86,8 +87,8 @@ class Target:
 
 
 class SoftwareTarget(Target):
-    def __init__(self, prog: Program, graph: nx.DiGraph):
-        super().__init__()
+    def __init__(self, prog: Program, graph: nx.DiGraph, uplink_port: int = 0):
+        super().__init__(uplink_port)
         self.prog = prog
         self.hv = HypervisorPipeline(prog, graph)
 
@@ -115,7 +116,7 @@ class Bmv2Target(Target):
     def __init__(self, prog: Program, graph: nx.DiGraph, placement: Placement, build_dir: Path, bmv2: str):
         from p4gen.control.push import push
 
-        super().__init__()
+        super().__init__(placement.problem.nic.ports.uplink if placement.problem.nic else 0)
         if os.geteuid() != 0 or shutil.which("ip") is None:
             raise RuntimeError("Bmv2Target needs root and iproute2 to create veth pairs")
         self.prog, self.placement = prog, placement

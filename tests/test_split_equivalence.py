@@ -1,0 +1,134 @@
+"""Split ≡ software on real BMv2, for every example: hypothesis-generated packets (built from each
+program's own addresses, MACs and ports) give the same packets on the same ports whether the NIC
+part runs in BMv2 and the rest in the hypervisor, or everything runs in software."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import find_tool
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scapy.contrib.geneve import GENEVE
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
+from test_backend import EXAMPLES, built
+
+from p4gen.frontend import load_program
+from p4gen.frontend.literals import format_value
+from p4gen.ir import build_ir
+from p4gen.place import load_profile, place
+from p4gen.testing import Bmv2Target, SoftwareTarget
+
+BMV2 = find_tool("P4GEN_BMV2", "simple_switch_grpc")
+P4C = find_tool("P4GEN_P4C", "p4c-bm2-ss")
+pytestmark = [
+    pytest.mark.bmv2,
+    pytest.mark.skipif(BMV2 is None, reason="simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)"),
+    pytest.mark.skipif(P4C is None, reason="p4c-bm2-ss not found (P4GEN_P4C, PATH, /opt/p4/bin)"),
+]
+
+
+def values(prog, kind: str) -> list[str]:
+    """The program's constants of one kind, as text scapy understands."""
+    out = [format_value(c.kind, c.value, c.width or 0) for c in prog.consts.values() if c.kind == kind]
+    return sorted(set(out)) or {"mac": ["02:00:00:00:00:01"], "ipv4": ["10.0.0.1"], "ipv6": ["fd00::1"]}[kind]
+
+
+def flow_fields(prog) -> list[dict[str, str]]:
+    """For each flow, the `field == constant` conditions of its match (first arm of an `||`)."""
+    from p4gen.frontend import program as P
+
+    def walk(c, out):
+        if isinstance(c, P.CmpC) and c.op == "==" and isinstance(c.left, P.FieldRef) and \
+                isinstance(c.right, P.ConstVal):
+            out[c.left.key] = format_value(c.right.kind, c.right.value, c.right.width or c.left.width)
+        elif isinstance(c, P.AndC):
+            for o in c.operands:
+                walk(o, out)
+        elif isinstance(c, P.OrC):
+            walk(c.operands[-1], out)
+        return out
+
+    return [walk(f.match, {}) for f in prog.flows.values()] or [{}]
+
+
+def shaped(pkt, fields: dict[str, str]):
+    """Apply a flow's conditions to a packet, where the packet has the header."""
+    for key, value in fields.items():
+        hdr, fld = key.split(".")
+        layer = {"ethernet": Ether, "ipv4": IP, "ipv6": IPv6}.get(hdr)
+        if layer is None or layer not in pkt:
+            continue
+        name = {"src": "src", "dst": "dst"}.get(fld)
+        if name:
+            setattr(pkt[layer], name, value)
+    return Ether(bytes(pkt))
+
+
+def packets(prog):
+    macs, v4, v6 = values(prog, "mac"), values(prog, "ipv4"), values(prog, "ipv6")
+    v4 += ["10.0.2.9", "8.8.8.8", "203.0.113.10", "192.168.1.2"]
+    v6 += ["fd00:2::9", "2001:db8::1"]
+    # Weighted towards the ports the examples' ACLs and tables talk about.
+    ports = st.sampled_from([53, 53, 80, 80, 443, 443, 443, 22, 4789, 6081, 40000])
+    l4 = st.one_of(st.builds(lambda s, d, f: TCP(sport=s, dport=d, flags=f), ports, ports,
+                             st.sampled_from(["A", "PA", "S"])),
+                   st.builds(lambda s, d: UDP(sport=s, dport=d), ports, ports),
+                   st.just(ICMP()))
+    ip4 = st.builds(lambda s, d, t: IP(src=s, dst=d, ttl=t), st.sampled_from(v4), st.sampled_from(v4),
+                    st.sampled_from([1, 2, 64]))
+    ip6 = st.builds(lambda s, d: IPv6(src=s, dst=d, hlim=64), st.sampled_from(v6), st.sampled_from(v6))
+    eth = st.builds(lambda s, d: Ether(src=s, dst=d), st.sampled_from(macs), st.sampled_from(macs))
+    body = st.binary(max_size=64).map(Raw)
+    plain = st.builds(lambda e, l3, t, b: e / l3 / t / b, eth, st.one_of(ip4, ip6), l4, body)
+    def tag(p, vid: int):
+        raw = bytes(p)
+        return Ether(raw[:12] + b"\x81\x00" + bytes(Dot1Q(vlan=vid, type=p.type))[:4] + raw[14:])
+
+    tagged = st.builds(tag, plain, st.integers(1, 4094))
+    tunnels = st.builds(lambda e, o, vni, inner, geneve:
+                        e / o / UDP(sport=50000, dport=6081 if geneve else 4789, chksum=0) /
+                        (GENEVE(vni=vni, proto=0x6558) if geneve else VXLAN(vni=vni)) / inner,
+                        eth, ip4, st.sampled_from([5001, 7001, 7002, 7]), plain, st.booleans())
+    shapes = st.sampled_from(flow_fields(prog))
+    return st.builds(shaped, st.one_of(plain, tagged, tunnels), shapes)
+
+
+# firewall5 and ipv6_only are not here yet: the generator below does not reach firewall5's
+# rules, and ipv6_only forwards to a VM port (forward(2)) that the BMv2 profile does not wire
+# to a veth. Both need targeted generators / a VM-port topology (next steps of the issue).
+COVERED = [p for p in EXAMPLES if p.stem in ("vm_offload", "l3_router", "geneve_gateway")]
+
+
+@pytest.mark.parametrize("target_profile", ["targets/bmv2-smartnic.toml", "targets/constrained-nic.toml"])
+@pytest.mark.parametrize("path", COVERED, ids=lambda p: p.stem)
+def test_split_equals_software(path, target_profile, tmp_path_factory):
+    prog, sink = load_program([f"examples/{path.name}"])
+    assert prog is not None, sink.render()
+    g = build_ir(prog)
+    out = tmp_path_factory.mktemp("build")
+    built(f"examples/{path.name}", out, target_profile, P4C)
+    soft = SoftwareTarget(prog, g)
+    bmv2 = Bmv2Target(prog, g, place(g, prog, load_profile(target_profile)), out, BMV2)
+    delivered = []
+    try:
+        @settings(max_examples=15, deadline=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(packets(prog), st.sampled_from(["vm", "uplink"]))
+        def check(pkt, port):
+            frame = bytes(pkt)
+            soft.send(port, frame)
+            bmv2.send(port, frame)
+            for out_port in ("uplink", "vm", "slow_path"):
+                got = bmv2.received(out_port)
+                assert got == soft.received(out_port), (out_port, pkt.summary())
+                delivered.extend(got)
+
+        check()
+        # Equivalence must not hold only because everything was dropped on both sides.
+        assert delivered, "no generated packet got through: the strategy does not reach this program's flows"
+    finally:
+        bmv2.close()
