@@ -35,3 +35,12 @@ def check_golden(name: str, text: str) -> None:
         path.write_text(text)
         return
     assert text == path.read_text(), f"output differs from {path}; if intended, run P4GEN_UPDATE_GOLDEN=1 pytest"
+
+
+BMV2 = find_tool("P4GEN_BMV2", "simple_switch_grpc")
+P4C = find_tool("P4GEN_P4C", "p4c-bm2-ss")
+NEEDS_BMV2 = [
+    pytest.mark.bmv2,
+    pytest.mark.skipif(BMV2 is None, reason="simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)"),
+    pytest.mark.skipif(P4C is None, reason="p4c-bm2-ss not found (P4GEN_P4C, PATH, /opt/p4/bin): no program.json"),
+]

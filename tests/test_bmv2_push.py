@@ -8,20 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import find_tool
+from conftest import BMV2, NEEDS_BMV2, P4C
 from google.protobuf import text_format
 from p4.v1 import p4runtime_pb2
 from test_backend import built
 
 from p4gen.control.push import P4RuntimeClient, PushError, push
 
-BMV2 = find_tool("P4GEN_BMV2", "simple_switch_grpc")
-P4C = find_tool("P4GEN_P4C", "p4c-bm2-ss")
-pytestmark = [
-    pytest.mark.bmv2,
-    pytest.mark.skipif(BMV2 is None, reason="simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)"),
-    pytest.mark.skipif(P4C is None, reason="p4c-bm2-ss not found (P4GEN_P4C, PATH, /opt/p4/bin): no program.json"),
-]
+pytestmark = NEEDS_BMV2
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ expected packets are the all-software pipeline's, checked independently with sca
 from __future__ import annotations
 
 import pytest
-from conftest import find_tool
+from conftest import BMV2, NEEDS_BMV2, P4C
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
@@ -22,14 +22,10 @@ from p4gen.place import load_profile, place
 from p4gen.runtime.pipeline import HypervisorPipeline
 from p4gen.testing import Bmv2Target, SoftwareTarget
 
-BMV2 = find_tool("P4GEN_BMV2", "simple_switch_grpc")
-P4C = find_tool("P4GEN_P4C", "p4c-bm2-ss")
 VM, GW = "02:00:00:00:01:02", "02:00:00:00:00:fe"
 TUNNEL = Ether(dst="02:00:c0:a8:01:01") / IP(src="192.168.1.2", dst="192.168.1.1") / UDP(sport=50000, dport=4789,
                                                                                           chksum=0)
-needs_bmv2 = [pytest.mark.bmv2,
-              pytest.mark.skipif(BMV2 is None, reason="simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)"),
-              pytest.mark.skipif(P4C is None, reason="p4c-bm2-ss not found (P4GEN_P4C, PATH, /opt/p4/bin)")]
+needs_bmv2 = NEEDS_BMV2
 
 
 @pytest.fixture(scope="module")

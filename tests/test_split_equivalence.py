@@ -5,7 +5,7 @@ part runs in BMv2 and the rest in the hypervisor, or everything runs in software
 from __future__ import annotations
 
 import pytest
-from conftest import find_tool
+from conftest import BMV2, NEEDS_BMV2, P4C
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.contrib.geneve import GENEVE
@@ -22,13 +22,7 @@ from p4gen.ir import build_ir
 from p4gen.place import load_profile, place
 from p4gen.testing import Bmv2Target, SoftwareTarget
 
-BMV2 = find_tool("P4GEN_BMV2", "simple_switch_grpc")
-P4C = find_tool("P4GEN_P4C", "p4c-bm2-ss")
-pytestmark = [
-    pytest.mark.bmv2,
-    pytest.mark.skipif(BMV2 is None, reason="simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)"),
-    pytest.mark.skipif(P4C is None, reason="p4c-bm2-ss not found (P4GEN_P4C, PATH, /opt/p4/bin)"),
-]
+pytestmark = NEEDS_BMV2
 
 
 def values(prog, kind: str) -> list[str]:

@@ -27,7 +27,7 @@ from p4gen.backend.punt import p4src_text, punt_layout
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF, L4_CHECKSUM_FIELDS
-from p4gen.ir.lower import Stage, hit_condition
+from p4gen.ir.lower import Stage, arm_order_range, hit_condition
 from p4gen.place import HYP, NIC
 
 ST_NONE, ST_RUN, ST_SKIP, ST_PUNT, ST_DROP, ST_DONE, ST_TO_HV, ST_SEND = range(8)
@@ -634,19 +634,7 @@ class Emitter:
             o.close()
 
     def arm_range(self, stmts) -> tuple[int, int] | None:
-        orders = []
-
-        def walk(ss):
-            for s in ss:
-                sid = self.stmt_stage.get(id(s))
-                if sid is not None:
-                    orders.append(self.g.nodes[sid]["stage"].order)
-                if isinstance(s, P.IfOp):
-                    walk(s.then)
-                    walk(s.orelse)
-
-        walk(stmts)
-        return (min(orders), max(orders)) if orders else None
+        return arm_order_range(self.g, stmts)
 
     def resume_in(self, rng: tuple[int, int] | None) -> str:
         if rng is None:

@@ -197,3 +197,25 @@ def lower_program(prog: P.Program) -> nx.DiGraph:
     for pl in prog.pipelines.values():
         low.pipeline(pl)
     return g
+
+
+def arm_order_range(g: nx.DiGraph, stmts) -> tuple[int, int] | None:
+    """(lowest, highest) IR order number of the stages inside a branch arm.
+
+    Lowering numbers stages in statement order, so an arm's stages form one
+    contiguous range: the NIC program and the hypervisor steer a resumed packet
+    into the arm whose range holds its resume stage."""
+    stmt_stage = g.graph.get("stmt_stage", {})
+    orders: list[int] = []
+
+    def walk(ss) -> None:
+        for s in ss:
+            sid = stmt_stage.get(id(s))
+            if sid is not None:
+                orders.append(g.nodes[sid]["stage"].order)
+            if isinstance(s, P.IfOp):
+                walk(s.then)
+                walk(s.orelse)
+
+    walk(stmts)
+    return (min(orders), max(orders)) if orders else None

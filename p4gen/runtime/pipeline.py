@@ -27,7 +27,7 @@ import networkx as nx
 
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF
-from p4gen.ir.lower import hit_condition
+from p4gen.ir.lower import arm_order_range, hit_condition
 from p4gen.place import HYP
 from p4gen.runtime.packet import BadChecksum, Malformed, Packet, PacketParser, crc16
 from p4gen.runtime.tables import TableRuntime
@@ -206,20 +206,6 @@ class HypervisorPipeline:
     def _stage(self, stmt: object):
         return self.g.nodes[self.stmt_stage[id(stmt)]]["stage"]
 
-    def _arm_range(self, stmts) -> tuple[int, int] | None:
-        orders: list[int] = []
-
-        def walk(ss):
-            for s in ss:
-                sid = self.stmt_stage.get(id(s))
-                if sid is not None:
-                    orders.append(self.g.nodes[sid]["stage"].order)
-                if isinstance(s, P.IfOp):
-                    walk(s.then)
-                    walk(s.orelse)
-        walk(stmts)
-        return (min(orders), max(orders)) if orders else None
-
     def _block(self, nf: P.Nf, stmts):
         steps = []
         stmts = list(stmts)
@@ -253,7 +239,7 @@ class HypervisorPipeline:
         order, here = st.order, self.here(st.id)
         then_block = self._block(nf, s.then)
         else_block = self._block(nf, s.orelse)
-        rng = self._arm_range(s.then)
+        rng = arm_order_range(self.g, s.then)
         hit = hit_condition(s.cond)
         table = self.tables[hit[0]] if hit else None
 
