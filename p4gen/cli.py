@@ -204,6 +204,60 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    from pathlib import Path
+
+    from p4gen.backend.p4c import find_tool
+    from p4gen.control.push import PushError
+    from p4gen.control.up import Up, UpError
+    from p4gen.place import load_profile, place
+
+    out = Path(args.outdir)
+    try:
+        meta = json.loads((out / "placement.json").read_text())
+    except (OSError, ValueError) as e:
+        return _error(f"{out} is not a p4gen build output: {e}")
+    bmv2 = find_tool("P4GEN_BMV2", "simple_switch_grpc")
+    if bmv2 is None:
+        return _error("simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)")
+    prog, g = _load(meta["program"])
+    if prog is None:
+        return 1
+    if not meta["targets"]["nic_profile"]:
+        return _error(f"{out} was built without a NIC target: nothing to run on a NIC")
+    pl = place(g, prog, load_profile(meta["targets"]["nic_profile"]))
+    built_for = {s["id"]: s["target_kind"] for s in meta["stages"]}
+    if built_for != dict(pl.assignment):
+        return _error(f"{meta['program']} has changed since {out} was built: rebuild it")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        up = Up(prog, g, pl, out, bmv2, args.grpc_addr, args.prefix)
+    except (UpError, PushError) as e:
+        return _error(str(e))
+    print(f"up: NIC {args.grpc_addr}; VM side {args.prefix}-vm, wire side {args.prefix}-wire; "
+          f"logs in {out}. Ctrl-C or 'p4gen down {out}' to stop.", flush=True)
+    try:
+        up.serve(args.seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        up.close()
+    print("down", flush=True)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from p4gen.control.up import down
+
+    for line in down(Path(args.outdir)):
+        print(line)
+    return 0
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from p4gen.ir.dot import GraphvizMissing, render, to_dot
 
@@ -316,6 +370,17 @@ def make_parser() -> argparse.ArgumentParser:
         if name == "push":
             c.add_argument("--batch", type=int, default=256, help="updates per Write request")
         c.set_defaults(func=func)
+    u = sub.add_parser("up", help="run a build locally: BMv2 NIC + hypervisor on veths",
+                       description="Create veth pairs, start simple_switch_grpc on loopback gRPC, push OUTDIR and "
+                                   "run the hypervisor part over AF_PACKET until Ctrl-C or 'p4gen down OUTDIR'.")
+    u.add_argument("outdir", metavar="OUTDIR")
+    u.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT")
+    u.add_argument("--prefix", default="p4g", help="name prefix of the veth interfaces (default p4g)")
+    u.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop by itself
+    u.set_defaults(func=cmd_up)
+    d = sub.add_parser("down", help="stop what 'p4gen up OUTDIR' started and remove its veths")
+    d.add_argument("outdir", metavar="OUTDIR")
+    d.set_defaults(func=cmd_down)
     return p
 
 

@@ -89,3 +89,58 @@ def test_refused_write_names_status_entry_and_dsl_line(switch, build_dir):
 def test_unreachable_target_is_a_clear_error(build_dir):
     with pytest.raises(PushError, match="cannot reach the P4Runtime server at 127.0.0.1:"):
         push(build_dir, f"127.0.0.1:{free_port()}", timeout=1)
+
+
+def test_up_forwards_both_ways_and_down_cleans_up(build_dir):
+    import os
+    import select
+    import sys
+
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.packet import Raw
+
+    prefix = f"pt{os.getpid() % 100000}"
+    addr = f"127.0.0.1:{free_port()}"
+    up = subprocess.Popen([sys.executable, "-m", "p4gen", "up", str(build_dir), "--grpc-addr", addr,
+                           "--prefix", prefix], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = up.stdout.readline()
+        assert line.startswith("up: "), line + up.stdout.read()
+        vm = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        vm.bind((f"{prefix}-vm", 0))
+        wire = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        wire.bind((f"{prefix}-wire", 0))
+
+        def collect(s, seconds=2.0, skip=()):
+            got, end = [], time.time() + seconds
+            while time.time() < end:
+                if select.select([s], [], [], 0.1)[0]:
+                    data = s.recv(1 << 17)
+                    if data not in skip:
+                        got.append(data)
+            return got
+
+        sent = bytes(Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / IP(src="10.0.1.2", dst="10.0.2.9") /
+                     TCP(dport=443, flags="PA") / Raw(bytes(20000)))
+        vm.send(sent)
+        out = collect(wire)
+        assert len(out) == 15 and max(len(p) for p in out) == 1514
+        assert all(Ether(p)[VXLAN].vni == 5001 for p in out)
+        inner = (Ether(src="02:00:00:00:02:09", dst="02:00:00:00:01:02") / IP(src="10.0.2.9", dst="10.0.1.2") /
+                 TCP(sport=443, dport=40000, flags="A") / Raw(b"r"))
+        collect(vm, 0.3)
+        wire.send(bytes(Ether(dst="02:00:c0:a8:01:01") / IP(src="192.168.1.2", dst="192.168.1.1") /
+                        UDP(sport=5, dport=4789, chksum=0) / VXLAN(vni=5001) / inner))
+        assert collect(vm, skip=(sent,)) == [bytes(inner)]
+        vm.close()
+        wire.close()
+    finally:
+        done = subprocess.run([sys.executable, "-m", "p4gen", "down", str(build_dir)], capture_output=True,
+                              text=True, check=False)
+        up.wait(timeout=20)
+    assert done.returncode == 0 and up.returncode == 0
+    assert not (build_dir / "up.json").exists()
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    assert prefix not in links

@@ -1,0 +1,193 @@
+"""`p4gen up` / `p4gen down`: a local NIC (simple_switch_grpc) and hypervisor, wired with veths.
+
+    VM side  <-veth->  hypervisor pipeline  <-veth (host port)->  BMv2 NIC  <-veth (uplink)->  wire side
+
+`up` creates the veth pairs, starts simple_switch_grpc on loopback gRPC, pushes
+the build, and runs the hypervisor part in the foreground over AF_PACKET:
+frames from the VM go through the hypervisor's stages and on to the NIC's host
+port with the punt header; frames the NIC punts continue in the hypervisor and
+go to the VM (or back to the NIC). Everything it creates is recorded in
+OUTDIR/up.json; Ctrl-C, SIGTERM or `p4gen down OUTDIR` removes it. Logs go to
+OUTDIR (switch.log, hypervisor.log). The test side of each veth pair (`*-vm`,
+`*-wire`) is for the user: send into `p4g-vm` as the VM, watch `p4g-wire`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from p4gen.backend.punt import punt_layout
+from p4gen.control.push import push
+from p4gen.place import HYP, Placement
+from p4gen.runtime.pipeline import HypervisorPipeline
+
+ETH_P_ALL = 0x0003
+STATE = "up.json"
+
+
+class UpError(Exception):
+    pass
+
+
+def _run(*cmd: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise UpError(f"{' '.join(cmd)}: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def veth(a: str, b: str, mtu: int = 1500) -> None:
+    _run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+    for dev in (a, b):
+        _run("ip", "link", "set", dev, "mtu", str(mtu))
+        _run("ip", "link", "set", dev, "up")
+        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False, capture_output=True)
+
+
+def down(outdir: Path) -> list[str]:
+    """Stop what `up` started and delete its links; what was done, line by line."""
+    path = outdir / STATE
+    if not path.exists():
+        return [f"nothing to do: {path} does not exist"]
+    state = json.loads(path.read_text())
+    done = []
+    for pid in state.get("pids", []):
+        try:
+            os.kill(pid, signal.SIGTERM)
+            done.append(f"stopped process {pid}")
+        except ProcessLookupError:
+            pass
+    for link in state.get("links", []):
+        if subprocess.run(["ip", "link", "del", link], capture_output=True, check=False).returncode == 0:
+            done.append(f"deleted {link}")
+    path.unlink()
+    return done
+
+
+class Up:
+    def __init__(self, prog, graph, placement: Placement, outdir: Path, bmv2: str, grpc_addr: str, prefix: str):
+        self.prog, self.placement, self.outdir = prog, placement, outdir
+        nic = placement.problem.nic
+        if nic is None:
+            raise UpError("p4gen up needs a NIC placement (--target targets/bmv2-smartnic.toml)")
+        if os.geteuid() != 0:
+            raise UpError("p4gen up creates veth pairs: run it as root")
+        if (outdir / STATE).exists():
+            raise UpError(f"{outdir / STATE} exists: already up? run p4gen down {outdir} first")
+        self.layout = punt_layout()
+        self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
+        self.names = {"uplink": (f"{prefix}-up", f"{prefix}-wire"), "host": (f"{prefix}-host", f"{prefix}-hv"),
+                      "vm": (f"{prefix}-vmh", f"{prefix}-vm")}
+        self.state = {"links": [], "pids": [os.getpid()], "grpc_addr": grpc_addr}
+        self.log = open(outdir / "hypervisor.log", "a")
+        try:
+            # The VM hands the hypervisor TSO super-frames (virtio GSO): its link takes 64 KiB.
+            # The host port carries segments plus the punt header; the wire, plain 1500-byte IP.
+            mtus = {"vm": 65535, "host": 9000, "uplink": 1500}
+            for role, (a, b) in self.names.items():
+                veth(a, b, mtus[role])
+                self.state["links"].append(a)
+            self.save()
+            self.switch = subprocess.Popen(
+                [bmv2, "-i", f"{nic.ports.uplink}@{self.names['uplink'][0]}",
+                 "-i", f"{nic.ports.host}@{self.names['host'][0]}", "--no-p4", "--log-file",
+                 str(outdir / "bmv2"), "--", "--grpc-server-addr", grpc_addr],
+                stdout=open(outdir / "switch.log", "w"), stderr=subprocess.STDOUT)
+            self.state["pids"].append(self.switch.pid)
+            self.save()
+            self._wait_for(grpc_addr)
+            r = push(outdir, grpc_addr)
+            self.note(f"pushed: {r.inserted} entries")
+            self.sock = {}
+            for role, ifname in (("host", self.names["host"][1]), ("vm", self.names["vm"][0])):
+                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+                s.bind((ifname, 0))
+                self.sock[role] = s
+        except Exception:
+            self.close()
+            raise
+
+    def save(self) -> None:
+        (self.outdir / STATE).write_text(json.dumps(self.state, indent=2))
+
+    def note(self, text: str) -> None:
+        self.log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self.log.flush()
+
+    def _wait_for(self, addr: str) -> None:
+        host, port = addr.rsplit(":", 1)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.switch.poll() is not None:
+                raise UpError(f"simple_switch_grpc exited ({self.switch.returncode}); see {self.outdir}/switch.log")
+            with socket.socket() as s:
+                if s.connect_ex((host, int(port))) == 0:
+                    return
+            time.sleep(0.1)
+        raise UpError(f"simple_switch_grpc did not open {addr}; see {self.outdir}/switch.log")
+
+    def _pipeline(self, direction: str) -> tuple[str, int]:
+        for i, (name, pl) in enumerate(self.prog.pipelines.items()):
+            if pl.direction == direction:
+                return name, i + 1
+        raise UpError(f"no {direction} pipeline")
+
+    def _emit(self, outputs, index: int) -> None:
+        for o in outputs:
+            if o.kind == "to_nic":
+                hdr = self.layout.pack(version=self.layout.constants["P4GEN_VERSION"], pipeline=index,
+                                       resume=o.resume)
+                self.sock["host"].send(hdr + o.data)
+            elif o.kind == "vm":
+                self.sock["vm"].send(o.data)
+            else:
+                self.note(f"{o.kind}: {len(o.data)} bytes")
+
+    def serve(self, stop_after: float | None = None) -> None:
+        """Forward until a signal (or `stop_after` seconds, for tests)."""
+        egress, egress_index = self._pipeline("vm_egress")
+        done = self.layout.constants["P4GEN_RESUME_DONE"]
+        end = time.time() + stop_after if stop_after else None
+        while end is None or time.time() < end:
+            ready, _, _ = select.select(list(self.sock.values()), [], [], 0.2)
+            for s in ready:
+                data = s.recv(1 << 17)
+                if s is self.sock["vm"]:
+                    self._emit(self.hv.run(egress, data), egress_index)
+                    continue
+                if len(data) < self.layout.size:
+                    self.hv.drops["malformed"] += 1
+                    continue
+                h = self.layout.unpack(data)
+                body = data[self.layout.size:]
+                if not 1 <= h["pipeline"] <= len(self.prog.pipelines):
+                    self.hv.drops["bad_pipeline"] += 1
+                    continue
+                name = list(self.prog.pipelines)[h["pipeline"] - 1]
+                if h["resume"] == done:
+                    if self.prog.pipelines[name].direction == "vm_ingress":
+                        self.sock["vm"].send(body)
+                    continue
+                self._emit(self.hv.run(name, body, resume=h["resume"]), h["pipeline"])
+
+    def close(self) -> None:
+        for s in getattr(self, "sock", {}).values():
+            s.close()
+        if getattr(self, "switch", None) is not None:
+            self.switch.terminate()
+            try:
+                self.switch.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.switch.kill()
+        self.state["pids"] = [p for p in self.state["pids"] if p != os.getpid()]
+        for link in self.state["links"]:
+            subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
+        (self.outdir / STATE).unlink(missing_ok=True)
+        self.note(f"down; drops: {dict(self.hv.drops)}")
+        self.log.close()
