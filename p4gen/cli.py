@@ -251,10 +251,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from p4gen.control.up import down
+    from p4gen.control.up import UpError, down
 
-    for line in down(Path(args.outdir)):
-        print(line)
+    try:
+        for line in down(Path(args.outdir)):
+            print(line)
+    except UpError as e:
+        return _error(str(e))
     return 0
 
 

@@ -53,9 +53,12 @@ def veth(a: str, b: str, mtu: int = 1500) -> None:
 def down(outdir: Path) -> list[str]:
     """Stop what `up` started and delete its links; what was done, line by line."""
     path = outdir / STATE
-    if not path.exists():
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
         return [f"nothing to do: {path} does not exist"]
-    state = json.loads(path.read_text())
+    except ValueError as e:
+        raise UpError(f"{path} is not p4gen's state file: {e}") from None
     done = []
     for pid in state.get("pids", []):
         try:
@@ -66,7 +69,7 @@ def down(outdir: Path) -> list[str]:
     for link in state.get("links", []):
         if subprocess.run(["ip", "link", "del", link], capture_output=True, check=False).returncode == 0:
             done.append(f"deleted {link}")
-    path.unlink()
+    path.unlink(missing_ok=True)  # `up` removes it too when it exits on our SIGTERM
     return done
 
 
