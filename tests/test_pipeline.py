@@ -185,4 +185,5 @@ def test_malformed_input_is_dropped_or_passed_never_a_crash(hv, data, pipeline):
     for o in outs:
         assert o.kind in ("uplink", "vm") and len(o.data) >= 14
     if not outs:
-        assert sum(hv.drops.values()) == before + 1  # every drop is counted under a reason
+        # every drop is counted under a reason (a super-packet cut by TSO may drop segment by segment)
+        assert sum(hv.drops.values()) >= before + 1
