@@ -50,6 +50,35 @@ def veth(a: str, b: str, mtu: int = 1500) -> None:
         subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False, capture_output=True)
 
 
+def wait_for_switch(proc: subprocess.Popen, addr: str, log: Path, seconds: float = 20) -> None:
+    """Until simple_switch_grpc listens on `addr` (or exits, or time runs out)."""
+    host, port = addr.rsplit(":", 1)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise UpError(f"simple_switch_grpc exited ({proc.returncode}); see {log}")
+        with socket.socket() as s:
+            if s.connect_ex((host, int(port))) == 0:
+                return
+        time.sleep(0.1)
+    raise UpError(f"simple_switch_grpc did not open {addr}; see {log}")
+
+
+def stop_switch(proc: subprocess.Popen | None) -> None:
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def delete_links(links) -> None:
+    for link in links:
+        subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
+
+
 def down(outdir: Path) -> list[str]:
     """Stop what `up` started and delete its links; what was done, line by line."""
     path = outdir / STATE
@@ -104,7 +133,7 @@ class Up:
                 stdout=open(outdir / "switch.log", "w"), stderr=subprocess.STDOUT)
             self.state["pids"].append(self.switch.pid)
             self.save()
-            self._wait_for(grpc_addr)
+            wait_for_switch(self.switch, grpc_addr, outdir / "switch.log")
             r = push(outdir, grpc_addr)
             self.note(f"pushed: {r.inserted} entries")
             self.sock = {}
@@ -122,18 +151,6 @@ class Up:
     def note(self, text: str) -> None:
         self.log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
         self.log.flush()
-
-    def _wait_for(self, addr: str) -> None:
-        host, port = addr.rsplit(":", 1)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if self.switch.poll() is not None:
-                raise UpError(f"simple_switch_grpc exited ({self.switch.returncode}); see {self.outdir}/switch.log")
-            with socket.socket() as s:
-                if s.connect_ex((host, int(port))) == 0:
-                    return
-            time.sleep(0.1)
-        raise UpError(f"simple_switch_grpc did not open {addr}; see {self.outdir}/switch.log")
 
     def _pipeline(self, direction: str) -> tuple[str, int]:
         for i, (name, pl) in enumerate(self.prog.pipelines.items()):
@@ -182,15 +199,9 @@ class Up:
     def close(self) -> None:
         for s in getattr(self, "sock", {}).values():
             s.close()
-        if getattr(self, "switch", None) is not None:
-            self.switch.terminate()
-            try:
-                self.switch.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.switch.kill()
+        stop_switch(getattr(self, "switch", None))
         self.state["pids"] = [p for p in self.state["pids"] if p != os.getpid()]
-        for link in self.state["links"]:
-            subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
+        delete_links(self.state["links"])
         (self.outdir / STATE).unlink(missing_ok=True)
         self.note(f"down; drops: {dict(self.hv.drops)}")
         self.log.close()

@@ -115,6 +115,7 @@ class Bmv2Target(Target):
 
     def __init__(self, prog: Program, graph: nx.DiGraph, placement: Placement, build_dir: Path, bmv2: str):
         from p4gen.control.push import push
+        from p4gen.control.up import veth, wait_for_switch
 
         super().__init__(placement.problem.nic.ports.uplink if placement.problem.nic else 0)
         if os.geteuid() != 0 or shutil.which("ip") is None:
@@ -127,10 +128,7 @@ class Bmv2Target(Target):
         tag = f"{os.getpid() % 10000}{int(time.time() * 1000) % 1000}"
         self.links = {"uplink": (f"p4u{tag}", f"p4U{tag}"), "host": (f"p4h{tag}", f"p4H{tag}")}
         for nic_side, peer in self.links.values():
-            subprocess.run(["ip", "link", "add", nic_side, "type", "veth", "peer", "name", peer], check=True)
-            for dev in (nic_side, peer):
-                subprocess.run(["ip", "link", "set", dev, "up"], check=True)
-                subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
+            veth(nic_side, peer)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.addr = f"127.0.0.1:{s.getsockname()[1]}"
@@ -141,12 +139,7 @@ class Bmv2Target(Target):
              "--", "--grpc-server-addr", self.addr],
             stdout=open(self.logdir / "switch.out", "w"), stderr=subprocess.STDOUT)
         try:
-            deadline = time.time() + 20
-            while time.time() < deadline:
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", int(self.addr.rsplit(":", 1)[1]))) == 0:
-                        break
-                time.sleep(0.1)
+            wait_for_switch(self.switch, self.addr, self.logdir / "switch.out")
             push(build_dir, self.addr)
             self.sock = {}
             for name, (_nic_side, peer) in self.links.items():
@@ -220,11 +213,7 @@ class Bmv2Target(Target):
     def close(self) -> None:
         for s in getattr(self, "sock", {}).values():
             s.close()
-        if getattr(self, "switch", None) is not None:
-            self.switch.terminate()
-            try:
-                self.switch.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.switch.kill()
-        for nic_side, _peer in getattr(self, "links", {}).values():
-            subprocess.run(["ip", "link", "del", nic_side], check=False, capture_output=True)
+        from p4gen.control.up import delete_links, stop_switch
+
+        stop_switch(getattr(self, "switch", None))
+        delete_links(nic_side for nic_side, _peer in getattr(self, "links", {}).values())
