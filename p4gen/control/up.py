@@ -50,6 +50,24 @@ def veth(a: str, b: str, mtu: int = 1500) -> None:
         subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False, capture_output=True)
 
 
+def packet_socket(ifname: str, blocking: bool = True) -> socket.socket:
+    """A raw AF_PACKET socket that sees only `ifname`'s frames.
+
+    A socket opened with ETH_P_ALL receives every interface's traffic until
+    bind() narrows it (packet(7)), so a busy loopback (our own gRPC) leaks into
+    its queue. Open it with protocol 0 (receives nothing), then bind to the
+    interface with ETH_P_ALL: no frame from elsewhere is ever queued.
+    """
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        s.bind((ifname, ETH_P_ALL))  # CPython converts the protocol to network order
+    except OSError:
+        s.close()
+        raise
+    s.setblocking(blocking)
+    return s
+
+
 def wait_for_switch(proc: subprocess.Popen, addr: str, log: Path, seconds: float = 20) -> None:
     """Until simple_switch_grpc listens on `addr` (or exits, or time runs out)."""
     host, port = addr.rsplit(":", 1)
@@ -138,9 +156,7 @@ class Up:
             self.note(f"pushed: {r.inserted} entries")
             self.sock = {}
             for role, ifname in (("host", self.names["host"][1]), ("vm", self.names["vm"][0])):
-                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-                s.bind((ifname, 0))
-                self.sock[role] = s
+                self.sock[role] = packet_socket(ifname)
         except Exception:
             self.close()
             raise

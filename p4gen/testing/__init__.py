@@ -33,8 +33,6 @@ from p4gen.frontend.program import Program
 from p4gen.place import HYP, Placement
 from p4gen.runtime.pipeline import HypervisorPipeline, Output
 
-ETH_P_ALL = 0x0003
-
 
 class ExpectationError(AssertionError):
     pass
@@ -115,7 +113,7 @@ class Bmv2Target(Target):
 
     def __init__(self, prog: Program, graph: nx.DiGraph, placement: Placement, build_dir: Path, bmv2: str):
         from p4gen.control.push import push
-        from p4gen.control.up import veth, wait_for_switch
+        from p4gen.control.up import packet_socket, veth, wait_for_switch
 
         super().__init__(placement.problem.nic.ports.uplink if placement.problem.nic else 0)
         if os.geteuid() != 0 or shutil.which("ip") is None:
@@ -143,10 +141,7 @@ class Bmv2Target(Target):
             push(build_dir, self.addr)
             self.sock = {}
             for name, (_nic_side, peer) in self.links.items():
-                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-                s.bind((peer, 0))
-                s.setblocking(False)
-                self.sock[name] = s
+                self.sock[name] = packet_socket(peer, blocking=False)
         except Exception:
             self.close()
             raise
