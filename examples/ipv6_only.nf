@@ -100,6 +100,8 @@ nf fwd6 {
         count(no_route);
         to_hypervisor(PUNT_NO_ROUTE);
     }
+    // Not a neighbour: the routes decide (a miss must not punt on its own).
+    action not_neighbor() { }
     action send(dmac: bit<48>, port: bit<9>) {
         ethernet.src = ROUTER_MAC;
         ethernet.dst = dmac;
@@ -109,8 +111,8 @@ nf fwd6 {
     @idle_timeout_ms(300000)
     table neighbors {
         key = { ipv6.dst: exact; }
-        actions = { to_neighbor; unroutable; }
-        default_action = unroutable();
+        actions = { to_neighbor; not_neighbor; }
+        default_action = not_neighbor();
         size = 2048;
         idle_timeout = true;
     }

@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 
-from p4gen.diagnostics import DiagnosticSink
+from p4gen.diagnostics import Diagnostic, DiagnosticSink, render
 from p4gen.frontend import load_program
 
 
@@ -102,8 +102,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         res = build(prog, g, pl, args.file, Path(args.output), p4c)
     except BackendError as e:
-        where = f"{e.pos}: " if e.pos else "p4gen: "
-        print(f"{where}error: {e}", file=sys.stderr)
+        if e.pos is None:
+            return _error(str(e))
+        sources = {}
+        try:
+            sources[e.pos.file] = Path(e.pos.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            pass
+        print(render(Diagnostic("error", str(e), e.pos), sources), end="", file=sys.stderr)
         return 1
     print(f"wrote {args.output}/: " + ", ".join(res.files))
     if res.p4c_missing:

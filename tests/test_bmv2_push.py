@@ -13,6 +13,7 @@ from google.protobuf import text_format
 from p4.v1 import p4runtime_pb2
 from test_backend import built
 
+from p4gen.control.links import packet_socket
 from p4gen.control.push import P4RuntimeClient, PushError, push
 
 pytestmark = NEEDS_BMV2
@@ -108,16 +109,13 @@ def test_up_forwards_both_ways_and_down_cleans_up(build_dir):
     try:
         line = up.stdout.readline()
         assert line.startswith("up: "), line + up.stdout.read()
-        vm = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-        vm.bind((f"{prefix}-vm", 0))
-        wire = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-        wire.bind((f"{prefix}-wire", 0))
+        vm, wire = packet_socket(f"{prefix}-vm"), packet_socket(f"{prefix}-wire")
 
         def collect(s, seconds=2.0, skip=()):
             got, end = [], time.time() + seconds
             while time.time() < end:
                 if select.select([s], [], [], 0.1)[0]:
-                    data = s.recv(1 << 17)
+                    data = s.recv()
                     if data not in skip:
                         got.append(data)
             return got

@@ -64,3 +64,36 @@ def test_graph_svg(tmp_path, capsys):
 def test_graph_rejects_unknown_format(tmp_path, capsys):
     assert main(["graph", "examples/vm_offload.nf", "-o", str(tmp_path / "x.pdf")]) == 1
     assert "unknown output format" in capsys.readouterr().err
+
+
+HOST_PORT_PROGRAM = """\
+nf fwd {
+    action out(port: bit<9>) { forward(port); }
+    table t {
+        key = { ipv4.dst: exact; }
+        actions = { out; }
+        default_action = out(0);
+        size = 4;
+    }
+    apply { t.apply(); }
+}
+pipeline p : vm_ingress { fwd; }
+entries fwd.t {
+    (10.0.0.1) => out(3);
+    (10.0.0.2) => out(255);
+}
+"""
+
+
+def test_build_refuses_forwarding_to_the_host_port(tmp_path):
+    src = tmp_path / "hp.nf"
+    src.write_text(HOST_PORT_PROGRAM)
+    r = run("build", str(src), "-o", str(tmp_path / "out"), "--target", "targets/bmv2-smartnic.toml", "--no-p4c")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith(f"{src}:14:5: error: forward(255) reaches NIC port 255, the host (punt) port")
+    assert lines[1:] == ["        (10.0.0.2) => out(255);", "        ^"]
+    assert not (tmp_path / "out").exists()
+    # All in software there is no host port: the same program builds.
+    ok = run("build", str(src), "-o", str(tmp_path / "sw"), "--no-p4c")
+    assert ok.returncode == 0, ok.stderr

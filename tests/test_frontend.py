@@ -252,3 +252,15 @@ def test_deep_nesting_is_an_error_not_a_crash():
     assert prog is None
     assert "nested too deeply" in sink.errors[0].message
     assert sink.errors[0].pos.file == "deep.nf"
+
+
+def test_forwarded_ports_follow_constants_parameters_and_entries():
+    from p4gen.frontend.ports import forwarded_ports
+
+    prog, sink = load_program(["examples/ipv6_only.nf"])
+    assert prog is not None, sink.render()
+    ports = forwarded_ports(prog)
+    assert sorted(ports) == [0, 1, 3, 4]  # UPLINK0/1 via nexthops, VM1_PORT twice, the neighbour's port
+    assert [p.line for p in ports[3]] == [258, 259] and ports[4][0].line == 235
+    prog, _ = load_program(["examples/vm_offload.nf"])
+    assert forwarded_ports(prog) == {}  # its pipelines end on their default ports

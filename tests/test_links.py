@@ -12,7 +12,7 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from p4gen.control.up import delete_links, packet_socket, veth
+from p4gen.control.links import delete_links, packet_socket, veth
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
                                 reason="creating veth pairs needs root and iproute2")
@@ -37,17 +37,22 @@ def test_packet_socket_sees_only_its_interface():
         noise.join()
         frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.9.9.1", dst="10.9.9.2") /
                       UDP(sport=1, dport=2) / (b"x" * 30))
+        # VLAN receive offload takes tags off into metadata: they must read back in place,
+        # for both TPIDs, and for two tags (only the outer one is offloaded).
+        tagged = [frame[:12] + b"\x81\x00\x20\x05" + frame[12:], frame[:12] + b"\x88\xa8\x00\x07" + frame[12:],
+                  frame[:12] + b"\x81\x00\x00\x0a\x81\x00\x00\x0b" + frame[12:]]
         with packet_socket(a) as tx:
-            tx.send(frame)
+            for f in [frame, *tagged]:
+                tx.send(f)
         time.sleep(0.05)
         for s in socks:
             got = []
             while True:
                 try:
-                    got.append(s.recv(65536))
+                    got.append(s.recv())
                 except BlockingIOError:
                     break
-            assert got == [frame]
+            assert got == [frame, *tagged]
             s.close()
     finally:
         stop.set()

@@ -1,11 +1,15 @@
-"""Split ≡ software on real BMv2, for every example: hypothesis-generated packets (built from each
-program's own addresses, MACs and ports) give the same packets on the same ports whether the NIC
-part runs in BMv2 and the rest in the hypervisor, or everything runs in software."""
+"""Split ≡ software on real BMv2, for every example: hypothesis-generated packets give the same
+packets on the same ports whether the NIC part runs in BMv2 and the rest in the hypervisor, or
+everything runs in software. Two thirds of the packets are aimed at the program's table entries,
+in both directions (tests/entrygen.py), so rules that random packets would rarely hit are
+exercised; the rest are hypothesis-generated shapes (tagged, tunnelled, v4/v6) built from the
+program's own addresses, MACs and ports."""
 
 from __future__ import annotations
 
 import pytest
 from conftest import BMV2, NEEDS_BMV2, P4C
+from entrygen import EntryPackets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.contrib.geneve import GENEVE
@@ -18,6 +22,7 @@ from test_backend import EXAMPLES, built
 
 from p4gen.frontend import load_program
 from p4gen.frontend.literals import format_value
+from p4gen.frontend.ports import forwarded_ports
 from p4gen.ir import build_ir
 from p4gen.place import load_profile, place
 from p4gen.testing import Bmv2Target, SoftwareTarget
@@ -91,14 +96,8 @@ def packets(prog):
     return st.builds(shaped, st.one_of(plain, tagged, tunnels), shapes)
 
 
-# firewall5 and ipv6_only are not here yet: the generator below does not reach firewall5's
-# rules, and ipv6_only forwards to a VM port (forward(2)) that the BMv2 profile does not wire
-# to a veth. Both need targeted generators / a VM-port topology (next steps of the issue).
-COVERED = [p for p in EXAMPLES if p.stem in ("vm_offload", "l3_router", "geneve_gateway")]
-
-
 @pytest.mark.parametrize("target_profile", ["targets/bmv2-smartnic.toml", "targets/constrained-nic.toml"])
-@pytest.mark.parametrize("path", COVERED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_split_equals_software(path, target_profile, tmp_path_factory):
     prog, sink = load_program([f"examples/{path.name}"])
     assert prog is not None, sink.render()
@@ -108,21 +107,30 @@ def test_split_equals_software(path, target_profile, tmp_path_factory):
     soft = SoftwareTarget(prog, g)
     bmv2 = Bmv2Target(prog, g, place(g, prog, load_profile(target_profile)), out, BMV2)
     delivered = []
+    out_ports = ("uplink", "vm", "slow_path", *(f"port{n}" for n in forwarded_ports(prog)))
+
+    def same(pkt, port: str) -> None:
+        frame = bytes(pkt)
+        soft.send(port, frame)
+        bmv2.send(port, frame)
+        for out_port in out_ports:
+            got = bmv2.received(out_port)
+            assert got == soft.received(out_port), (out_port, pkt.summary())
+            delivered.extend((out_port, p) for p in got)
+
     try:
-        @settings(max_examples=15, deadline=None, derandomize=True,
+        for pkt, port in EntryPackets(prog, seed=len(prog.entries)).take(24):
+            same(pkt, port)
+
+        @settings(max_examples=12, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
         @given(packets(prog), st.sampled_from(["vm", "uplink"]))
         def check(pkt, port):
-            frame = bytes(pkt)
-            soft.send(port, frame)
-            bmv2.send(port, frame)
-            for out_port in ("uplink", "vm", "slow_path"):
-                got = bmv2.received(out_port)
-                assert got == soft.received(out_port), (out_port, pkt.summary())
-                delivered.extend(got)
+            same(pkt, port)
 
         check()
-        # Equivalence must not hold only because everything was dropped on both sides.
-        assert delivered, "no generated packet got through: the strategy does not reach this program's flows"
+        # Equivalence must not hold only because (nearly) everything was dropped on both sides.
+        ports = {p for p, _ in delivered}
+        assert len(delivered) >= 8 and len(ports) >= 2, f"too little got through: {len(delivered)} packets on {ports}"
     finally:
         bmv2.close()

@@ -24,6 +24,7 @@ from p4gen.backend.model import DROP_REASONS, NicModel, build_model
 from p4gen.backend.p4c import P4cResult, find_p4c, run_p4c
 from p4gen.backend.p4info import build_p4info
 from p4gen.backend.punt import punt_layout
+from p4gen.frontend.ports import forwarded_ports
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, Placement
 from p4gen.place.explain import to_json
@@ -66,6 +67,13 @@ def hypervisor_plan(m: NicModel) -> dict:
 def build(prog: Program, g: nx.DiGraph, placement: Placement, source: str, outdir: Path,
           p4c: str | None = "auto") -> BuildResult:
     """Write every artefact; p4c="auto" finds one, None skips it, "docker" uses the image."""
+    nic = placement.problem.nic
+    if nic is not None:
+        for port, where in forwarded_ports(prog).items():
+            if port == nic.ports.host:
+                raise BackendError(f"forward({port}) reaches NIC port {port}, the host (punt) port of "
+                                   f"{nic.name}: no packet could be told apart from a punted one; "
+                                   "use another port or change [ports].host in the profile", where[0])
     outdir.mkdir(parents=True, exist_ok=True)
     m = build_model(prog, g, placement)
     text, line_map = emit_program(m, source)

@@ -105,6 +105,20 @@ class Emitter:
             inst += f".{f.index}"
         return f"{inst}.{p4_ident(f.field)}"
 
+    def read(self, f: P.FieldRef) -> str:
+        """A field read with the DSL's meaning: a field of an invalid header reads 0.
+
+        P4 leaves such reads unspecified, and BMv2 returns whatever an earlier
+        packet left in the field, so `ipv4.dst == X` on an IPv6 packet could
+        match; the hypervisor reads 0. The validity guard makes both agree."""
+        text = self.field(f)
+        if self.in_parser or f.instance == "meta" or isinstance(f.index, str):
+            return text  # metadata is always valid; next/last name an element only when one exists
+        header = text.rsplit(".", 1)[0]
+        return f"({header}.isValid() ? {text} : {f.width}w0)"
+
+    in_parser = False  # a parser state reads only what it (or an earlier state) extracted
+
     def expr(self, op: P.Operand, width: int | None = None, params: dict[str, str] | None = None) -> str:
         if isinstance(op, P.ConstVal):
             w = op.width or width
@@ -112,7 +126,7 @@ class Emitter:
         if isinstance(op, P.ParamRef):
             return (params or {}).get(op.name, p4_ident(op.name))
         if isinstance(op, P.FieldRef):
-            return self.field(op)
+            return self.read(op)
         if isinstance(op, P.Arith):
             w = width or _width(op) or 32
             left = self.cast(op.left, w, params)
@@ -177,7 +191,7 @@ class Emitter:
         ports = self.nic.ports if self.nic else None
         o("// ---- ports and internal states")
         o(f"const bit<9> P4GEN_PORT_UPLINK = {ports.uplink if ports else 0};")
-        o(f"const bit<9> P4GEN_PORT_HOST = {ports.host if ports else 1};")
+        o(f"const bit<9> P4GEN_PORT_HOST = {ports.host if ports else 255};")
         for i, p in enumerate(ports.vm_ports if ports else ()):
             o(f"const bit<9> P4GEN_PORT_VM{i} = {p};")
         for name, v in STATES.items():
@@ -231,6 +245,13 @@ class Emitter:
 
     # ------------------------------------------------------------ parser
     def parser(self) -> None:
+        self.in_parser = True
+        try:
+            self._parser()
+        finally:
+            self.in_parser = False
+
+    def _parser(self) -> None:
         o = self.out
         o.open("parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, "
                "inout standard_metadata_t standard_metadata)")
@@ -448,7 +469,7 @@ class Emitter:
         if t.keys:
             o.open("key =")
             for k in t.keys:
-                o(f'{self.field(k.field)}: {k.match_kind} @name("{k.name}");')
+                o(f'{self.read(k.field)}: {k.match_kind} @name("{k.name}");')
             o.close()
         o.open("actions =")
         for a in t.actions:
@@ -748,14 +769,6 @@ class Emitter:
         o.open("else")
         o("p4gen_drop(P4GEN_DROP_BAD_PORT);")
         o.close()
-        o()
-        # Lengths the checksum units need (they cannot compute them).
-        o.open("if (hdr.ipv4.isValid())")
-        o("meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);")
-        o.close()
-        o.open("else if (hdr.ipv6.isValid())")
-        o("meta.p4gen_l4_len = hdr.ipv6.payload_len;")
-        o.close()
 
     def pipeline_end(self, name: str) -> None:
         o = self.out
@@ -806,6 +819,15 @@ class Emitter:
         o("mark_to_drop(standard_metadata);")
         o.close()
         o()
+        # Lengths the checksum units need (they cannot compute them), taken from the headers
+        # as they leave: after a decapsulation `ipv4` is the former inner header, after an
+        # encapsulation the new outer one.
+        o.open("if (hdr.ipv4.isValid())")
+        o("meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);")
+        o.close()
+        o.open("else if (hdr.ipv6.isValid())")
+        o("meta.p4gen_l4_len = hdr.ipv6.payload_len;")
+        o.close()
         # Packets leaving with their inner headers rewritten need the inner L4 length too.
         if "inner_ipv4" in self.prog.instances:
             o.open("if (hdr.inner_ipv4.isValid())")

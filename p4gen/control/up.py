@@ -24,48 +24,16 @@ import time
 from pathlib import Path
 
 from p4gen.backend.punt import punt_layout
+from p4gen.control.links import LinkError, delete_links, packet_socket, veth
 from p4gen.control.push import push
 from p4gen.place import HYP, Placement
 from p4gen.runtime.pipeline import HypervisorPipeline
 
-ETH_P_ALL = 0x0003
 STATE = "up.json"
 
 
-class UpError(Exception):
+class UpError(LinkError):
     pass
-
-
-def _run(*cmd: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise UpError(f"{' '.join(cmd)}: {proc.stderr.strip() or proc.stdout.strip()}")
-
-
-def veth(a: str, b: str, mtu: int = 1500) -> None:
-    _run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
-    for dev in (a, b):
-        _run("ip", "link", "set", dev, "mtu", str(mtu))
-        _run("ip", "link", "set", dev, "up")
-        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False, capture_output=True)
-
-
-def packet_socket(ifname: str, blocking: bool = True) -> socket.socket:
-    """A raw AF_PACKET socket that sees only `ifname`'s frames.
-
-    A socket opened with ETH_P_ALL receives every interface's traffic until
-    bind() narrows it (packet(7)), so a busy loopback (our own gRPC) leaks into
-    its queue. Open it with protocol 0 (receives nothing), then bind to the
-    interface with ETH_P_ALL: no frame from elsewhere is ever queued.
-    """
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    try:
-        s.bind((ifname, ETH_P_ALL))  # CPython converts the protocol to network order
-    except OSError:
-        s.close()
-        raise
-    s.setblocking(blocking)
-    return s
 
 
 def wait_for_switch(proc: subprocess.Popen, addr: str, log: Path, seconds: float = 20) -> None:
@@ -90,11 +58,6 @@ def stop_switch(proc: subprocess.Popen | None) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-
-def delete_links(links) -> None:
-    for link in links:
-        subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
 
 
 def down(outdir: Path) -> list[str]:
@@ -193,7 +156,7 @@ class Up:
         while end is None or time.time() < end:
             ready, _, _ = select.select(list(self.sock.values()), [], [], 0.2)
             for s in ready:
-                data = s.recv(1 << 17)
+                data = s.recv()
                 if s is self.sock["vm"]:
                     self._emit(self.hv.run(egress, data), egress_index)
                     continue

@@ -38,7 +38,7 @@ class Resources:
 @dataclass(frozen=True)
 class Ports:
     uplink: int = 0
-    host: int = 1
+    host: int = 255
     vm_ports: tuple[int, ...] = ()
 
 
@@ -165,7 +165,7 @@ def parse_profile(text: str, path: str) -> Profile:
     vm_ports = ports_sec.get("vm_ports", list, [])
     if not all(isinstance(p, int) and not isinstance(p, bool) for p in vm_ports):  # type: ignore[union-attr]
         raise ProfileError(f"{path}: [ports].vm_ports must be a list of port numbers")
-    ports = Ports(ports_sec.count("uplink") or 0, ports_sec.count("host") if "host" in ports_sec.data else 1,
+    ports = Ports(ports_sec.count("uplink") or 0, ports_sec.count("host") if "host" in ports_sec.data else 255,
                   tuple(vm_ports))  # type: ignore[arg-type]
     for p in (ports.uplink, ports.host, *ports.vm_ports):
         if not 0 <= p < 511:

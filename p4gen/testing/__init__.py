@@ -112,8 +112,10 @@ class Bmv2Target(Target):
     QUIET = 0.25  # seconds without a packet before a send is considered complete
 
     def __init__(self, prog: Program, graph: nx.DiGraph, placement: Placement, build_dir: Path, bmv2: str):
+        from p4gen.control.links import packet_socket, veth
         from p4gen.control.push import push
-        from p4gen.control.up import packet_socket, veth, wait_for_switch
+        from p4gen.control.up import wait_for_switch
+        from p4gen.frontend.ports import forwarded_ports
 
         super().__init__(placement.problem.nic.ports.uplink if placement.problem.nic else 0)
         if os.geteuid() != 0 or shutil.which("ip") is None:
@@ -125,6 +127,12 @@ class Bmv2Target(Target):
         self.layout = punt_layout()
         tag = f"{os.getpid() % 10000}{int(time.time() * 1000) % 1000}"
         self.links = {"uplink": (f"p4u{tag}", f"p4U{tag}"), "host": (f"p4h{tag}", f"p4H{tag}")}
+        # Every other port the program forwards to gets a veth too (queue "portN", as in software).
+        self.ports = {nic.ports.uplink: "uplink", nic.ports.host: "host"}
+        for port in forwarded_ports(prog):
+            if port not in self.ports:
+                self.ports[port] = f"port{port}"
+                self.links[f"port{port}"] = (f"p4p{port}x{tag}", f"p4P{port}x{tag}")
         for nic_side, peer in self.links.values():
             veth(nic_side, peer)
         with socket.socket() as s:
@@ -132,9 +140,8 @@ class Bmv2Target(Target):
             self.addr = f"127.0.0.1:{s.getsockname()[1]}"
         self.logdir = Path(tempfile.mkdtemp(prefix="p4gen-bmv2-"))
         self.switch = subprocess.Popen(
-            [bmv2, "-i", f"{nic.ports.uplink}@{self.links['uplink'][0]}",
-             "-i", f"{nic.ports.host}@{self.links['host'][0]}", "--no-p4", "--log-file", str(self.logdir / "bmv2"),
-             "--", "--grpc-server-addr", self.addr],
+            [bmv2, *(a for port, name in self.ports.items() for a in ("-i", f"{port}@{self.links[name][0]}")),
+             "--no-p4", "--log-file", str(self.logdir / "bmv2"), "--", "--grpc-server-addr", self.addr],
             stdout=open(self.logdir / "switch.out", "w"), stderr=subprocess.STDOUT)
         try:
             wait_for_switch(self.switch, self.addr, self.logdir / "switch.out")
@@ -166,19 +173,21 @@ class Bmv2Target(Target):
         for o in self._deliver(outputs):
             hdr = self.layout.pack(version=self.layout.constants["P4GEN_VERSION"], pipeline=index, resume=o.resume)
             self.sock["host"].send(hdr + o.data)
-            self._collect_uplink(self.PACE)
+            self._collect_wire(self.PACE)
 
-    def _collect_uplink(self, wait: float) -> None:
-        """Take what the NIC sent to the wire while pacing (the host port is serviced by _pump)."""
+    def _collect_wire(self, wait: float) -> None:
+        """Take what the NIC sent out of its ports while pacing (the host port is serviced by _pump)."""
         end = time.time() + wait
+        wire = {sock: name for name, sock in self.sock.items() if name != "host"}
         while True:
             left = end - time.time()
-            ready, _, _ = select.select([self.sock["uplink"]], [], [], max(left, 0))
+            ready, _, _ = select.select(list(wire), [], [], max(left, 0))
             if not ready:
                 if left <= 0:
                     return
                 continue
-            self.queues["uplink"].append(self.sock["uplink"].recv(1 << 17))
+            for sock in ready:
+                self.queues[wire[sock]].append(sock.recv())
 
     def _pump(self, pipeline: str) -> None:
         """Move packets until the system is quiet: NIC → host port → hypervisor → NIC …"""
@@ -187,10 +196,10 @@ class Bmv2Target(Target):
         while time.time() < quiet_until:
             ready, _, _ = select.select(list(self.sock.values()), [], [], 0.02)
             for s in ready:
-                data = s.recv(1 << 17)
+                data = s.recv()
                 quiet_until = time.time() + self.QUIET
-                if s is self.sock["uplink"]:
-                    self.queues["uplink"].append(data)
+                if s is not self.sock["host"]:
+                    self.queues[next(n for n, sock in self.sock.items() if sock is s)].append(data)
                     continue
                 h = self.layout.unpack(data)
                 body = data[self.layout.size:]
@@ -208,7 +217,8 @@ class Bmv2Target(Target):
     def close(self) -> None:
         for s in getattr(self, "sock", {}).values():
             s.close()
-        from p4gen.control.up import delete_links, stop_switch
+        from p4gen.control.links import delete_links
+        from p4gen.control.up import stop_switch
 
         stop_switch(getattr(self, "switch", None))
         delete_links(nic_side for nic_side, _peer in getattr(self, "links", {}).values())

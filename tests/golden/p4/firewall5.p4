@@ -39,7 +39,7 @@ header p4gen_t {
 
 // ---- ports and internal states
 const bit<9> P4GEN_PORT_UPLINK = 0;
-const bit<9> P4GEN_PORT_HOST = 1;
+const bit<9> P4GEN_PORT_HOST = 255;
 const bit<8> P4GEN_ST_NONE = 0;
 const bit<8> P4GEN_ST_RUN = 1;
 const bit<8> P4GEN_ST_SKIP = 2;
@@ -373,9 +373,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".fw_in.fw_in_v4") @id(0x02d4ed4e)
     table fw_in_fw_in_v4 {
         key = {
-            hdr.ipv4.src: ternary @name("ipv4.src");
-            hdr.ipv4.dst: ternary @name("ipv4.dst");
-            hdr.ipv4.protocol: ternary @name("ipv4.protocol");
+            (hdr.ipv4.isValid() ? hdr.ipv4.src : 32w0): ternary @name("ipv4.src");
+            (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): ternary @name("ipv4.dst");
+            (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0): ternary @name("ipv4.protocol");
             meta.l4_src: range @name("meta.l4_src");
             meta.l4_dst: range @name("meta.l4_dst");
         }
@@ -390,9 +390,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".fw_in.fw_in_v6") @id(0x02aab4fb)
     table fw_in_fw_in_v6 {
         key = {
-            hdr.ipv6.src: ternary @name("ipv6.src");
-            hdr.ipv6.dst: ternary @name("ipv6.dst");
-            hdr.ipv6.next_hdr: exact @name("ipv6.next_hdr");
+            (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0): ternary @name("ipv6.src");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): ternary @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0): exact @name("ipv6.next_hdr");
             meta.l4_src: range @name("meta.l4_src");
             meta.l4_dst: range @name("meta.l4_dst");
         }
@@ -407,9 +407,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".fw_out.fw_out_v4") @id(0x02ee4589)
     table fw_out_fw_out_v4 {
         key = {
-            hdr.ipv4.src: ternary @name("ipv4.src");
-            hdr.ipv4.dst: ternary @name("ipv4.dst");
-            hdr.ipv4.protocol: ternary @name("ipv4.protocol");
+            (hdr.ipv4.isValid() ? hdr.ipv4.src : 32w0): ternary @name("ipv4.src");
+            (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): ternary @name("ipv4.dst");
+            (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0): ternary @name("ipv4.protocol");
             meta.l4_src: range @name("meta.l4_src");
             meta.l4_dst: range @name("meta.l4_dst");
         }
@@ -425,9 +425,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".fw_out.fw_out_v6") @id(0x02b43f18)
     table fw_out_fw_out_v6 {
         key = {
-            hdr.ipv6.src: ternary @name("ipv6.src");
-            hdr.ipv6.dst: ternary @name("ipv6.dst");
-            hdr.ipv6.next_hdr: exact @name("ipv6.next_hdr");
+            (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0): ternary @name("ipv6.src");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): ternary @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0): exact @name("ipv6.next_hdr");
             meta.l4_src: range @name("meta.l4_src");
             meta.l4_dst: range @name("meta.l4_dst");
         }
@@ -463,7 +463,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.setInvalid();
         }
         else if (standard_metadata.ingress_port == P4GEN_PORT_UPLINK) {
-            if ((hdr.ethernet.dst == 48w0x20000000102)) {
+            if (((hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0) == 48w0x20000000102)) {
                 meta.p4gen_pipeline = 2;
                 meta.p4gen_flow = 2;
                 meta.p4gen_state = P4GEN_ST_RUN;
@@ -474,13 +474,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
-        }
-
-        if (hdr.ipv4.isValid()) {
-            meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);
-        }
-        else if (hdr.ipv6.isValid()) {
-            meta.p4gen_l4_len = hdr.ipv6.payload_len;
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline fw_egress (vm_egress)
@@ -614,6 +607,12 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             mark_to_drop(standard_metadata);
         }
 
+        if (hdr.ipv4.isValid()) {
+            meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);
+        }
+        else if (hdr.ipv6.isValid()) {
+            meta.p4gen_l4_len = hdr.ipv6.payload_len;
+        }
         if (hdr.inner_ipv4.isValid()) {
             meta.p4gen_inner_l4_len = hdr.inner_ipv4.total_len - ((bit<16>)hdr.inner_ipv4.ihl << 2);
         }

@@ -39,7 +39,7 @@ header p4gen_t {
 
 // ---- ports and internal states
 const bit<9> P4GEN_PORT_UPLINK = 0;
-const bit<9> P4GEN_PORT_HOST = 1;
+const bit<9> P4GEN_PORT_HOST = 255;
 const bit<8> P4GEN_ST_NONE = 0;
 const bit<8> P4GEN_ST_RUN = 1;
 const bit<8> P4GEN_ST_SKIP = 2;
@@ -498,7 +498,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".geneve_out.endpoints_v4") @id(0x02430227)
     table geneve_out_endpoints_v4 {
         key = {
-            hdr.ipv4.dst: lpm @name("ipv4.dst");
+            (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): lpm @name("ipv4.dst");
         }
         actions = {
             geneve_out_encap;
@@ -512,7 +512,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".geneve_out.endpoints_v6") @id(0x02ccd143)
     table geneve_out_endpoints_v6 {
         key = {
-            hdr.ipv6.dst: lpm @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): lpm @name("ipv6.dst");
         }
         actions = {
             geneve_out_encap;
@@ -526,8 +526,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".qos.qos_class") @id(0x0225b6e2)
     table qos_qos_class {
         key = {
-            hdr.mytag.tenant: exact @name("mytag.tenant");
-            hdr.mytag.qos_class: ternary @name("mytag.qos_class");
+            (hdr.mytag.isValid() ? hdr.mytag.tenant : 16w0): exact @name("mytag.tenant");
+            (hdr.mytag.isValid() ? hdr.mytag.qos_class : 4w0): ternary @name("mytag.qos_class");
         }
         actions = {
             qos_mark;
@@ -570,13 +570,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
-        }
-
-        if (hdr.ipv4.isValid()) {
-            meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);
-        }
-        else if (hdr.ipv6.isValid()) {
-            meta.p4gen_l4_len = hdr.ipv6.payload_len;
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline overlay_tx (vm_egress)
@@ -730,6 +723,12 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             mark_to_drop(standard_metadata);
         }
 
+        if (hdr.ipv4.isValid()) {
+            meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);
+        }
+        else if (hdr.ipv6.isValid()) {
+            meta.p4gen_l4_len = hdr.ipv6.payload_len;
+        }
         if (hdr.inner_ipv4.isValid()) {
             meta.p4gen_inner_l4_len = hdr.inner_ipv4.total_len - ((bit<16>)hdr.inner_ipv4.ihl << 2);
         }

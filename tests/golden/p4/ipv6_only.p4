@@ -39,7 +39,7 @@ header p4gen_t {
 
 // ---- ports and internal states
 const bit<9> P4GEN_PORT_UPLINK = 0;
-const bit<9> P4GEN_PORT_HOST = 1;
+const bit<9> P4GEN_PORT_HOST = 255;
 const bit<8> P4GEN_ST_NONE = 0;
 const bit<8> P4GEN_ST_RUN = 1;
 const bit<8> P4GEN_ST_SKIP = 2;
@@ -380,6 +380,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
     }
+    @name(".fwd6.not_neighbor") @id(0x01371d40)
+    action fwd6_not_neighbor() {
+    }
     @name(".fwd6.send") @id(0x01f2092a)
     action fwd6_send(bit<48> dmac, bit<9> port) {
         hdr.ethernet.src = 48w0x20000000601;
@@ -392,7 +395,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     action fwd6_to_neighbor(bit<48> dmac, bit<9> port) {
         hdr.ethernet.src = 48w0x20000000601;
         hdr.ethernet.dst = dmac;
-        hdr.ipv6.hop_limit = (hdr.ipv6.hop_limit - 8w1);
+        hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
         // forward()
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
@@ -415,8 +418,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".acl6_in.acl6_in") @id(0x02d9f2c2)
     table acl6_in_acl6_in {
         key = {
-            hdr.ipv6.src: ternary @name("ipv6.src");
-            hdr.ipv6.next_hdr: ternary @name("ipv6.next_hdr");
+            (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0): ternary @name("ipv6.src");
+            (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0): ternary @name("ipv6.next_hdr");
             meta.l4_dst: range @name("meta.l4_dst");
         }
         actions = {
@@ -430,9 +433,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".acl6_out.acl6_out") @id(0x02de1a8d)
     table acl6_out_acl6_out {
         key = {
-            hdr.ipv6.src: ternary @name("ipv6.src");
-            hdr.ipv6.dst: ternary @name("ipv6.dst");
-            hdr.ipv6.next_hdr: ternary @name("ipv6.next_hdr");
+            (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0): ternary @name("ipv6.src");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): ternary @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0): ternary @name("ipv6.next_hdr");
             meta.l4_dst: range @name("meta.l4_dst");
         }
         actions = {
@@ -446,7 +449,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".deliver6.local6") @id(0x0287db26)
     table deliver6_local6 {
         key = {
-            hdr.ipv6.dst: exact @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): exact @name("ipv6.dst");
         }
         actions = {
             deliver6_to_vm;
@@ -458,13 +461,13 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".fwd6.neighbors") @id(0x0227f82a)
     table fwd6_neighbors {
         key = {
-            hdr.ipv6.dst: exact @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): exact @name("ipv6.dst");
         }
         actions = {
             fwd6_to_neighbor;
-            fwd6_unroutable;
+            fwd6_not_neighbor;
         }
-        default_action = fwd6_unroutable();
+        default_action = fwd6_not_neighbor();
         size = 2048;
         support_timeout = true;
     }
@@ -483,7 +486,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".fwd6.routes6") @id(0x02970f69)
     table fwd6_routes6 {
         key = {
-            hdr.ipv6.dst: lpm @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): lpm @name("ipv6.dst");
         }
         actions = {
             fwd6_via;
@@ -516,7 +519,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.setInvalid();
         }
         else if (standard_metadata.ingress_port == P4GEN_PORT_UPLINK) {
-            if ((hdr.ethernet.dst == 48w0x20000000601)) {
+            if (((hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0) == 48w0x20000000601)) {
                 meta.p4gen_pipeline = 2;
                 meta.p4gen_flow = 2;
                 meta.p4gen_state = P4GEN_ST_RUN;
@@ -527,13 +530,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
-        }
-
-        if (hdr.ipv4.isValid()) {
-            meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);
-        }
-        else if (hdr.ipv6.isValid()) {
-            meta.p4gen_l4_len = hdr.ipv6.payload_len;
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline v6_out (vm_egress)
@@ -687,6 +683,12 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             mark_to_drop(standard_metadata);
         }
 
+        if (hdr.ipv4.isValid()) {
+            meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);
+        }
+        else if (hdr.ipv6.isValid()) {
+            meta.p4gen_l4_len = hdr.ipv6.payload_len;
+        }
         if (hdr.inner_ipv4.isValid()) {
             meta.p4gen_inner_l4_len = hdr.inner_ipv4.total_len - ((bit<16>)hdr.inner_ipv4.ihl << 2);
         }

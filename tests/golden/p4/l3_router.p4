@@ -39,7 +39,7 @@ header p4gen_t {
 
 // ---- ports and internal states
 const bit<9> P4GEN_PORT_UPLINK = 0;
-const bit<9> P4GEN_PORT_HOST = 1;
+const bit<9> P4GEN_PORT_HOST = 255;
 const bit<8> P4GEN_ST_NONE = 0;
 const bit<8> P4GEN_ST_RUN = 1;
 const bit<8> P4GEN_ST_SKIP = 2;
@@ -385,7 +385,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".deliver.local_v4") @id(0x02f239ae)
     table deliver_local_v4 {
         key = {
-            hdr.ipv4.dst: lpm @name("ipv4.dst");
+            (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): lpm @name("ipv4.dst");
         }
         actions = {
             deliver_to_vm;
@@ -397,7 +397,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".deliver.local_v6") @id(0x0273f0b1)
     table deliver_local_v6 {
         key = {
-            hdr.ipv6.dst: lpm @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): lpm @name("ipv6.dst");
         }
         actions = {
             deliver_to_vm;
@@ -409,7 +409,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".router.routes_v4") @id(0x023748ab)
     table router_routes_v4 {
         key = {
-            hdr.ipv4.dst: lpm @name("ipv4.dst");
+            (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): lpm @name("ipv4.dst");
         }
         actions = {
             router_route;
@@ -423,7 +423,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".router.routes_v6") @id(0x028a9152)
     table router_routes_v6 {
         key = {
-            hdr.ipv6.dst: lpm @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): lpm @name("ipv6.dst");
         }
         actions = {
             router_route;
@@ -457,7 +457,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.setInvalid();
         }
         else if (standard_metadata.ingress_port == P4GEN_PORT_UPLINK) {
-            if (((hdr.ipv4.dst == 32w0xa000102) || (hdr.ipv6.dst == 128w0xfd000001000000000000000000000002))) {
+            if ((((hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0) == 32w0xa000102) || ((hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0) == 128w0xfd000001000000000000000000000002))) {
                 meta.p4gen_pipeline = 2;
                 meta.p4gen_flow = 2;
                 meta.p4gen_state = P4GEN_ST_RUN;
@@ -468,13 +468,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
-        }
-
-        if (hdr.ipv4.isValid()) {
-            meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);
-        }
-        else if (hdr.ipv6.isValid()) {
-            meta.p4gen_l4_len = hdr.ipv6.payload_len;
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline routed_out (vm_egress)
@@ -650,6 +643,12 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             mark_to_drop(standard_metadata);
         }
 
+        if (hdr.ipv4.isValid()) {
+            meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);
+        }
+        else if (hdr.ipv6.isValid()) {
+            meta.p4gen_l4_len = hdr.ipv6.payload_len;
+        }
         if (hdr.inner_ipv4.isValid()) {
             meta.p4gen_inner_l4_len = hdr.inner_ipv4.total_len - ((bit<16>)hdr.inner_ipv4.ihl << 2);
         }

@@ -39,7 +39,7 @@ header p4gen_t {
 
 // ---- ports and internal states
 const bit<9> P4GEN_PORT_UPLINK = 0;
-const bit<9> P4GEN_PORT_HOST = 1;
+const bit<9> P4GEN_PORT_HOST = 255;
 const bit<8> P4GEN_ST_NONE = 0;
 const bit<8> P4GEN_ST_RUN = 1;
 const bit<8> P4GEN_ST_SKIP = 2;
@@ -485,8 +485,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".acl_in.acl_in_v4") @id(0x02cff5bf)
     table acl_in_acl_in_v4 {
         key = {
-            hdr.ipv4.src: ternary @name("ipv4.src");
-            hdr.ipv4.protocol: ternary @name("ipv4.protocol");
+            (hdr.ipv4.isValid() ? hdr.ipv4.src : 32w0): ternary @name("ipv4.src");
+            (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0): ternary @name("ipv4.protocol");
             meta.l4_src: range @name("meta.l4_src");
         }
         actions = {
@@ -500,8 +500,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".acl_in.acl_in_v6") @id(0x02623ce4)
     table acl_in_acl_in_v6 {
         key = {
-            hdr.ipv6.src: ternary @name("ipv6.src");
-            hdr.ipv6.next_hdr: ternary @name("ipv6.next_hdr");
+            (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0): ternary @name("ipv6.src");
+            (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0): ternary @name("ipv6.next_hdr");
             meta.l4_src: range @name("meta.l4_src");
         }
         actions = {
@@ -515,8 +515,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".acl_out.acl_out_v4") @id(0x02db312d)
     table acl_out_acl_out_v4 {
         key = {
-            hdr.ipv4.dst: ternary @name("ipv4.dst");
-            hdr.ipv4.protocol: ternary @name("ipv4.protocol");
+            (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): ternary @name("ipv4.dst");
+            (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0): ternary @name("ipv4.protocol");
             meta.l4_dst: range @name("meta.l4_dst");
         }
         actions = {
@@ -530,8 +530,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".acl_out.acl_out_v6") @id(0x02a5d0c3)
     table acl_out_acl_out_v6 {
         key = {
-            hdr.ipv6.dst: ternary @name("ipv6.dst");
-            hdr.ipv6.next_hdr: ternary @name("ipv6.next_hdr");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): ternary @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0): ternary @name("ipv6.next_hdr");
             meta.l4_dst: range @name("meta.l4_dst");
         }
         actions = {
@@ -545,7 +545,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".dnat.dnat_v4") @id(0x02c3cfe4)
     table dnat_dnat_v4 {
         key = {
-            hdr.ipv4.dst: exact @name("ipv4.dst");
+            (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): exact @name("ipv4.dst");
         }
         actions = {
             dnat_dnat_rewrite;
@@ -557,9 +557,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".flow_counters.flows_v4") @id(0x0248bea3)
     table flow_counters_flows_v4 {
         key = {
-            hdr.ipv4.src: exact @name("ipv4.src");
-            hdr.ipv4.dst: exact @name("ipv4.dst");
-            hdr.ipv4.protocol: exact @name("ipv4.protocol");
+            (hdr.ipv4.isValid() ? hdr.ipv4.src : 32w0): exact @name("ipv4.src");
+            (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): exact @name("ipv4.dst");
+            (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0): exact @name("ipv4.protocol");
             meta.l4_src: exact @name("meta.l4_src");
             meta.l4_dst: exact @name("meta.l4_dst");
         }
@@ -575,9 +575,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".flow_counters.flows_v6") @id(0x0219f845)
     table flow_counters_flows_v6 {
         key = {
-            hdr.ipv6.src: exact @name("ipv6.src");
-            hdr.ipv6.dst: exact @name("ipv6.dst");
-            hdr.ipv6.next_hdr: exact @name("ipv6.next_hdr");
+            (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0): exact @name("ipv6.src");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): exact @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0): exact @name("ipv6.next_hdr");
             meta.l4_src: exact @name("meta.l4_src");
             meta.l4_dst: exact @name("meta.l4_dst");
         }
@@ -593,7 +593,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".overlay_encap.overlay_v4") @id(0x02e80297)
     table overlay_encap_overlay_v4 {
         key = {
-            hdr.ipv4.dst: lpm @name("ipv4.dst");
+            (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): lpm @name("ipv4.dst");
         }
         actions = {
             overlay_encap_encap;
@@ -605,7 +605,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".overlay_encap.overlay_v6") @id(0x027b59be)
     table overlay_encap_overlay_v6 {
         key = {
-            hdr.ipv6.dst: lpm @name("ipv6.dst");
+            (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0): lpm @name("ipv6.dst");
         }
         actions = {
             overlay_encap_encap;
@@ -617,7 +617,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".snat.snat_v4") @id(0x02e707c4)
     table snat_snat_v4 {
         key = {
-            hdr.ipv4.dst: lpm @name("ipv4.dst");
+            (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): lpm @name("ipv4.dst");
         }
         actions = {
             snat_snat_rewrite;
@@ -629,8 +629,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".overlay_decap.tunnels") @id(0x02f2d925)
     table overlay_decap_tunnels {
         key = {
-            hdr.ipv4.src: exact @name("ipv4.src");
-            hdr.vxlan.vni: exact @name("vxlan.vni");
+            (hdr.ipv4.isValid() ? hdr.ipv4.src : 32w0): exact @name("ipv4.src");
+            (hdr.vxlan.isValid() ? hdr.vxlan.vni : 24w0): exact @name("vxlan.vni");
         }
         actions = {
             overlay_decap_decap;
@@ -662,7 +662,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.setInvalid();
         }
         else if (standard_metadata.ingress_port == P4GEN_PORT_UPLINK) {
-            if ((hdr.vxlan.isValid() || (hdr.ipv4.dst == 32w0xcb00710a))) {
+            if ((hdr.vxlan.isValid() || ((hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0) == 32w0xcb00710a))) {
                 meta.p4gen_pipeline = 2;
                 meta.p4gen_flow = 2;
                 meta.p4gen_state = P4GEN_ST_RUN;
@@ -673,13 +673,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
-        }
-
-        if (hdr.ipv4.isValid()) {
-            meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);
-        }
-        else if (hdr.ipv6.isValid()) {
-            meta.p4gen_l4_len = hdr.ipv6.payload_len;
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline vm_egress (vm_egress)
@@ -943,6 +936,12 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             mark_to_drop(standard_metadata);
         }
 
+        if (hdr.ipv4.isValid()) {
+            meta.p4gen_l4_len = hdr.ipv4.total_len - ((bit<16>)hdr.ipv4.ihl << 2);
+        }
+        else if (hdr.ipv6.isValid()) {
+            meta.p4gen_l4_len = hdr.ipv6.payload_len;
+        }
         if (hdr.inner_ipv4.isValid()) {
             meta.p4gen_inner_l4_len = hdr.inner_ipv4.total_len - ((bit<16>)hdr.inner_ipv4.ihl << 2);
         }

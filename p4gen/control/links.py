@@ -1,0 +1,98 @@
+"""veth pairs and raw packet sockets: the wiring of `p4gen up` and of the BMv2 test target.
+
+Two Linux details matter for exchanging exact bytes with BMv2 over veths:
+
+- A packet socket opened with ETH_P_ALL receives every interface's frames
+  until bind() narrows it (packet(7)), so our own gRPC traffic on loopback
+  would leak into a veth's queue. Sockets here open with protocol 0 (nothing
+  received) and bind to the interface with ETH_P_ALL.
+- With VLAN receive offload (on for veths), the kernel strips the 802.1Q tag
+  into the skb's metadata and a packet socket reads the frame untagged. The
+  tag comes back through PACKET_AUXDATA (tp_vlan_tci, tp_vlan_tpid), and
+  `recv()` puts it back where it was, so a tagged frame reads as sent.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+from collections.abc import Iterable
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_VLAN_VALID = 1 << 4
+TP_STATUS_VLAN_TPID_VALID = 1 << 6
+AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+MAX_FRAME = 1 << 17
+
+
+class LinkError(Exception):
+    pass
+
+
+def run_ip(*cmd: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise LinkError(f"{' '.join(cmd)}: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def veth(a: str, b: str, mtu: int = 1500) -> None:
+    """A veth pair, up, with IPv6 off (no router solicitations or MLD reports on our wires)."""
+    run_ip("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+    for dev in (a, b):
+        run_ip("ip", "link", "set", dev, "mtu", str(mtu))
+        run_ip("ip", "link", "set", dev, "up")
+        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False, capture_output=True)
+
+
+def delete_links(links: Iterable[str]) -> None:
+    """Delete veths (deleting one end removes the pair); missing ones are not an error."""
+    for link in links:
+        subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
+
+
+class PacketSocket:
+    """A raw AF_PACKET socket on one interface that reads frames exactly as they were sent."""
+
+    def __init__(self, ifname: str, blocking: bool = True):
+        self.ifname = ifname
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            self.sock.bind((ifname, ETH_P_ALL))  # CPython puts the protocol in network order
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(blocking)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, frame: bytes) -> int:
+        return self.sock.send(frame)
+
+    def recv(self) -> bytes:
+        """One frame, with a VLAN tag the kernel took off put back (BlockingIOError if none waits)."""
+        data, ancillary, _flags, _addr = self.sock.recvmsg(MAX_FRAME, socket.CMSG_SPACE(AUXDATA.size))
+        for level, kind, blob in ancillary:
+            if level == SOL_PACKET and kind == PACKET_AUXDATA and len(blob) >= AUXDATA.size:
+                status, _len, _snap, _mac, _net, tci, tpid = AUXDATA.unpack_from(blob)
+                if status & TP_STATUS_VLAN_VALID:
+                    tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID and tpid else 0x8100
+                    data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> PacketSocket:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def packet_socket(ifname: str, blocking: bool = True) -> PacketSocket:
+    return PacketSocket(ifname, blocking)
