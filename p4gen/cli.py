@@ -181,10 +181,31 @@ def _election(text: str) -> tuple[int, int]:
     return high, low
 
 
+def _enter_up_netns(outdir: str) -> int | None:
+    """When `p4gen up OUTDIR` runs its NIC in a network namespace, rerun this command inside it
+    (the switch's gRPC address is that namespace's loopback); None: run it here."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    try:
+        ns = json.loads((Path(outdir) / "up.json").read_text()).get("netns")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not ns or os.environ.get("P4GEN_NETNS") == ns:
+        return None
+    return subprocess.call(["ip", "netns", "exec", ns, sys.executable, "-m", "p4gen", *sys.argv[1:]],
+                           env={**os.environ, "P4GEN_NETNS": ns})
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from p4gen.control.push import PushError, push
+
+    rc = _enter_up_netns(args.outdir)
+    if rc is not None:
+        return rc
 
     try:
         r = push(Path(args.outdir), args.grpc_addr, args.device_id, args.election_id, args.batch)
@@ -200,6 +221,9 @@ def cmd_shell(args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
 
+    rc = _enter_up_netns(args.outdir)
+    if rc is not None:
+        return rc
     out = Path(args.outdir)
     for need in ("program.p4info.txtpb", "program.json"):
         if not (out / need).exists():
@@ -216,6 +240,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from p4gen.backend.p4c import find_tool
+    from p4gen.control.links import netns_supported
     from p4gen.control.push import PushError
     from p4gen.control.up import Up, UpError
     from p4gen.place import load_profile, place
@@ -238,11 +263,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     if built_for != dict(pl.assignment):
         return _error(f"{meta['program']} has changed since {out} was built: rebuild it")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    netns = None if args.no_netns else (args.netns or args.prefix)
+    if netns and not netns_supported():
+        print("note: network namespaces unavailable (needs root and iproute2): the NIC runs in this one")
+        netns = None
     try:
-        up = Up(prog, g, pl, out, bmv2, args.grpc_addr, args.prefix)
+        up = Up(prog, g, pl, out, bmv2, args.grpc_addr, args.prefix, netns)
     except (UpError, PushError) as e:
         return _error(str(e))
-    print(f"up: NIC {args.grpc_addr}; VM side {args.prefix}-vm, wire side {args.prefix}-wire; "
+    where = f" in network namespace {netns}" if netns else ""
+    print(f"up: NIC {args.grpc_addr}{where}; VM side {args.prefix}-vm, wire side {args.prefix}-wire; "
           f"logs in {out}. Ctrl-C or 'p4gen down {out}' to stop.", flush=True)
     try:
         up.serve(args.seconds)
@@ -385,6 +415,9 @@ def make_parser() -> argparse.ArgumentParser:
     u.add_argument("outdir", metavar="OUTDIR")
     u.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT")
     u.add_argument("--prefix", default="p4g", help="name prefix of the veth interfaces (default p4g)")
+    u.add_argument("--netns", metavar="NAME",
+                   help="network namespace for the NIC and the hypervisor's ends (default: the prefix)")
+    u.add_argument("--no-netns", action="store_true", help="run everything in the current network namespace")
     u.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop by itself
     u.set_defaults(func=cmd_up)
     d = sub.add_parser("down", help="stop what 'p4gen up OUTDIR' started and remove its veths")

@@ -92,7 +92,8 @@ def test_unreachable_target_is_a_clear_error(build_dir):
         push(build_dir, f"127.0.0.1:{free_port()}", timeout=1)
 
 
-def test_up_forwards_both_ways_and_down_cleans_up(build_dir):
+@pytest.mark.parametrize("netns", [True, False], ids=["own-netns", "current-netns"])
+def test_up_forwards_both_ways_and_down_cleans_up(build_dir, netns):
     import os
     import select
     import sys
@@ -105,10 +106,25 @@ def test_up_forwards_both_ways_and_down_cleans_up(build_dir):
     prefix = f"pt{os.getpid() % 100000}"
     addr = f"127.0.0.1:{free_port()}"
     up = subprocess.Popen([sys.executable, "-m", "p4gen", "up", str(build_dir), "--grpc-addr", addr,
-                           "--prefix", prefix], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                           "--prefix", prefix, *([] if netns else ["--no-netns"])],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = up.stdout.readline()
         assert line.startswith("up: "), line + up.stdout.read()
+        here = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout.split()
+        if netns:
+            assert f"in network namespace {prefix}" in line
+            inside = subprocess.run(["ip", "-n", prefix, "-br", "link"], capture_output=True, text=True).stdout
+            # The NIC's ports and the hypervisor's ends are in the namespace; the user's ends are here.
+            for name in ("up", "host", "hv", "vmh"):
+                assert f"{prefix}-{name}" in inside and not any(w.startswith(f"{prefix}-{name}@") for w in here)
+            # push (and shell) find the namespace from OUTDIR/up.json.
+            again = subprocess.run([sys.executable, "-m", "p4gen", "push", str(build_dir), "--grpc-addr", addr],
+                                   capture_output=True, text=True, check=False)
+            assert again.returncode == 0 and "0 inserted, 0 modified, 0 deleted, 22 unchanged" in again.stdout, \
+                again.stdout + again.stderr
+        else:
+            assert any(w.startswith(f"{prefix}-up@") for w in here)
         vm, wire = packet_socket(f"{prefix}-vm"), packet_socket(f"{prefix}-wire")
 
         def collect(s, seconds=2.0, skip=()):
@@ -142,3 +158,4 @@ def test_up_forwards_both_ways_and_down_cleans_up(build_dir):
     assert not (build_dir / "up.json").exists()
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     assert prefix not in links
+    assert prefix not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

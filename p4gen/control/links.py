@@ -14,10 +14,14 @@ Two Linux details matter for exchanging exact bytes with BMv2 over veths:
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import struct
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -96,3 +100,72 @@ class PacketSocket:
 
 def packet_socket(ifname: str, blocking: bool = True) -> PacketSocket:
     return PacketSocket(ifname, blocking)
+
+
+# ---------------------------------------------------------------- network namespaces
+
+CLONE_NEWNET = 0x40000000
+NETNS_DIR = Path("/run/netns")
+
+
+def netns_supported() -> bool:
+    """Whether `ip netns` can be used here (root, iproute2, a kernel with network namespaces)."""
+    return os.geteuid() == 0 and shutil.which("ip") is not None and Path("/proc/self/ns/net").exists()
+
+
+def netns_add(name: str) -> None:
+    run_ip("ip", "netns", "add", name)
+    run_ip("ip", "-n", name, "link", "set", "lo", "up")
+
+
+def netns_delete(name: str) -> bool:
+    """Delete a namespace and, with it, every interface inside it (veth peers outside go too)."""
+    return subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False).returncode == 0
+
+
+def veth_across(a: str, b: str, netns: str | None, b_netns: str | None, mtu: int = 1500) -> None:
+    """A veth pair with end `a` in `netns` and end `b` in `b_netns` (None: the current namespace)."""
+    create = ["ip"] + (["-n", netns] if netns else []) + ["link", "add", a, "type", "veth", "peer", "name", b]
+    if b_netns != netns:
+        create += ["netns", b_netns or str(os.getpid())]  # a pid names that process's namespace
+    run_ip(*create)
+    for dev, ns in ((a, netns), (b, b_netns)):
+        where = ["-n", ns] if ns else []
+        run_ip("ip", *where, "link", "set", dev, "mtu", str(mtu))
+        run_ip("ip", *where, "link", "set", dev, "up")
+        sysctl = ["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"]
+        subprocess.run((["ip", "netns", "exec", ns] if ns else []) + sysctl, check=False, capture_output=True)
+
+
+def _setns(fd: int) -> None:
+    if hasattr(os, "setns"):  # Python 3.12+
+        os.setns(fd, CLONE_NEWNET)
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextmanager
+def in_netns(name: str | None) -> Iterator[None]:
+    """Run the block in network namespace `name` (this thread only); sockets made there stay there.
+
+    None runs it where we are. Only sockets are made inside: threads started in the block
+    would stay in the namespace, so gRPC clients run as subprocesses instead."""
+    if name is None:
+        yield
+        return
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(NETNS_DIR / name, os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+        os.close(target)

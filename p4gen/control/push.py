@@ -119,6 +119,24 @@ class P4RuntimeClient:
             raise _grpc_error(e, "Read", self.addr) from None
         return out
 
+    def read_counter(self, counter_id: int, index: int | None = None) -> dict[int, tuple[int, int]]:
+        """Index → (packets, bytes) of an indirect counter (one cell, or all of them)."""
+        req = p4runtime_pb2.ReadRequest(device_id=self.device_id)
+        ce = req.entities.add().counter_entry
+        ce.counter_id = counter_id
+        if index is not None:
+            ce.index.index = index
+        out = {}
+        try:
+            for resp in self.stub.Read(req, timeout=self.timeout):
+                for e in resp.entities:
+                    if e.HasField("counter_entry"):
+                        c = e.counter_entry
+                        out[c.index.index] = (c.data.packet_count, c.data.byte_count)
+        except grpc.RpcError as e:
+            raise _grpc_error(e, "Read", self.addr) from None
+        return out
+
     def write(self, updates: list[p4runtime_pb2.Update]) -> None:
         req = p4runtime_pb2.WriteRequest(device_id=self.device_id, election_id=self.election)
         req.updates.extend(updates)

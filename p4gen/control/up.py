@@ -20,11 +20,20 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from p4gen.backend.punt import punt_layout
-from p4gen.control.links import LinkError, delete_links, packet_socket, veth
+from p4gen.control.links import (
+    LinkError,
+    delete_links,
+    in_netns,
+    netns_add,
+    netns_delete,
+    packet_socket,
+    veth_across,
+)
 from p4gen.control.push import push
 from p4gen.place import HYP, Placement
 from p4gen.runtime.pipeline import HypervisorPipeline
@@ -36,14 +45,17 @@ class UpError(LinkError):
     pass
 
 
-def wait_for_switch(proc: subprocess.Popen, addr: str, log: Path, seconds: float = 20) -> None:
-    """Until simple_switch_grpc listens on `addr` (or exits, or time runs out)."""
+def wait_for_switch(proc: subprocess.Popen, addr: str, log: Path, seconds: float = 20,
+                    netns: str | None = None) -> None:
+    """Until simple_switch_grpc listens on `addr` in `netns` (or exits, or time runs out)."""
     host, port = addr.rsplit(":", 1)
     deadline = time.time() + seconds
     while time.time() < deadline:
         if proc.poll() is not None:
             raise UpError(f"simple_switch_grpc exited ({proc.returncode}); see {log}")
-        with socket.socket() as s:
+        with in_netns(netns):
+            s = socket.socket()
+        with s:
             if s.connect_ex((host, int(port))) == 0:
                 return
         time.sleep(0.1)
@@ -79,12 +91,21 @@ def down(outdir: Path) -> list[str]:
     for link in state.get("links", []):
         if subprocess.run(["ip", "link", "del", link], capture_output=True, check=False).returncode == 0:
             done.append(f"deleted {link}")
+    if state.get("netns") and netns_delete(state["netns"]):
+        done.append(f"deleted network namespace {state['netns']}")
     path.unlink(missing_ok=True)  # `up` removes it too when it exits on our SIGTERM
     return done
 
 
 class Up:
-    def __init__(self, prog, graph, placement: Placement, outdir: Path, bmv2: str, grpc_addr: str, prefix: str):
+    """The NIC (in network namespace `netns` when given) and the hypervisor, wired and running.
+
+    With a namespace, the switch, its gRPC server, its ports and the hypervisor's ends
+    live in it, so nothing else on the host sees or disturbs them; only the user's two
+    ends (PREFIX-vm, PREFIX-wire) are in the current namespace."""
+
+    def __init__(self, prog, graph, placement: Placement, outdir: Path, bmv2: str, grpc_addr: str, prefix: str,
+                 netns: str | None = None):
         self.prog, self.placement, self.outdir = prog, placement, outdir
         nic = placement.problem.nic
         if nic is None:
@@ -97,32 +118,51 @@ class Up:
         self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
         self.names = {"uplink": (f"{prefix}-up", f"{prefix}-wire"), "host": (f"{prefix}-host", f"{prefix}-hv"),
                       "vm": (f"{prefix}-vmh", f"{prefix}-vm")}
-        self.state = {"links": [], "pids": [os.getpid()], "grpc_addr": grpc_addr}
+        self.netns = netns
+        self.state = {"links": [], "pids": [os.getpid()], "grpc_addr": grpc_addr, "netns": netns}
         self.log = open(outdir / "hypervisor.log", "a")
         try:
+            if netns:
+                netns_add(netns)
+                self.save()
             # The VM hands the hypervisor TSO super-frames (virtio GSO): its link takes 64 KiB.
             # The host port carries segments plus the punt header; the wire, plain 1500-byte IP.
             mtus = {"vm": 65535, "host": 9000, "uplink": 1500}
+            user_side = {"uplink": 1, "vm": 1}  # which end of the pair is the user's (stays out here)
             for role, (a, b) in self.names.items():
-                veth(a, b, mtus[role])
-                self.state["links"].append(a)
-            self.save()
+                veth_across(a, b, netns, None if role in user_side else netns, mtus[role])
+                self.state["links"].append(b if netns and role in user_side else a)
+                self.save()
             self.switch = subprocess.Popen(
+                (["ip", "netns", "exec", netns] if netns else []) +
                 [bmv2, "-i", f"{nic.ports.uplink}@{self.names['uplink'][0]}",
                  "-i", f"{nic.ports.host}@{self.names['host'][0]}", "--no-p4", "--log-file",
                  str(outdir / "bmv2"), "--", "--grpc-server-addr", grpc_addr],
                 stdout=open(outdir / "switch.log", "w"), stderr=subprocess.STDOUT)
             self.state["pids"].append(self.switch.pid)
             self.save()
-            wait_for_switch(self.switch, grpc_addr, outdir / "switch.log")
-            r = push(outdir, grpc_addr)
-            self.note(f"pushed: {r.inserted} entries")
+            wait_for_switch(self.switch, grpc_addr, outdir / "switch.log", netns=netns)
+            self.note(self._push(grpc_addr))
             self.sock = {}
-            for role, ifname in (("host", self.names["host"][1]), ("vm", self.names["vm"][0])):
-                self.sock[role] = packet_socket(ifname)
+            with in_netns(netns):
+                for role, ifname in (("host", self.names["host"][1]), ("vm", self.names["vm"][0])):
+                    self.sock[role] = packet_socket(ifname)
         except Exception:
             self.close()
             raise
+
+    def _push(self, grpc_addr: str) -> str:
+        if self.netns is None:
+            r = push(self.outdir, grpc_addr)
+            return f"pushed: {r.inserted} entries"
+        # gRPC's threads would stay in whichever namespace they started in: push from a
+        # process that runs wholly inside ours.
+        proc = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-m", "p4gen", "push",
+                               str(self.outdir), "--grpc-addr", grpc_addr], capture_output=True, text=True,
+                              check=False, env={**os.environ, "P4GEN_NETNS": self.netns})
+        if proc.returncode != 0:
+            raise UpError(f"push into {self.netns} failed:\n{proc.stderr.strip() or proc.stdout.strip()}")
+        return proc.stdout.strip()
 
     def save(self) -> None:
         (self.outdir / STATE).write_text(json.dumps(self.state, indent=2))
@@ -181,6 +221,8 @@ class Up:
         stop_switch(getattr(self, "switch", None))
         self.state["pids"] = [p for p in self.state["pids"] if p != os.getpid()]
         delete_links(self.state["links"])
+        if self.netns:
+            netns_delete(self.netns)
         (self.outdir / STATE).unlink(missing_ok=True)
         self.note(f"down; drops: {dict(self.hv.drops)}")
         self.log.close()

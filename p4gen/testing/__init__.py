@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 import networkx as nx
+from google.protobuf import text_format
+from p4.config.v1 import p4info_pb2
 
 from p4gen.backend.punt import punt_layout
 from p4gen.frontend.program import Program
@@ -36,6 +38,10 @@ from p4gen.runtime.pipeline import HypervisorPipeline, Output
 
 class ExpectationError(AssertionError):
     pass
+
+
+class TargetDown(RuntimeError):
+    """The target itself failed (the switch process died): no further packet means anything."""
 
 
 class Target:
@@ -61,6 +67,10 @@ class Target:
         got = q.popleft()
         if got != frame:
             raise ExpectationError(f"packet on {port} differs:\n  expected {frame.hex()}\n  got      {got.hex()}")
+
+    def counter(self, nf: str, name: str, index: int = 0) -> int:  # pragma: no cover - interface
+        """Packets counted so far by the DSL counter `name` of `nf` (cell `index`), wherever it ran."""
+        raise NotImplementedError
 
     def expect_nothing(self, port: str) -> None:
         if self.queues[port]:
@@ -92,10 +102,13 @@ class SoftwareTarget(Target):
 
     @property
     def drops(self) -> collections.Counter:
-        return self.hv.drops
+        return collections.Counter(self.hv.drops)  # a snapshot, as BMv2's is
 
     def send(self, port: str, frame: bytes) -> None:
         self._deliver(self.hv.run(_pipeline_for(self.prog, port), frame))
+
+    def counter(self, nf: str, name: str, index: int = 0) -> int:
+        return self.hv.counters[(nf, name)][index][0]
 
 
 def _pipeline_for(prog: Program, port: str) -> str:
@@ -134,7 +147,7 @@ class Bmv2Target(Target):
                 self.ports[port] = f"port{port}"
                 self.links[f"port{port}"] = (f"p4p{port}x{tag}", f"p4P{port}x{tag}")
         for nic_side, peer in self.links.values():
-            veth(nic_side, peer)
+            veth(nic_side, peer, 9000)  # room for the punt header on full-size segments, and VLAN tags
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.addr = f"127.0.0.1:{s.getsockname()[1]}"
@@ -146,6 +159,8 @@ class Bmv2Target(Target):
         try:
             wait_for_switch(self.switch, self.addr, self.logdir / "switch.out")
             push(build_dir, self.addr)
+            info = text_format.Parse((build_dir / "program.p4info.txtpb").read_text(), p4info_pb2.P4Info())
+            self.counter_ids = {c.preamble.name: c.preamble.id for c in info.counters}
             self.sock = {}
             for name, (_nic_side, peer) in self.links.items():
                 self.sock[name] = packet_socket(peer, blocking=False)
@@ -155,9 +170,30 @@ class Bmv2Target(Target):
 
     @property
     def drops(self) -> collections.Counter:
-        return self.hv.drops
+        """Drops by reason: the hypervisor's, plus the NIC's own (p4gen.drops, read over P4Runtime)."""
+        from p4gen.backend.model import DROP_REASONS
+
+        total = collections.Counter(self.hv.drops)
+        cells = self._nic_counter("p4gen.drops")
+        for i, reason in enumerate(DROP_REASONS):
+            if cells.get(i, (0, 0))[0]:
+                total[reason] += cells[i][0]
+        return total
+
+    def counter(self, nf: str, name: str, index: int = 0) -> int:
+        hv = self.hv.counters[(nf, name)][index][0]
+        return hv + self._nic_counter(f"{nf}.{name}", index).get(index, (0, 0))[0]
+
+    def _nic_counter(self, name: str, index: int | None = None) -> dict[int, tuple[int, int]]:
+        from p4gen.control.push import P4RuntimeClient
+
+        counter_id = self.counter_ids.get(name)
+        if counter_id is None:
+            return {}  # the counter is not in the NIC's program: it only counts in the hypervisor
+        return P4RuntimeClient(self.addr).read_counter(counter_id, index)
 
     def send(self, port: str, frame: bytes) -> None:
+        self._check_alive()
         pipeline = _pipeline_for(self.prog, port)
         index = list(self.prog.pipelines).index(pipeline) + 1
         start = self.placement.problem.pipelines[pipeline][0]
@@ -166,6 +202,14 @@ class Bmv2Target(Target):
         else:
             self.sock["uplink"].send(frame)
         self._pump(pipeline)
+        self._check_alive()
+
+    def _check_alive(self) -> None:
+        if self.switch.poll() is not None:
+            out = (self.logdir / "switch.out").read_text(errors="replace")[-2000:]
+            self.keep_logs = True
+            raise TargetDown(f"simple_switch_grpc exited with status {self.switch.returncode} "
+                             f"(logs kept in {self.logdir}):\n{out}")
 
     PACE = 0.002  # seconds between packets handed to BMv2: its queues drop bursts of ~40 and more
 
@@ -221,4 +265,6 @@ class Bmv2Target(Target):
         from p4gen.control.up import stop_switch
 
         stop_switch(getattr(self, "switch", None))
+        if hasattr(self, "logdir") and not getattr(self, "keep_logs", False):
+            shutil.rmtree(self.logdir, ignore_errors=True)
         delete_links(nic_side for nic_side, _peer in getattr(self, "links", {}).values())
