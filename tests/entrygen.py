@@ -69,14 +69,15 @@ def _pipeline_port(prog: P.Program, nf: str) -> str | None:
     return None
 
 
-def _flow_fields(prog: P.Program, port: str) -> list[dict[str, int]]:
-    """`field == constant` conditions of the flows into the pipeline fed by `port`."""
-    direction = "vm_egress" if port == "vm" else "vm_ingress"
+def flow_fields(prog: P.Program, port: str | None = None) -> list[dict[str, tuple[P.ConstVal, int]]]:
+    """For each flow (into the pipeline fed by `port`, or any), its `field == constant` conditions:
+    field → (constant, field width); of an `||`, the last arm."""
+    direction = {"vm": "vm_egress", "uplink": "vm_ingress", None: None}[port]
 
     def walk(c, out):
         if isinstance(c, P.CmpC) and c.op == "==" and isinstance(c.left, P.FieldRef) and \
                 isinstance(c.right, P.ConstVal):
-            out[c.left.key] = c.right.value
+            out[c.left.key] = (c.right, c.left.width)
         elif isinstance(c, P.AndC):
             for o in c.operands:
                 walk(o, out)
@@ -85,7 +86,11 @@ def _flow_fields(prog: P.Program, port: str) -> list[dict[str, int]]:
         return out
 
     return [walk(f.match, {}) for f in prog.flows.values()
-            if prog.pipelines[f.pipeline].direction == direction] or [{}]
+            if direction in (None, prog.pipelines[f.pipeline].direction)] or [{}]
+
+
+def _flow_values(prog: P.Program, port: str) -> list[dict[str, int]]:
+    return [{k: cv.value for k, (cv, _w) in fields.items()} for fields in flow_fields(prog, port)]
 
 
 def _addr(kind: str, value: int) -> str:
@@ -198,7 +203,7 @@ class EntryPackets:
                 c.setdefault(k, v)
         payload = rng.randbytes(rng.randint(0, 48))
         syn, v6 = rng.random() < 0.5, rng.random() < 0.5
-        flow = rng.choice(_flow_fields(prog, port))
+        flow = rng.choice(_flow_values(prog, port))
         if port in self.tunnels and rng.random() < 0.5:
             t = rng.choice(self.tunnels[port])
             tc = {**flow, **_constraints(prog, t, rng)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from conftest import BMV2, NEEDS_BMV2, P4C
 from entrygen import EntryPackets
+from entrygen import flow_fields as entry_flow_fields
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.contrib.geneve import GENEVE
@@ -37,21 +38,9 @@ def values(prog, kind: str) -> list[str]:
 
 
 def flow_fields(prog) -> list[dict[str, str]]:
-    """For each flow, the `field == constant` conditions of its match (first arm of an `||`)."""
-    from p4gen.frontend import program as P
-
-    def walk(c, out):
-        if isinstance(c, P.CmpC) and c.op == "==" and isinstance(c.left, P.FieldRef) and \
-                isinstance(c.right, P.ConstVal):
-            out[c.left.key] = format_value(c.right.kind, c.right.value, c.right.width or c.left.width)
-        elif isinstance(c, P.AndC):
-            for o in c.operands:
-                walk(o, out)
-        elif isinstance(c, P.OrC):
-            walk(c.operands[-1], out)
-        return out
-
-    return [walk(f.match, {}) for f in prog.flows.values()] or [{}]
+    """For each flow, the `field == constant` conditions of its match, as text scapy understands."""
+    return [{k: format_value(cv.kind, cv.value, cv.width or width) for k, (cv, width) in fields.items()}
+            for fields in entry_flow_fields(prog)]
 
 
 def shaped(pkt, fields: dict[str, str]):
