@@ -13,7 +13,7 @@ import pytest
 from conftest import BMV2, NEEDS_BMV2, P4C
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 from test_backend import built
@@ -177,3 +177,20 @@ def test_bad_packets_from_the_wire_are_dropped_and_counted(target):
     after = target.drops
     assert after["malformed"] == before["malformed"] + 1
     assert after["bad_checksum"] == before["bad_checksum"] + 1
+
+
+def test_tagged_frames_enter_the_tunnel_untagged(target, program):
+    """802.1Q tags are local to the host side: the overlay carries the frame untagged, its
+    Ethernet header taking the innermost tag's EtherType; outer lengths match the bytes."""
+    inner = IP(src="10.0.1.2", dst="10.0.2.9") / TCP(sport=40000, dport=443, flags="PA") / Raw(payload(200))
+    for tags in ([7], [100, 7]):
+        frame = Ether(src=VM, dst=GW)
+        for vid in tags:
+            frame = frame / Dot1Q(vlan=vid)
+        frame = bytes(frame / inner)
+        target.send("vm", frame)
+        (out,) = target.received("uplink")
+        assert [out] == reference(program, "vm", frame)
+        pkt = Ether(out)
+        assert pkt[IP].len == len(out) - 14 and pkt[UDP].len == len(out) - 34 and valid_checksums(pkt)
+        assert bytes(pkt[VXLAN].payload) == bytes(Ether(src=VM, dst=GW) / inner)

@@ -234,7 +234,7 @@ class Emitter:
         for line in ("bit<8> p4gen_pipeline;", "bit<8> p4gen_state;", "bit<16> p4gen_resume;",
                      "bit<16> p4gen_flow;", "bit<8> p4gen_reason;", "bit<8> p4gen_code;", "bit<1> p4gen_forwarded;",
                      "bit<1> p4gen_l4_dirty;", "bit<16> p4gen_l4_len;", "bit<16> p4gen_inner_l4_len;",
-                     "bit<16> p4gen_inner_len;", "bit<16> p4gen_egress_port;",
+                     "bit<16> p4gen_inner_len;", "bit<16> p4gen_rx_len;", "bit<16> p4gen_egress_port;",
                      "bit<128> p4gen_h_src;", "bit<128> p4gen_h_dst;", "bit<8> p4gen_h_proto;"):
             o(line)
         o.close()
@@ -557,6 +557,18 @@ class Emitter:
         def e(i: int, w: int) -> str:
             return self.cast(a[i], w, params)
 
+        # 802.1Q tags are local to the host side: the tunnel carries the frame untagged (as a
+        # VTEP's access port does), with the innermost tag's EtherType on its Ethernet header.
+        o("meta.p4gen_inner_len = meta.p4gen_rx_len;")
+        vlan = self.prog.instances.get("vlan")
+        if vlan is not None and vlan.stack:
+            for i in reversed(range(vlan.stack)):
+                o.open(("if" if i == vlan.stack - 1 else "else if") + f" (hdr.vlan[{i}].isValid())")
+                o(f"hdr.ethernet.ether_type = hdr.vlan[{i}].ether_type;")
+                o(f"meta.p4gen_inner_len = meta.p4gen_rx_len - {4 * (i + 1)};")
+                o.close()
+            for i in range(vlan.stack):
+                o(f"hdr.vlan[{i}].setInvalid();")
         o("// the inner 5-tuple, hashed for the outer UDP source port")
         o("meta.p4gen_h_src = hdr.ipv4.isValid() ? (bit<128>)hdr.ipv4.src : "
           "(hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0);")
@@ -565,7 +577,7 @@ class Emitter:
         o("meta.p4gen_h_proto = hdr.ipv4.isValid() ? hdr.ipv4.protocol : "
           "(hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);")
         o("meta.p4gen_inner_len = hdr.ipv4.isValid() ? 14 + hdr.ipv4.total_len : "
-          "(hdr.ipv6.isValid() ? 54 + hdr.ipv6.payload_len : (bit<16>)standard_metadata.packet_length);")
+          "(hdr.ipv6.isValid() ? 54 + hdr.ipv6.payload_len : meta.p4gen_inner_len);")
         for outer, inner in self.moved_pairs():
             o(f"hdr.{inner} = hdr.{outer};")
         for outer in ("ipv4_opt", "ipv6", "tcp", "tcp_opt", "icmp"):
@@ -722,6 +734,7 @@ class Emitter:
     def ingress_entry(self) -> None:
         o = self.out
         o("meta.p4gen_state = P4GEN_ST_NONE;")
+        o("meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length;")
         o.open("if (standard_metadata.parser_error != error.NoError)")
         o("p4gen_drop(P4GEN_DROP_MALFORMED);")
         o.close()
@@ -729,6 +742,7 @@ class Emitter:
         o("p4gen_drop(P4GEN_DROP_BAD_CHECKSUM);")
         o.close()
         o.open("else if (hdr.p4gen.isValid())")
+        o(f"meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - {punt_layout().size};  // the frame alone")
         o("meta.p4gen_pipeline = hdr.p4gen.pipeline;")
         o("meta.p4gen_flow = hdr.p4gen.flow;")
         o.open("if (hdr.p4gen.resume == P4GEN_RESUME_DONE)")

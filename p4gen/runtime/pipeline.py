@@ -408,6 +408,11 @@ class HypervisorPipeline:
     def _encap(self, ctx: _Ctx, tunnel: str, args: list[int]) -> None:
         pkt, ps = ctx.pkt, self.parser
         smac, dmac, sip, dip, vni, ttl, dport = args
+        # 802.1Q tags are local to the host side: the tunnel carries the frame untagged (as a
+        # VTEP's access port does), with the innermost tag's EtherType on its Ethernet header.
+        tags = len(pkt.stacks.get("vlan", ()))
+        for _ in range(tags):
+            self._pop_vlan(pkt)
         ip4, ip6 = pkt.hdr.get("ipv4"), pkt.hdr.get("ipv6")
         L = ps.inst_layout  # noqa: N806 - short: the lines below are long enough
         if ip4 is not None:
@@ -418,7 +423,7 @@ class HypervisorPipeline:
             inner_len = 54 + L["ipv6"]["payload_len"].get(ip6)
         else:
             src = dst = proto = 0
-            inner_len = pkt.length
+            inner_len = pkt.length - 4 * tags
         key = (src.to_bytes(16, "big") + dst.to_bytes(16, "big") + bytes([proto]) +
                pkt.meta.get("l4_src", 0).to_bytes(2, "big") + pkt.meta.get("l4_dst", 0).to_bytes(2, "big"))
         for outer, inner in self._moved():

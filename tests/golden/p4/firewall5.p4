@@ -177,6 +177,7 @@ struct metadata_t {
     bit<16> p4gen_l4_len;
     bit<16> p4gen_inner_l4_len;
     bit<16> p4gen_inner_len;
+    bit<16> p4gen_rx_len;
     bit<16> p4gen_egress_port;
     bit<128> p4gen_h_src;
     bit<128> p4gen_h_dst;
@@ -443,6 +444,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
 
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
+        meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length;
         if (standard_metadata.parser_error != error.NoError) {
             p4gen_drop(P4GEN_DROP_MALFORMED);
         }
@@ -450,6 +452,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_CHECKSUM);
         }
         else if (hdr.p4gen.isValid()) {
+            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 12;  // the frame alone
             meta.p4gen_pipeline = hdr.p4gen.pipeline;
             meta.p4gen_flow = hdr.p4gen.flow;
             if (hdr.p4gen.resume == P4GEN_RESUME_DONE) {

@@ -185,6 +185,7 @@ struct metadata_t {
     bit<16> p4gen_l4_len;
     bit<16> p4gen_inner_l4_len;
     bit<16> p4gen_inner_len;
+    bit<16> p4gen_rx_len;
     bit<16> p4gen_egress_port;
     bit<128> p4gen_h_src;
     bit<128> p4gen_h_dst;
@@ -355,11 +356,22 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".geneve_out.encap") @id(0x01488c28)
     action geneve_out_encap(bit<48> hv_mac, bit<32> hv_ip, bit<24> vni) {
         // geneve_encap()
+        meta.p4gen_inner_len = meta.p4gen_rx_len;
+        if (hdr.vlan[1].isValid()) {
+            hdr.ethernet.ether_type = hdr.vlan[1].ether_type;
+            meta.p4gen_inner_len = meta.p4gen_rx_len - 8;
+        }
+        else if (hdr.vlan[0].isValid()) {
+            hdr.ethernet.ether_type = hdr.vlan[0].ether_type;
+            meta.p4gen_inner_len = meta.p4gen_rx_len - 4;
+        }
+        hdr.vlan[0].setInvalid();
+        hdr.vlan[1].setInvalid();
         // the inner 5-tuple, hashed for the outer UDP source port
         meta.p4gen_h_src = hdr.ipv4.isValid() ? (bit<128>)hdr.ipv4.src : (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0);
         meta.p4gen_h_dst = hdr.ipv4.isValid() ? (bit<128>)hdr.ipv4.dst : (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0);
         meta.p4gen_h_proto = hdr.ipv4.isValid() ? hdr.ipv4.protocol : (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);
-        meta.p4gen_inner_len = hdr.ipv4.isValid() ? 14 + hdr.ipv4.total_len : (hdr.ipv6.isValid() ? 54 + hdr.ipv6.payload_len : (bit<16>)standard_metadata.packet_length);
+        meta.p4gen_inner_len = hdr.ipv4.isValid() ? 14 + hdr.ipv4.total_len : (hdr.ipv6.isValid() ? 54 + hdr.ipv6.payload_len : meta.p4gen_inner_len);
         hdr.inner_ethernet = hdr.ethernet;
         hdr.inner_ipv4 = hdr.ipv4;
         hdr.inner_ipv4_opt = hdr.ipv4_opt;
@@ -411,11 +423,22 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".geneve_out.encap_vlan") @id(0x01ffae24)
     action geneve_out_encap_vlan(bit<48> hv_mac, bit<32> hv_ip, bit<24> vni, bit<12> vid) {
         // geneve_encap()
+        meta.p4gen_inner_len = meta.p4gen_rx_len;
+        if (hdr.vlan[1].isValid()) {
+            hdr.ethernet.ether_type = hdr.vlan[1].ether_type;
+            meta.p4gen_inner_len = meta.p4gen_rx_len - 8;
+        }
+        else if (hdr.vlan[0].isValid()) {
+            hdr.ethernet.ether_type = hdr.vlan[0].ether_type;
+            meta.p4gen_inner_len = meta.p4gen_rx_len - 4;
+        }
+        hdr.vlan[0].setInvalid();
+        hdr.vlan[1].setInvalid();
         // the inner 5-tuple, hashed for the outer UDP source port
         meta.p4gen_h_src = hdr.ipv4.isValid() ? (bit<128>)hdr.ipv4.src : (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0);
         meta.p4gen_h_dst = hdr.ipv4.isValid() ? (bit<128>)hdr.ipv4.dst : (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0);
         meta.p4gen_h_proto = hdr.ipv4.isValid() ? hdr.ipv4.protocol : (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);
-        meta.p4gen_inner_len = hdr.ipv4.isValid() ? 14 + hdr.ipv4.total_len : (hdr.ipv6.isValid() ? 54 + hdr.ipv6.payload_len : (bit<16>)standard_metadata.packet_length);
+        meta.p4gen_inner_len = hdr.ipv4.isValid() ? 14 + hdr.ipv4.total_len : (hdr.ipv6.isValid() ? 54 + hdr.ipv6.payload_len : meta.p4gen_inner_len);
         hdr.inner_ethernet = hdr.ethernet;
         hdr.inner_ipv4 = hdr.ipv4;
         hdr.inner_ipv4_opt = hdr.ipv4_opt;
@@ -539,6 +562,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
 
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
+        meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length;
         if (standard_metadata.parser_error != error.NoError) {
             p4gen_drop(P4GEN_DROP_MALFORMED);
         }
@@ -546,6 +570,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_CHECKSUM);
         }
         else if (hdr.p4gen.isValid()) {
+            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 12;  // the frame alone
             meta.p4gen_pipeline = hdr.p4gen.pipeline;
             meta.p4gen_flow = hdr.p4gen.flow;
             if (hdr.p4gen.resume == P4GEN_RESUME_DONE) {
