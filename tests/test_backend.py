@@ -250,3 +250,28 @@ def test_unconditional_transitions_reach_the_inner_headers(tmp_path):
     text = (tmp_path / "program.p4").read_text()
     vxlan = text[text.index("state parse_vxlan {"):]
     assert vxlan.split("}", 1)[0].strip().endswith("transition parse_inner_ethernet;")
+
+
+def test_carried_metadata_layout_and_framing():
+    from scapy.fields import BitField
+    from scapy.packet import Packet
+
+    from p4gen.backend.punt import carried_layout, punt_framing
+
+    prog, _ = load_program(["examples/ipv6_only.nf"])
+    layout = carried_layout(prog)
+    assert layout.fields == (("l4_src", 16), ("l4_dst", 16), ("nexthop_id", 16)) and layout.size == 6
+    prog9 = check_source("m.nf", b"metadata { vrf: bit<9>; }\n")[0]
+    assert carried_layout(prog9).fields[-2:] == (("vrf", 9), ("p4gen_pad", 7)) and carried_layout(prog9).size == 6
+
+    class Carried(Packet):  # scapy as the oracle of the bit packing
+        fields_desc = [BitField("l4_src", 0, 16), BitField("l4_dst", 0, 16), BitField("nexthop_id", 0, 16)]
+
+    framing = punt_framing(prog)
+    frame = framing.wrap(1, 7, b"packet", {"l4_src": 40000, "l4_dst": 443, "nexthop_id": 2})
+    assert frame[12:18] == bytes(Carried(l4_src=40000, l4_dst=443, nexthop_id=2)) and frame[18:] == b"packet"
+    header, meta, body = framing.unwrap(frame)
+    assert (header["pipeline"], header["resume"], meta, body) == (1, 7, {"l4_src": 40000, "l4_dst": 443,
+                                                                         "nexthop_id": 2}, b"packet")
+    with pytest.raises(ValueError, match="needs 18 header bytes"):
+        framing.unwrap(frame[:17])

@@ -39,14 +39,14 @@ def test_split_placement_equals_software(hv):
     side = {HYP: HypervisorPipeline(prog, g, pl.assignment, HYP), NIC: HypervisorPipeline(prog, g, pl.assignment, NIC)}
 
     def split(pipeline: str, frame: bytes, start: str) -> list:
-        pending, done = [(start, frame, None)], []
+        pending, done = [(start, frame, None, None)], []
         while pending:
-            where, data, resume = pending.pop(0)
-            for o in side[where].run(pipeline, data, resume):
+            where, data, resume, meta = pending.pop(0)
+            for o in side[where].run(pipeline, data, resume, meta):
                 if o.kind == "to_nic":
-                    pending.append((NIC, o.data, o.resume))
+                    pending.append((NIC, o.data, o.resume, o.meta))
                 elif o.kind == "to_hypervisor":
-                    pending.append((HYP, o.data, o.resume))
+                    pending.append((HYP, o.data, o.resume, o.meta))
                 else:
                     done.append((o.kind, o.data))
         return done
@@ -106,3 +106,24 @@ def test_malformed_input_is_dropped_or_passed_never_a_crash(hv, data, pipeline):
     if not outs:
         # every drop is counted under a reason (a super-packet cut by TSO may drop segment by segment)
         assert sum(hv.drops.values()) >= before + 1
+
+
+def test_metadata_crosses_the_punt_path():
+    """ipv6_only on the constrained NIC: routes6 (8192 entries) runs in the hypervisor and writes
+    meta.nexthop_id; nexthops, on the NIC, reads it after the crossing (p4gen_meta_t)."""
+    from p4gen.place import HYP, NIC, load_profile, place
+
+    prog, _ = load_program(["examples/ipv6_only.nf"])
+    g = build_ir(prog)
+    pl = place(g, prog, load_profile("targets/constrained-nic.toml"))
+    assert (pl.assignment["v6_out/fwd6.routes6"], pl.assignment["v6_out/fwd6.nexthops"]) == (HYP, NIC)
+    hyp, nic = HypervisorPipeline(prog, g, pl.assignment, HYP), HypervisorPipeline(prog, g, pl.assignment, NIC)
+    frame = bytes(Ether(src="02:00:00:00:06:02", dst=GW) / IPv6(src="2001:db8:6::2", dst="2001:db8:7::4") /
+                  TCP(sport=40000, dport=443) / Raw(b"x"))
+    (crossing,) = hyp.run("v6_out", frame)
+    assert crossing.kind == "to_nic" and crossing.meta["nexthop_id"] == 2
+    (out,) = nic.run("v6_out", crossing.data, crossing.resume, crossing.meta)
+    assert (out.kind, out.port, Ether(out.data).dst) == ("port", 1, "02:00:0a:06:ff:02")  # NH_UPSTREAM_B's
+    assert [(o.kind, o.data) for o in HypervisorPipeline(prog, g).run("v6_out", frame)] == [("port", out.data)]
+    (lost,) = nic.run("v6_out", crossing.data, crossing.resume)  # without it: no next hop
+    assert lost.kind == "slow_path"  # unroutable(): punted to the slow path

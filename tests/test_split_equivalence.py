@@ -126,3 +126,29 @@ def test_split_equals_software(path, target_profile, tmp_path_factory):
         assert len(delivered) >= 8 and len(ports) >= 2, f"too little got through: {len(delivered)} packets on {ports}"
     finally:
         bmv2.close()
+
+
+def test_metadata_written_in_the_hypervisor_is_read_on_bmv2(tmp_path):
+    """ipv6_only on the constrained NIC: routes6 runs in the hypervisor and writes meta.nexthop_id,
+    which the NIC's nexthops table reads after the crossing (p4gen_meta_t behind p4gen_t)."""
+    from p4gen.place import HYP, NIC
+
+    prog, _ = load_program(["examples/ipv6_only.nf"])
+    g = build_ir(prog)
+    built("examples/ipv6_only.nf", tmp_path, "targets/constrained-nic.toml", P4C)
+    pl = place(g, prog, load_profile("targets/constrained-nic.toml"))
+    assert (pl.assignment["v6_out/fwd6.routes6"], pl.assignment["v6_out/fwd6.nexthops"]) == (HYP, NIC)
+    soft, bmv2 = SoftwareTarget(prog, g), Bmv2Target(prog, g, pl, tmp_path, BMV2)
+    try:
+        for dst, port, mac in (("2001:db8:7::4", "port1", "02:00:0a:06:ff:02"), ("fd00::77", "uplink",
+                                                                                 "02:00:0a:06:ff:01")):
+            frame = bytes(Ether(src="02:00:00:00:06:02", dst="02:00:00:00:06:01") /
+                          IPv6(src="2001:db8:6::2" if port == "port1" else "fd00:6::2", dst=dst) /
+                          TCP(sport=40000, dport=443) / Raw(b"x" * 40))
+            soft.send("vm", frame)
+            bmv2.send("vm", frame)
+            (expected,) = soft.received(port)
+            assert Ether(expected).dst == mac
+            assert bmv2.received(port) == [expected]
+    finally:
+        bmv2.close()

@@ -23,7 +23,7 @@ from p4gen.backend.entries import build_updates, entry_positions, validate_updat
 from p4gen.backend.model import DROP_REASONS, NicModel, build_model
 from p4gen.backend.p4c import P4cResult, find_p4c, run_p4c
 from p4gen.backend.p4info import build_p4info
-from p4gen.backend.punt import punt_layout
+from p4gen.backend.punt import carried_layout, punt_layout
 from p4gen.frontend.ports import forwarded_ports
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, Placement
@@ -46,6 +46,8 @@ def hypervisor_plan(m: NicModel) -> dict:
     layout = punt_layout()
     plan = {"punt_header": {"fields": [list(f) for f in layout.fields], "constants": layout.constants,
                             "bytes": layout.size},
+            "carried_metadata": {"fields": [list(f) for f in carried_layout(m.prog).fields],
+                                 "bytes": carried_layout(m.prog).size},
             "drop_reasons": list(DROP_REASONS), "pipelines": []}
     nic = m.placement.problem.nic
     if nic is not None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from p4gen.backend.model import DROP_REASONS, NicModel, P4Action, P4Table
 from p4gen.backend.names import p4_ident
-from p4gen.backend.punt import p4src_text, punt_layout
+from p4gen.backend.punt import CARRIED_PAD, carried_layout, p4src_text, punt_layout
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF, L4_CHECKSUM_FIELDS
@@ -91,6 +91,7 @@ class Emitter:
         self.stmt_stage: dict[int, str] = self.g.graph.get("stmt_stage", {})
         self.nic = model.placement.problem.nic
         self.tmp = 0
+        self.carried = carried_layout(self.prog)  # p4gen_meta_t: the metadata behind the punt header
 
     # ------------------------------------------------------------ expressions
     def field(self, f: P.FieldRef) -> str:
@@ -203,6 +204,11 @@ class Emitter:
     # ------------------------------------------------------------ headers
     def headers(self) -> None:
         o = self.out
+        if self.carried.fields:
+            o.open("header p4gen_meta_t")  # the packet's metadata while it crosses the punt path
+            for name, width in self.carried.fields:
+                o(f"bit<{width}> {name if name == CARRIED_PAD else p4_ident(name)};")
+            o.close()
         for ht in self.prog.headers.values():
             if not any(i.type is ht for i in self.prog.instances.values()):
                 continue
@@ -219,6 +225,8 @@ class Emitter:
                 o.close()
         o.open("struct headers_t")
         o("p4gen_t p4gen;")
+        if self.carried.fields:
+            o("p4gen_meta_t p4gen_meta;")
         for inst in self.deparse_order():
             i = self.prog.instances[inst]
             stack = f"[{i.stack}]" if i.stack else ""
@@ -261,6 +269,8 @@ class Emitter:
         o.close()
         o.open("state parse_p4gen")
         o("packet.extract(hdr.p4gen);")
+        if self.carried.fields:
+            o("packet.extract(hdr.p4gen_meta);")
         o(f"transition {self.state_name('start', user=True)};")
         o.close()
         for st in self.prog.parser.values():
@@ -389,6 +399,8 @@ class Emitter:
         o.open("control P4genDeparser(packet_out packet, in headers_t hdr)")
         o.open("apply")
         o("packet.emit(hdr.p4gen);")
+        if self.carried.fields:
+            o("packet.emit(hdr.p4gen_meta);")
         for inst in self.deparse_order():
             o(f"packet.emit(hdr.{p4_ident(inst)});")
             if self.prog.instances[inst].type.varbit is not None:
@@ -742,7 +754,8 @@ class Emitter:
         o("p4gen_drop(P4GEN_DROP_BAD_CHECKSUM);")
         o.close()
         o.open("else if (hdr.p4gen.isValid())")
-        o(f"meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - {punt_layout().size};  // the frame alone")
+        o(f"meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - "
+          f"{punt_layout().size + self.carried.size};  // the frame alone")
         o("meta.p4gen_pipeline = hdr.p4gen.pipeline;")
         o("meta.p4gen_flow = hdr.p4gen.flow;")
         o.open("if (hdr.p4gen.resume == P4GEN_RESUME_DONE)")
@@ -754,6 +767,11 @@ class Emitter:
         o("meta.p4gen_resume = hdr.p4gen.resume;")
         o.close()
         o("hdr.p4gen.setInvalid();")
+        if self.carried.fields:
+            for name, _w in self.carried.fields:
+                if name != CARRIED_PAD:
+                    o(f"meta.{p4_ident(name)} = hdr.p4gen_meta.{p4_ident(name)};")
+            o("hdr.p4gen_meta.setInvalid();")
         o.close()
         starts = {}
         for name, pl in self.prog.pipelines.items():
@@ -821,6 +839,11 @@ class Emitter:
         o.close()
         o("hdr.p4gen.egress_port = 0;")
         o("hdr.p4gen.reserved = 0;")
+        if self.carried.fields:
+            o("hdr.p4gen_meta.setValid();")
+            for name, _w in self.carried.fields:
+                value = "0" if name == CARRIED_PAD else f"meta.{p4_ident(name)}"
+                o(f"hdr.p4gen_meta.{name if name == CARRIED_PAD else p4_ident(name)} = {value};")
         o("standard_metadata.egress_spec = P4GEN_PORT_HOST;")
         o.close()
         o.open("else if (meta.p4gen_state == P4GEN_ST_SEND)")

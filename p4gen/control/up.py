@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from p4gen.backend.punt import punt_layout
+from p4gen.backend.punt import punt_framing
 from p4gen.control.links import (
     LinkError,
     delete_links,
@@ -114,7 +114,8 @@ class Up:
             raise UpError("p4gen up creates veth pairs: run it as root")
         if (outdir / STATE).exists():
             raise UpError(f"{outdir / STATE} exists: already up? run p4gen down {outdir} first")
-        self.layout = punt_layout()
+        self.punt = punt_framing(prog)
+        self.layout = self.punt.header
         self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
         self.names = {"uplink": (f"{prefix}-up", f"{prefix}-wire"), "host": (f"{prefix}-host", f"{prefix}-hv"),
                       "vm": (f"{prefix}-vmh", f"{prefix}-vm")}
@@ -180,9 +181,7 @@ class Up:
     def _emit(self, outputs, index: int) -> None:
         for o in outputs:
             if o.kind == "to_nic":
-                hdr = self.layout.pack(version=self.layout.constants["P4GEN_VERSION"], pipeline=index,
-                                       resume=o.resume)
-                self.sock["host"].send(hdr + o.data)
+                self.sock["host"].send(self.punt.wrap(index, o.resume, o.data, o.meta))
             elif o.kind == "vm":
                 self.sock["vm"].send(o.data)
             else:
@@ -200,11 +199,11 @@ class Up:
                 if s is self.sock["vm"]:
                     self._emit(self.hv.run(egress, data), egress_index)
                     continue
-                if len(data) < self.layout.size:
+                try:
+                    h, meta, body = self.punt.unwrap(data)
+                except ValueError:
                     self.hv.drops["malformed"] += 1
                     continue
-                h = self.layout.unpack(data)
-                body = data[self.layout.size:]
                 if not 1 <= h["pipeline"] <= len(self.prog.pipelines):
                     self.hv.drops["bad_pipeline"] += 1
                     continue
@@ -213,7 +212,7 @@ class Up:
                     if self.prog.pipelines[name].direction == "vm_ingress":
                         self.sock["vm"].send(body)
                     continue
-                self._emit(self.hv.run(name, body, resume=h["resume"]), h["pipeline"])
+                self._emit(self.hv.run(name, body, resume=h["resume"], meta=meta), h["pipeline"])
 
     def close(self) -> None:
         for s in getattr(self, "sock", {}).values():

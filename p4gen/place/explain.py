@@ -18,8 +18,6 @@ def _delta_if_moved(pl: Placement, sid: str, target: str, incident: dict | None 
     """
     prob, assign = pl.problem, pl.assignment
     s = prob.stage(sid)
-    if any(sid in (u, v) for u, v, _f in prob.ties):
-        return None  # it cannot move alone
     if target == NIC:
         if not s.nic_ok or s.fixed is not None:
             return None
@@ -44,15 +42,6 @@ def _delta_if_moved(pl: Placement, sid: str, target: str, incident: dict | None 
     return delta
 
 
-def _tie_decided(prob, sid: str, target: str) -> bool:
-    """Whether `sid` runs on `target` only because a stage it shares metadata with must."""
-    for group in prob.tied_groups():
-        if sid in group:
-            return any(o != sid and (prob.stage(o).fixed or prob.stage(o).pin or
-                                     (target == HYP and not prob.stage(o).nic_ok)) for o in group)
-    return False
-
-
 def explain_all(pl: Placement) -> list[StageDecision]:
     from p4gen.place import StageDecision
 
@@ -62,10 +51,6 @@ def explain_all(pl: Placement) -> list[StageDecision]:
     for e in prob.edges:
         incident.setdefault(e.u, []).append(e)
         incident.setdefault(e.v, []).append(e)
-    tied_to: dict[str, list[tuple[str, str]]] = {}
-    for u, v, f in prob.ties:
-        tied_to.setdefault(u, []).append((v, f))
-        tied_to.setdefault(v, []).append((u, f))
     use = pl.resource_use()
     used_tables, max_tables = use["tables"]
     used_entries, max_entries = use["table_entries"]
@@ -81,9 +66,6 @@ def explain_all(pl: Placement) -> list[StageDecision]:
             reason = f"pinned by @pin({s.pin}) at {s.pin_pos}"
         elif target == HYP and not s.nic_ok:
             reason = "; ".join(s.nic_reasons)
-        elif s.id in tied_to and _tie_decided(prob, s.id, target):
-            other, f = tied_to[s.id][0]
-            reason = (f"runs where '{other}' runs: they share {f}, and metadata does not cross the punt path")
         elif target == HYP:
             free_entries = None if max_entries is None else max_entries - used_entries
             if s.is_table and max_tables is not None and used_tables >= max_tables:
@@ -94,10 +76,7 @@ def explain_all(pl: Placement) -> list[StageDecision]:
                 reason = f"NIC table memory exhausted: needs {s.entries} entries, {free_entries} free"
             else:
                 delta = _delta_if_moved(pl, s.id, NIC, incident)
-                if delta is None and s.id in tied_to:
-                    reason = (f"cheaper in the hypervisor together with '{tied_to[s.id][0][0]}' "
-                              f"(they share {tied_to[s.id][0][1]})")
-                elif delta is None:
+                if delta is None:
                     reason = f"{nic_name} has no room for it next to the stages it holds"
                 else:
                     reason = f"cheaper in the hypervisor: moving it alone to {nic_name} costs +{delta:.3g}"

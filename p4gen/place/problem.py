@@ -69,19 +69,9 @@ class Problem:
     nic: Profile | None = None
     hyp: Profile | None = None
     pipelines: dict[str, tuple[str, str]] = field(default_factory=dict)  # name → (start, end) location
-    # (writer, reader, field): metadata one stage writes and a later one reads. The punt
-    # header carries packets, not metadata, so both must run on the same side.
-    ties: list[tuple[str, str, str]] = field(default_factory=list)
 
     def stage(self, sid: str) -> PStage:
         return self._index[sid]
-
-    def tied_groups(self) -> list[list[str]]:
-        """Stages that must share a side, as groups (connected components of the ties)."""
-        tg = nx.Graph()
-        tg.add_edges_from((u, v) for u, v, _f in self.ties)
-        order = {s.id: i for i, s in enumerate(self.stages)}
-        return [sorted(c, key=order.__getitem__) for c in nx.connected_components(tg)]
 
     def __post_init__(self) -> None:
         self._index = {s.id: s for s in self.stages}
@@ -148,27 +138,11 @@ def build_problem(g: nx.DiGraph, prog: Program, nic: Profile | None, hyp: Profil
                 pin=pin, pin_pos=pin_pos, prefer=prefer, pos=st.pos,
             ))
         edges += [PEdge(u, v, w) for (u, v), w in edge_w.items()]
-    ties = metadata_ties(g, {s.id for s in stages if s.fixed is None})
     res = nic.resources if nic is not None else None
     return Problem(
         stages=stages, edges=edges,
         crossing_cost=nic.crossing_cost if nic is not None else 0.0,
         preference_cost=hyp.preference_cost,
         max_tables=res.tables if res else None, max_entries=res.table_entries if res else None,
-        nic=nic, hyp=hyp, pipelines=ends, ties=ties,
+        nic=nic, hyp=hyp, pipelines=ends,
     )
-
-
-def metadata_ties(g: nx.DiGraph, movable: set[str]) -> list[tuple[str, str, str]]:
-    """Read-after-write dependencies on metadata between stages that placement decides.
-
-    Fields the parser fills (meta.l4_src …) are recomputed by whichever side parses,
-    and `meta.$…` pseudo-fields travel in the punt header or the packet, so only
-    metadata that a stage writes ties it to its readers."""
-    ties = []
-    for u, v, d in g.edges(data=True):
-        if u in movable and v in movable:
-            for f in sorted(d.get("raw", ())):
-                if f.startswith("meta.") and "$" not in f:
-                    ties.append((u, v, f))
-    return ties

@@ -55,17 +55,6 @@ def forced(prob: Problem) -> dict[str, str]:
             out[s.id] = NIC
         elif s.pin == HYP or not s.nic_ok:
             out[s.id] = HYP
-    for group in prob.tied_groups():
-        decided = {out[sid] for sid in group if sid in out}
-        if len(decided) > 1:
-            nic_side = next(sid for sid in group if out.get(sid) == NIC)
-            hyp_side = next(sid for sid in group if out.get(sid) == HYP)
-            raise Infeasible(f"stages '{nic_side}' (on the NIC) and '{hyp_side}' (in the hypervisor) share "
-                             f"metadata ({', '.join(sorted({f for u, v, f in prob.ties if u in group}))}), which "
-                             "does not cross the punt path: they must run on the same side")
-        if decided:
-            (target,) = decided
-            out.update((sid, target) for sid in group)
     return out
 
 
@@ -95,8 +84,6 @@ def is_feasible(prob: Problem, assign: Assignment) -> bool:
     except Infeasible:
         return False
     if any(assign[k] != v for k, v in fixed.items()):
-        return False
-    if any(assign[u] != assign[v] for u, v, _f in prob.ties):
         return False
     tables = [s for s in prob.stages if s.is_table and assign[s.id] == NIC]
     if prob.max_tables is not None and len(tables) > prob.max_tables:
@@ -163,8 +150,6 @@ def solve_exact(prob: Problem, extra_fixed: dict[str, str] | None = None,
         u, v = index[e.u], index[e.v]
         row([(n + j, 1.0), (u, -1.0), (v, 1.0)], 0.0, np.inf)
         row([(n + j, 1.0), (u, 1.0), (v, -1.0)], 0.0, np.inf)
-    for u, v, _f in prob.ties:  # x_u = x_v
-        row([(index[u], 1.0), (index[v], -1.0)], 0.0, 0.0)
     table_idx = [i for i, s in enumerate(prob.stages) if s.is_table]
     if prob.max_tables is not None and table_idx:
         row([(i, 1.0) for i in table_idx], -np.inf, prob.max_tables)
@@ -230,8 +215,4 @@ def greedy_first_fit(prob: Problem) -> Assignment:
                 entries += s.entries
         else:
             assign[s.id] = HYP
-    for group in prob.tied_groups():  # split groups go to the hypervisor, which runs anything
-        if len({assign[sid] for sid in group}) > 1:
-            for sid in group:
-                assign[sid] = HYP
     return assign

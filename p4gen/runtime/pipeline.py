@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from p4gen.backend.punt import CARRIED_PAD, carried_layout
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF
 from p4gen.ir.lower import arm_order_range, hit_condition
@@ -45,6 +46,7 @@ class Output:
     port: int | None = None
     resume: int | None = None  # to_nic: the stage the NIC continues at
     code: int | None = None  # slow_path: the to_hypervisor() argument
+    meta: dict[str, int] | None = None  # to_nic / to_hypervisor: the metadata that travels along (p4gen_meta_t)
 
 
 @dataclass
@@ -70,6 +72,7 @@ class HypervisorPipeline:
         self.assignment = assignment or {}
         self.side = side
         self.parser = PacketParser(prog)
+        self.carried = carried_layout(prog)
         self.segmenter = Segmenter(prog)
         self.stmt_stage: dict[int, str] = graph.graph.get("stmt_stage", {})
         self.tables: dict[str, TableRuntime] = {}
@@ -90,8 +93,10 @@ class HypervisorPipeline:
     def here(self, stage_id: str) -> bool:
         return self.assignment.get(stage_id, HYP) == self.side
 
-    def run(self, pipeline: str, frame: bytes, resume: int | None = None) -> list[Output]:
-        """One packet through `pipeline` (from the start, or from stage `resume`)."""
+    def run(self, pipeline: str, frame: bytes, resume: int | None = None,
+            meta: dict[str, int] | None = None) -> list[Output]:
+        """One packet through `pipeline` (from the start, or from stage `resume` with the
+        metadata it had when it left the other side)."""
         try:
             pkt = self.parser.parse(frame)
         except BadChecksum:
@@ -100,6 +105,8 @@ class HypervisorPipeline:
         except Malformed:
             self.drops["malformed"] += 1
             return []
+        if meta:
+            pkt.meta.update(meta)
         ctx = _Ctx(pkt, RUN if resume is None else SKIP, resume, pipeline)
         if resume is None and not self._classified(pkt, pipeline):
             self.drops["no_flow"] += 1
@@ -156,7 +163,9 @@ class HypervisorPipeline:
             return ctx.outputs
         data = self.parser.deparse(ctx.pkt)
         if ctx.state == PUNT:
-            ctx.outputs.append(Output("to_nic" if self.side == HYP else "to_hypervisor", data, resume=ctx.resume))
+            carried = {name: ctx.pkt.meta.get(name, 0) for name, _w in self.carried.fields if name != CARRIED_PAD}
+            ctx.outputs.append(Output("to_nic" if self.side == HYP else "to_hypervisor", data, resume=ctx.resume,
+                                      meta=carried))
         elif ctx.state == TO_HV:
             ctx.outputs.append(Output("slow_path", data, code=ctx.code))
         elif ctx.port is not None:
@@ -507,7 +516,7 @@ class HypervisorPipeline:
                     sub = _Ctx(self.parser.parse(f), DONE, None, ctx.pipeline)
                     ctx.outputs += self._finish(sub)
                     continue
-                ctx.outputs += self.run(ctx.pipeline, f, resume=nxt.order)
+                ctx.outputs += self.run(ctx.pipeline, f, resume=nxt.order, meta=ctx.pkt.meta)  # as one packet had
         return body
 
     def compiled_lazy(self, name: str):

@@ -30,7 +30,7 @@ import networkx as nx
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
 
-from p4gen.backend.punt import punt_layout
+from p4gen.backend.punt import punt_framing
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, Placement
 from p4gen.runtime.pipeline import HypervisorPipeline, Output
@@ -137,7 +137,8 @@ class Bmv2Target(Target):
         self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
         nic = placement.problem.nic
         assert nic is not None
-        self.layout = punt_layout()
+        self.punt = punt_framing(prog)
+        self.layout = self.punt.header
         tag = f"{os.getpid() % 10000}{int(time.time() * 1000) % 1000}"
         self.links = {"uplink": (f"p4u{tag}", f"p4U{tag}"), "host": (f"p4h{tag}", f"p4H{tag}")}
         # Every other port the program forwards to gets a veth too (queue "portN", as in software).
@@ -215,8 +216,7 @@ class Bmv2Target(Target):
 
     def _to_nic(self, outputs: list[Output], index: int) -> None:
         for o in self._deliver(outputs):
-            hdr = self.layout.pack(version=self.layout.constants["P4GEN_VERSION"], pipeline=index, resume=o.resume)
-            self.sock["host"].send(hdr + o.data)
+            self.sock["host"].send(self.punt.wrap(index, o.resume, o.data, o.meta))
             self._collect_wire(self.PACE)
 
     def _collect_wire(self, wait: float) -> None:
@@ -245,8 +245,7 @@ class Bmv2Target(Target):
                 if s is not self.sock["host"]:
                     self.queues[next(n for n, sock in self.sock.items() if sock is s)].append(data)
                     continue
-                h = self.layout.unpack(data)
-                body = data[self.layout.size:]
+                h, meta, body = self.punt.unwrap(data)
                 resume = None if h["resume"] == done else h["resume"]
                 if resume is None and h["reason"] == self.layout.constants["P4GEN_REASON_TO_HYPERVISOR"]:
                     self.queues["slow_path"].append(body)
@@ -256,7 +255,7 @@ class Bmv2Target(Target):
                     direction = self.prog.pipelines[name].direction
                     self.queues["uplink" if direction == "vm_egress" else "vm"].append(body)
                 else:
-                    self._to_nic(self.hv.run(name, body, resume=resume), h["pipeline"])
+                    self._to_nic(self.hv.run(name, body, resume=resume, meta=meta), h["pipeline"])
 
     def close(self) -> None:
         for s in getattr(self, "sock", {}).values():

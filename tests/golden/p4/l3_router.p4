@@ -54,6 +54,10 @@ const bit<32> P4GEN_DROP_NO_FLOW = 2;
 const bit<32> P4GEN_DROP_BAD_RESUME = 3;
 const bit<32> P4GEN_DROP_BAD_PORT = 4;
 
+header p4gen_meta_t {
+    bit<16> l4_src;
+    bit<16> l4_dst;
+}
 header ethernet_t {
     bit<48> dst;
     bit<48> src;
@@ -141,6 +145,7 @@ header geneve_t_opt {
 }
 struct headers_t {
     p4gen_t p4gen;
+    p4gen_meta_t p4gen_meta;
     ethernet_t ethernet;
     vlan_t[2] vlan;
     ipv4_t ipv4;
@@ -190,6 +195,7 @@ parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, i
     }
     state parse_p4gen {
         packet.extract(hdr.p4gen);
+        packet.extract(hdr.p4gen_meta);
         transition parse_start;
     }
     state parse_start {
@@ -446,7 +452,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_CHECKSUM);
         }
         else if (hdr.p4gen.isValid()) {
-            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 12;  // the frame alone
+            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 16;  // the frame alone
             meta.p4gen_pipeline = hdr.p4gen.pipeline;
             meta.p4gen_flow = hdr.p4gen.flow;
             if (hdr.p4gen.resume == P4GEN_RESUME_DONE) {
@@ -458,6 +464,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                 meta.p4gen_resume = hdr.p4gen.resume;
             }
             hdr.p4gen.setInvalid();
+            meta.l4_src = hdr.p4gen_meta.l4_src;
+            meta.l4_dst = hdr.p4gen_meta.l4_dst;
+            hdr.p4gen_meta.setInvalid();
         }
         else if (standard_metadata.ingress_port == P4GEN_PORT_UPLINK) {
             if ((((hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0) == 32w0xa000102) || ((hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0) == 128w0xfd000001000000000000000000000002))) {
@@ -634,6 +643,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             }
             hdr.p4gen.egress_port = 0;
             hdr.p4gen.reserved = 0;
+            hdr.p4gen_meta.setValid();
+            hdr.p4gen_meta.l4_src = meta.l4_src;
+            hdr.p4gen_meta.l4_dst = meta.l4_dst;
             standard_metadata.egress_spec = P4GEN_PORT_HOST;
         }
         else if (meta.p4gen_state == P4GEN_ST_SEND) {
@@ -707,6 +719,7 @@ control P4genComputeChecksum(inout headers_t hdr, inout metadata_t meta) {
 control P4genDeparser(packet_out packet, in headers_t hdr) {
     apply {
         packet.emit(hdr.p4gen);
+        packet.emit(hdr.p4gen_meta);
         packet.emit(hdr.ethernet);
         packet.emit(hdr.vlan);
         packet.emit(hdr.ipv4);
