@@ -240,9 +240,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from p4gen.backend.p4c import find_tool
-    from p4gen.control.links import netns_supported
+    from p4gen.control.links import LinkError, netns_supported
     from p4gen.control.push import PushError
-    from p4gen.control.up import Up, UpError
+    from p4gen.control.up import Up
     from p4gen.place import load_profile, place
 
     out = Path(args.outdir)
@@ -269,7 +269,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         netns = None
     try:
         up = Up(prog, g, pl, out, bmv2, args.grpc_addr, args.prefix, netns)
-    except (UpError, PushError) as e:
+    except (LinkError, PushError) as e:  # UpError is a LinkError
         return _error(str(e))
     where = f" in network namespace {netns}" if netns else ""
     print(f"up: NIC {args.grpc_addr}{where}; VM side {args.prefix}-vm, wire side {args.prefix}-wire; "

@@ -159,3 +159,21 @@ def test_up_forwards_both_ways_and_down_cleans_up(build_dir, netns):
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     assert prefix not in links
     assert prefix not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_up_refuses_a_namespace_it_did_not_create(build_dir):
+    import os
+    import sys
+
+    name = f"pn{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        r = subprocess.run([sys.executable, "-m", "p4gen", "up", str(build_dir), "--prefix", name,
+                            "--grpc-addr", f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.startswith(f"p4gen: error: ip netns add {name}:"), r.stderr
+        assert name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout  # left alone
+        assert not (build_dir / "up.json").exists()
+        assert f"{name}-" not in subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)

@@ -43,12 +43,9 @@ def run_ip(*cmd: str) -> None:
 
 
 def veth(a: str, b: str, mtu: int = 1500) -> None:
-    """A veth pair, up, with IPv6 off (no router solicitations or MLD reports on our wires)."""
-    run_ip("ip", "link", "add", a, "type", "veth", "peer", "name", b)
-    for dev in (a, b):
-        run_ip("ip", "link", "set", dev, "mtu", str(mtu))
-        run_ip("ip", "link", "set", dev, "up")
-        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False, capture_output=True)
+    """A veth pair in the current namespace, up, with IPv6 off (no router solicitations or MLD
+    reports on our wires)."""
+    veth_across(a, b, None, None, mtu)
 
 
 def delete_links(links: Iterable[str]) -> None:
@@ -124,7 +121,8 @@ def netns_delete(name: str) -> bool:
 
 
 def veth_across(a: str, b: str, netns: str | None, b_netns: str | None, mtu: int = 1500) -> None:
-    """A veth pair with end `a` in `netns` and end `b` in `b_netns` (None: the current namespace)."""
+    """A veth pair with end `a` in `netns` and end `b` in `b_netns` (None: the current namespace),
+    up, with IPv6 off."""
     create = ["ip"] + (["-n", netns] if netns else []) + ["link", "add", a, "type", "veth", "peer", "name", b]
     if b_netns != netns:
         create += ["netns", b_netns or str(os.getpid())]  # a pid names that process's namespace

@@ -120,11 +120,12 @@ class Up:
         self.names = {"uplink": (f"{prefix}-up", f"{prefix}-wire"), "host": (f"{prefix}-host", f"{prefix}-hv"),
                       "vm": (f"{prefix}-vmh", f"{prefix}-vm")}
         self.netns = netns
-        self.state = {"links": [], "pids": [os.getpid()], "grpc_addr": grpc_addr, "netns": netns}
+        self.state = {"links": [], "pids": [os.getpid()], "grpc_addr": grpc_addr, "netns": None}
         self.log = open(outdir / "hypervisor.log", "a")
         try:
             if netns:
                 netns_add(netns)
+                self.state["netns"] = netns  # ours to delete from now on (not one that was there)
                 self.save()
             # The VM hands the hypervisor TSO super-frames (virtio GSO): its link takes 64 KiB.
             # The host port carries segments plus the punt header; the wire, plain 1500-byte IP.
@@ -220,8 +221,8 @@ class Up:
         stop_switch(getattr(self, "switch", None))
         self.state["pids"] = [p for p in self.state["pids"] if p != os.getpid()]
         delete_links(self.state["links"])
-        if self.netns:
-            netns_delete(self.netns)
+        if self.state["netns"]:
+            netns_delete(self.state["netns"])
         (self.outdir / STATE).unlink(missing_ok=True)
         self.note(f"down; drops: {dict(self.hv.drops)}")
         self.log.close()

@@ -17,6 +17,7 @@ port with the p4gen punt header, exactly as a deployment would.
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import select
 import shutil
@@ -119,6 +120,9 @@ def _pipeline_for(prog: Program, port: str) -> str:
     raise ValueError(f"the program has no {direction} pipeline")
 
 
+_TARGETS = itertools.count()
+
+
 class Bmv2Target(Target):
     """BMv2 on veths (created here, removed by close()) plus the hypervisor part in-process."""
 
@@ -139,7 +143,7 @@ class Bmv2Target(Target):
         assert nic is not None
         self.punt = punt_framing(prog)
         self.layout = self.punt.header
-        tag = f"{os.getpid() % 10000}{int(time.time() * 1000) % 1000}"
+        tag = f"{os.getpid() % 10000:04d}{next(_TARGETS) % 1000:03d}"  # unique per process; names ≤ 15 chars
         self.links = {"uplink": (f"p4u{tag}", f"p4U{tag}"), "host": (f"p4h{tag}", f"p4H{tag}")}
         # Every other port the program forwards to gets a veth too (queue "portN", as in software).
         self.ports = {nic.ports.uplink: "uplink", nic.ports.host: "host"}
@@ -191,7 +195,11 @@ class Bmv2Target(Target):
         counter_id = self.counter_ids.get(name)
         if counter_id is None:
             return {}  # the counter is not in the NIC's program: it only counts in the hypervisor
-        return P4RuntimeClient(self.addr).read_counter(counter_id, index)
+        client = P4RuntimeClient(self.addr)
+        try:
+            return client.read_counter(counter_id, index)
+        finally:
+            client.channel.close()
 
     def send(self, port: str, frame: bytes) -> None:
         self._check_alive()
