@@ -11,10 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
+SMALL = 512  # below this many bytes a big-integer remainder beats a numpy call
+
 
 def word_sum(data) -> int:
-    """Unfolded sum of the 16-bit big-endian words of `data` (odd length: zero-padded)."""
+    """Sum of the 16-bit big-endian words of `data` (odd length: zero-padded), unfolded or
+    partly folded: congruent modulo 0xFFFF to the true sum and zero only when it is, which is
+    all that `fold` of a total of such sums needs.
+
+    Short data (headers) is summed as one big integer modulo 0xFFFF (2^16 ≡ 1, so the
+    remainder is the end-around-carry sum); longer data in numpy."""
     n = len(data)
+    if n < SMALL:
+        v = int.from_bytes(data, "big")
+        if n & 1:
+            v <<= 8
+        return (v % 0xFFFF or 0xFFFF) if v else 0
     even = n & ~1
     total = int(np.frombuffer(data, dtype=">u2", count=even // 2).sum(dtype=np.uint64)) if even else 0
     if n & 1:

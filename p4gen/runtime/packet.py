@@ -13,6 +13,8 @@ rewrite touched their pseudo-header or ports — exactly what the NIC does.
 from __future__ import annotations
 
 import functools
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from p4gen.frontend import program as P
@@ -88,137 +90,288 @@ class PacketParser:
             name: (self.inst_layout[name],
                    (i.type.varbit.varbit_length, i.type.varbit.width) if i.type.varbit else None)
             for name, i in prog.instances.items()}
+        self._no_headers: dict[str, bytearray | None] = {n: None for n in prog.instances if n not in self.stack_size}
+        self._ipv4_present = [i for i in IPV4_INSTANCES if i in self._no_headers]
+        self._getters: dict[P.FieldRef, Callable[[Packet], int]] = {}
+        self._setters: dict[P.FieldRef, Callable[[Packet, int], None]] = {}
+        self._operands: dict[P.Operand, Callable[[Packet, dict[str, int] | None], int]] = {}
+        self._states = self._compile_parser()
+        self._emit_order = [(inst, inst in self.stack_size) for inst in self.order]
+        self._ipv4_checksums = []  # (instance, checksum field's first and last byte + 1)
+        for inst in self._ipv4_present:
+            fl = self.inst_layout[inst]["hdr_checksum"]
+            assert fl.aligned and fl.nbytes == 2, "an IPv4 header checksum is a 16-bit aligned field"
+            self._ipv4_checksums.append((inst, fl.byte, fl.byte + 2))
 
     # ------------------------------------------------------------ values
+    # Every operand, field read and field write is compiled once into a closure over plain
+    # integers (offsets, shifts, masks); the data path never looks at the program's operand
+    # trees again. The closures are cached by operand (operands are frozen dataclasses).
+
+    def getter(self, ref: P.FieldRef) -> Callable[[Packet], int]:
+        """A closure reading `ref` from a packet; a field of an invalid header reads 0 (BMv2
+        zeroes headers that were never valid; the emitter guards reads the same way)."""
+        fn = self._getters.get(ref)
+        if fn is None:
+            fn = self._getters[ref] = self._compile_get(ref)
+        return fn
+
+    def setter(self, ref: P.FieldRef) -> Callable[[Packet, int], None]:
+        """A closure writing `ref`; writing a field of an invalid header changes nothing."""
+        fn = self._setters.get(ref)
+        if fn is None:
+            fn = self._setters[ref] = self._compile_set(ref)
+        return fn
+
+    def operand(self, op: P.Operand) -> Callable[[Packet, dict[str, int] | None], int]:
+        """A closure evaluating `op` on a packet with action parameters `params`."""
+        fn = self._operands.get(op)
+        if fn is None:
+            fn = self._operands[op] = self._compile_operand(op)
+        return fn
+
     def get(self, pkt: Packet, ref: P.FieldRef) -> int:
-        if ref.instance == "meta":
-            return pkt.meta.get(ref.field, 0)
-        buf = self.header_bytes(pkt, ref.instance, ref.index)
-        if buf is None:
-            return 0  # a field of an invalid header reads as 0 (never valid headers are zero in BMv2)
-        return self.inst_layout[ref.instance][ref.field].get(buf)
+        return self.getter(ref)(pkt)
 
     def set(self, pkt: Packet, ref: P.FieldRef, value: int) -> None:
-        if ref.instance == "meta":
-            pkt.meta[ref.field] = value & ((1 << ref.width) - 1)
-            return
-        buf = self.header_bytes(pkt, ref.instance, ref.index)
-        if buf is not None:  # writing a field of an invalid header changes nothing on the wire
-            self.inst_layout[ref.instance][ref.field].set(buf, value)
-            if ref.key in L4_CHECKSUM_FIELDS:
-                pkt.l4_dirty = True
-
-    def header_bytes(self, pkt: Packet, inst: str, index: int | str | None = None) -> bytearray | None:
-        if inst in self.stacks_of(pkt):
-            st = pkt.stacks[inst]
-            if not st:
-                return None
-            if index == "last":
-                return st[-1]
-            i = index if isinstance(index, int) else 0
-            return st[i] if i < len(st) else None
-        return pkt.hdr.get(inst)
-
-    @staticmethod
-    def stacks_of(pkt: Packet) -> dict:
-        return pkt.stacks
+        self.setter(ref)(pkt, value)
 
     def eval(self, pkt: Packet, op: P.Operand, params: dict[str, int] | None = None) -> int:
+        return self.operand(op)(pkt, params)
+
+    def header_bytes(self, pkt: Packet, inst: str, index: int | str | None = None) -> bytearray | None:
+        return self._locator(inst, index)(pkt)
+
+    def _locator(self, inst: str, index: int | str | None) -> Callable[[Packet], bytearray | None]:
+        """A closure finding the bytes of one header instance (or stack element) in a packet."""
+        if inst not in self.stack_size:
+            return lambda pkt: pkt.hdr[inst]
+        if index == "last":
+            return lambda pkt: pkt.stacks[inst][-1] if pkt.stacks[inst] else None
+        i = index if isinstance(index, int) else 0
+        return lambda pkt: pkt.stacks[inst][i] if i < len(pkt.stacks[inst]) else None
+
+    def _compile_get(self, ref: P.FieldRef) -> Callable[[Packet], int]:
+        if ref.instance == "meta":
+            name = ref.field
+            return lambda pkt: pkt.meta.get(name, 0)
+        fl = self.inst_layout[ref.instance][ref.field]
+        b, e, shift, mask = fl.byte, fl.byte + fl.nbytes, fl.shift, fl.mask
+        from_bytes = int.from_bytes
+        if ref.instance not in self.stack_size:
+            inst = ref.instance
+            if fl.nbytes == 1:
+                def get1(pkt: Packet) -> int:
+                    buf = pkt.hdr[inst]
+                    return 0 if buf is None else (buf[b] >> shift) & mask
+                return get1
+            if fl.aligned:
+                def get_aligned(pkt: Packet) -> int:
+                    buf = pkt.hdr[inst]
+                    return 0 if buf is None else from_bytes(buf[b:e], "big")
+                return get_aligned
+
+            def get_bits(pkt: Packet) -> int:
+                buf = pkt.hdr[inst]
+                return 0 if buf is None else (from_bytes(buf[b:e], "big") >> shift) & mask
+            return get_bits
+        locate = self._locator(ref.instance, ref.index)
+
+        def get_stacked(pkt: Packet) -> int:
+            buf = locate(pkt)
+            return 0 if buf is None else (from_bytes(buf[b:e], "big") >> shift) & mask
+        return get_stacked
+
+    def _compile_set(self, ref: P.FieldRef) -> Callable[[Packet, int], None]:
+        if ref.instance == "meta":
+            name, wmask = ref.field, (1 << ref.width) - 1
+
+            def set_meta(pkt: Packet, value: int) -> None:
+                pkt.meta[name] = value & wmask
+            return set_meta
+        fl = self.inst_layout[ref.instance][ref.field]
+        locate = self._locator(ref.instance, ref.index)
+        dirties = ref.key in L4_CHECKSUM_FIELDS
+        b, e, n, shift, mask = fl.byte, fl.byte + fl.nbytes, fl.nbytes, fl.shift, fl.mask
+        from_bytes = int.from_bytes
+        if fl.aligned:
+            def set_aligned(pkt: Packet, value: int) -> None:
+                buf = locate(pkt)
+                if buf is not None:
+                    buf[b:e] = (value & mask).to_bytes(n, "big")
+                    if dirties:
+                        pkt.l4_dirty = True
+            return set_aligned
+        keep = ~(mask << shift)
+
+        def set_bits(pkt: Packet, value: int) -> None:
+            buf = locate(pkt)
+            if buf is not None:
+                span = (from_bytes(buf[b:e], "big") & keep) | ((value & mask) << shift)
+                buf[b:e] = span.to_bytes(n, "big")
+                if dirties:
+                    pkt.l4_dirty = True
+        return set_bits
+
+    def _compile_operand(self, op: P.Operand) -> Callable[[Packet, dict[str, int] | None], int]:
         if isinstance(op, P.ConstVal):
-            return op.value
+            value = op.value
+            return lambda pkt, params: value
         if isinstance(op, P.ParamRef):
-            return (params or {})[op.name]
+            name = op.name
+            return lambda pkt, params: params[name]  # type: ignore[index]
         if isinstance(op, P.FieldRef):
-            return self.get(pkt, op)
+            get = self.getter(op)
+            return lambda pkt, params: get(pkt)
         if isinstance(op, P.Arith):
-            a, b = self.eval(pkt, op.left, params), self.eval(pkt, op.right, params)
-            return {"+": a + b, "-": a - b, "*": a * b, "&": a & b, "|": a | b, "<<": a << b,
-                    ">>": a >> b}[op.op]
+            fn = _ARITH[op.op]
+            left, right = self.operand(op.left), self.operand(op.right)
+            return lambda pkt, params: fn(left(pkt, params), right(pkt, params))
         raise ValueError(f"cannot evaluate {op!r}")
 
     # ------------------------------------------------------------ parsing
     def parse(self, frame: bytes) -> Packet:
-        pkt = Packet({n: None for n in self.prog.instances if n not in self.stack_size},
-                     {n: [] for n in self.stack_size}, {}, b"", dict(self.meta_defaults), False, len(frame))
+        pkt = Packet(dict(self._no_headers), {n: [] for n in self.stack_size}, {}, b"", dict(self.meta_defaults),
+                     False, len(frame))
         pos = 0
-        state = "start"
+        states = self._states
+        state: str | None = "start"
         steps = 0
-        while state not in ("accept", "reject"):
+        while state is not None:  # None: accept
             steps += 1
             if steps > 256:
                 raise Malformed("parser loop")
-            st = self.prog.parser[state]
-            for inst, idx in st.extracts:
-                lay, var = self.extract_info[inst]
-                end = pos + lay.size
-                if end > len(frame):
-                    raise Malformed(f"{inst}: packet too short")
-                buf = bytearray(frame[pos:end])
-                pos = end
-                if idx == "next":
-                    if len(pkt.stacks[inst]) >= self.stack_size[inst]:
-                        raise Malformed(f"{inst}: header stack overflow")
-                    pkt.stacks[inst].append(buf)
-                else:
-                    pkt.hdr[inst] = buf
-                if var is not None:
-                    bits = self.varbit_bits(buf, lay, var[0])
-                    if bits < 0 or bits > var[1] or bits % 8:
-                        raise Malformed(f"{inst}: bad variable length")
-                    n = bits // 8
-                    if pos + n > len(frame):
-                        raise Malformed(f"{inst}: packet too short")
-                    pkt.opt[inst] = bytes(frame[pos:pos + n])
-                    pos += n
-            for ref, val in st.assigns:
-                self.set(pkt, ref, self.eval(pkt, val))
-            state = self.next_state(pkt, st)
-        if state == "reject":
-            raise Malformed("parser reject")
+            state, pos = states[state](pkt, frame, pos)
         pkt.payload = bytes(frame[pos:])
-        for inst in IPV4_INSTANCES:
-            buf = pkt.hdr.get(inst)
+        for inst in self._ipv4_present:
+            buf = pkt.hdr[inst]
             if buf is not None and fold(word_sum(bytes(buf) + pkt.opt.get(inst, b""))) != 0xFFFF:
                 raise BadChecksum(inst)
         return pkt
 
-    def varbit_bits(self, buf: bytearray, lay: HeaderLayout, op: P.Operand) -> int:
-        if isinstance(op, P.ConstVal):
-            return op.value
-        if isinstance(op, P.FieldRef):
-            return lay[op.field].get(buf)
-        a, b = self.varbit_bits(buf, lay, op.left), self.varbit_bits(buf, lay, op.right)
-        return {"+": a + b, "-": a - b, "*": a * b}.get(op.op, 0)
+    def _compile_parser(self) -> dict[str, Callable]:
+        """Each parser state becomes a closure (pkt, frame, pos) → (next state's name, or None
+        for accept; pos); `reject` (and a select no case matches: P4's error.NoMatch) raise."""
+        def reject(pkt: Packet, frame: bytes, pos: int):
+            raise Malformed("parser reject")
 
-    def next_state(self, pkt: Packet, st: P.ParserState) -> str:
+        def resolve(name: str) -> str | None:
+            return None if name == "accept" else name
+
+        compiled: dict[str, Callable] = {"reject": reject}
+        for name, st in self.prog.parser.items():
+            compiled[name] = self._compile_state(st, resolve)
+        return compiled
+
+    def _compile_state(self, st: P.ParserState, resolve) -> Callable:
+        extracts = [self._compile_extract(inst, idx) for inst, idx in st.extracts]
+        assigns = [(self.setter(ref), self.operand(val)) for ref, val in st.assigns]
+        select = self._compile_select(st, resolve)
+
+        def state(pkt: Packet, frame: bytes, pos: int):
+            for extract in extracts:
+                pos = extract(pkt, frame, pos)
+            for put, value in assigns:
+                put(pkt, value(pkt, None))
+            return select(pkt), pos
+        return state
+
+    def _compile_extract(self, inst: str, idx: int | str | None) -> Callable[[Packet, bytes, int], int]:
+        lay, var = self.extract_info[inst]
+        size = lay.size
+        stacked = idx == "next"
+        depth = self.stack_size.get(inst, 0)
+        varbits = None if var is None else (self._compile_varbit(lay, var[0]), var[1])
+
+        def extract(pkt: Packet, frame: bytes, pos: int) -> int:
+            end = pos + size
+            if end > len(frame):
+                raise Malformed(f"{inst}: packet too short")
+            buf = bytearray(frame[pos:end])
+            if stacked:
+                if len(pkt.stacks[inst]) >= depth:
+                    raise Malformed(f"{inst}: header stack overflow")
+                pkt.stacks[inst].append(buf)
+            else:
+                pkt.hdr[inst] = buf
+            if varbits is None:
+                return end
+            bits = varbits[0](buf)
+            if bits < 0 or bits > varbits[1] or bits % 8:
+                raise Malformed(f"{inst}: bad variable length")
+            n = bits // 8
+            if end + n > len(frame):
+                raise Malformed(f"{inst}: packet too short")
+            pkt.opt[inst] = bytes(frame[end:end + n])
+            return end + n
+        return extract
+
+    def _compile_varbit(self, lay: HeaderLayout, op: P.Operand) -> Callable[[bytearray], int]:
+        if isinstance(op, P.ConstVal):
+            value = op.value
+            return lambda buf: value
+        if isinstance(op, P.FieldRef):
+            fl = lay[op.field]
+            return lambda buf: fl.get(buf)
+        left, right = self._compile_varbit(lay, op.left), self._compile_varbit(lay, op.right)
+        fn = {"+": operator.add, "-": operator.sub, "*": operator.mul}.get(op.op)
+        if fn is None:
+            return lambda buf: 0
+        return lambda buf: fn(left(buf), right(buf))
+
+    def varbit_bits(self, buf: bytearray, lay: HeaderLayout, op: P.Operand) -> int:
+        return self._compile_varbit(lay, op)(buf)
+
+    def _compile_select(self, st: P.ParserState, resolve) -> Callable[[Packet], str | None]:
         if not st.selector:
-            return st.cases[0][1] if st.cases else "accept"
-        values = [self.eval(pkt, e) for e in st.selector]
-        for keys, nxt in st.cases:
-            if all(k is None or _key_matches(k, v) for k, v in zip(keys, values, strict=True)):
-                return nxt
-        return "reject"  # P4: no case matches → error NoMatch
+            target = resolve(st.cases[0][1] if st.cases else "accept")
+            return lambda pkt: target
+        getters = [self.operand(e) for e in st.selector]
+        cases = [(keys, resolve(nxt)) for keys, nxt in st.cases]
+        no_match = resolve("reject")  # P4: no case matches → error NoMatch
+        if len(getters) == 1 and all(k[0] is None or k[0].kind not in ("ternary", "range") for k, _ in cases):
+            # One selector, exact values: a dict (first case of a value wins), then the default.
+            table: dict[int, str | None] = {}
+            default = no_match
+            for keys, nxt in cases:
+                if keys[0] is None:
+                    default = nxt
+                    break
+                table.setdefault(keys[0].value, nxt)
+            get = getters[0]
+            return lambda pkt: table.get(get(pkt, None), default)
+
+        def select(pkt: Packet):
+            values = [g(pkt, None) for g in getters]
+            for keys, nxt in cases:
+                if all(k is None or _key_matches(k, v) for k, v in zip(keys, values, strict=True)):
+                    return nxt
+            return no_match
+        return select
 
     # ------------------------------------------------------------ deparsing
     def deparse(self, pkt: Packet) -> bytes:
-        for inst in IPV4_INSTANCES:
-            buf = pkt.hdr.get(inst)
+        for inst, b, e in self._ipv4_checksums:
+            buf = pkt.hdr[inst]
             if buf is not None:
-                lay = self.inst_layout[inst]
-                lay["hdr_checksum"].set(buf, 0)
-                lay["hdr_checksum"].set(buf, ~fold(word_sum(bytes(buf) + pkt.opt.get(inst, b""))) & 0xFFFF)
+                buf[b:e] = b"\0\0"
+                opt = pkt.opt.get(inst)
+                total = word_sum(buf) + (word_sum(opt) if opt else 0)
+                buf[b:e] = (~fold(total) & 0xFFFF).to_bytes(2, "big")
         if pkt.l4_dirty:
             self.update_l4(pkt)
         parts = []
-        for inst in self.order:
-            if inst in pkt.stacks:
+        opt = pkt.opt
+        hdr = pkt.hdr
+        for inst, stacked in self._emit_order:
+            if stacked:
                 parts += pkt.stacks[inst]
                 continue
-            buf = pkt.hdr.get(inst)
+            buf = hdr[inst]
             if buf is not None:
                 parts.append(buf)
-                if inst in pkt.opt:
-                    parts.append(pkt.opt[inst])
+                if opt and inst in opt:
+                    parts.append(opt[inst])
         parts.append(pkt.payload)
         return b"".join(parts)
 
@@ -249,6 +402,11 @@ class PacketParser:
 class BadChecksum(Malformed):
     """An IPv4 header checksum did not verify (counted as `bad_checksum`)."""
 
+
+
+_ARITH: dict[str, Callable[[int, int], int]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "&": operator.and_, "|": operator.or_,
+    "<<": operator.lshift, ">>": operator.rshift}
 
 
 def _key_matches(k: P.KeyMatch, v: int) -> bool:

@@ -20,7 +20,9 @@ inside the outer IP packet.
 from __future__ import annotations
 
 import copy
+import operator
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -82,11 +84,17 @@ class HypervisorPipeline:
                 self.tables[t.name] = TableRuntime(t, params)
         for e in prog.entries:
             self.tables[e.table].insert(e)
+        self.key_getters = {name: [self.parser.getter(k.field) for k in t.table.keys]
+                            for name, t in self.tables.items()}
         self.counters: dict[tuple[str, str], list[list[int]]] = {
             (nf.name, c.name): [[0, 0] for _ in range(c.size or 1)] for nf in prog.nfs.values()
             for c in nf.counters.values()}
         self.drops: Counter[str] = Counter()
         self.stage_packets: Counter[str] = Counter()
+        self._templates: dict[tuple[str, tuple[int, ...]], tuple[bytes, bytes, bytes, bytes]] = {}
+        self.moved = [(o, i) for o, i in INNER_OF.items() if o in prog.instances and i in prog.instances]
+        self.direction = {name: pl.direction for name, pl in prog.pipelines.items()}
+        self.classifiers = {name: self._compile_classifier(name) for name in prog.pipelines}
         self.compiled = {name: self._compile_pipeline(pl) for name, pl in prog.pipelines.items()}
 
     # ------------------------------------------------------------ public
@@ -108,7 +116,7 @@ class HypervisorPipeline:
         if meta:
             pkt.meta.update(meta)
         ctx = _Ctx(pkt, RUN if resume is None else SKIP, resume, pipeline)
-        if resume is None and not self._classified(pkt, pipeline):
+        if resume is None and not self.classifiers[pipeline](pkt):
             self.drops["no_flow"] += 1
             return []
         self.compiled[pipeline](ctx)
@@ -130,24 +138,35 @@ class HypervisorPipeline:
         return [o for o in out if o.kind != "vm"] + [Output("vm", d) for d in gro.coalesce(to_vm)]
 
     # ------------------------------------------------------------ control
-    def _classified(self, pkt: Packet, pipeline: str) -> bool:
-        flows = [f for f in self.prog.flows.values() if f.pipeline == pipeline]
-        return not flows or any(self._cond(pkt, f.match, None) for f in flows)
+    def _compile_classifier(self, pipeline: str) -> Callable[[Packet], bool]:
+        """Whether a packet belongs to one of the flows steered into `pipeline` (no flows: all)."""
+        conds = [self._compile_cond(f.match) for f in self.prog.flows.values() if f.pipeline == pipeline]
+        if not conds:
+            return lambda pkt: True
+        return lambda pkt: any(c(pkt, None) for c in conds)
 
-    def _cond(self, pkt: Packet, c: P.CondT, params: dict[str, int] | None) -> bool:
+    def _compile_cond(self, c: P.CondT) -> Callable[[Packet, dict[str, int] | None], bool]:
+        """A condition (no table hits: those are the `if` stage's own) as one closure."""
         if isinstance(c, P.ValidC):
-            return pkt.valid(c.instance, c.index)
+            inst, index = c.instance, c.index
+            if inst in self.parser.stack_size:
+                return lambda pkt, params: pkt.valid(inst, index)
+            return lambda pkt, params: pkt.hdr[inst] is not None
         if isinstance(c, P.CmpC):
-            a, b = self.parser.eval(pkt, c.left, params), self.parser.eval(pkt, c.right, params)
-            return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[c.op]
+            cmp = _COMPARE[c.op]
+            left, right = self.parser.operand(c.left), self.parser.operand(c.right)
+            return lambda pkt, params: cmp(left(pkt, params), right(pkt, params))
         if isinstance(c, P.BoolC):
-            return c.value
+            value = c.value
+            return lambda pkt, params: value
         if isinstance(c, P.NotC):
-            return not self._cond(pkt, c.operand, params)
-        if isinstance(c, P.AndC):
-            return all(self._cond(pkt, o, params) for o in c.operands)
-        if isinstance(c, P.OrC):
-            return any(self._cond(pkt, o, params) for o in c.operands)
+            inner = self._compile_cond(c.operand)
+            return lambda pkt, params: not inner(pkt, params)
+        if isinstance(c, (P.AndC, P.OrC)):
+            parts = [self._compile_cond(o) for o in c.operands]
+            if isinstance(c, P.AndC):
+                return lambda pkt, params: all(p(pkt, params) for p in parts)
+            return lambda pkt, params: any(p(pkt, params) for p in parts)
         raise ValueError(f"a table hit cannot be evaluated here: {c!r}")
 
     def _finish(self, ctx: _Ctx) -> list[Output]:
@@ -171,8 +190,7 @@ class HypervisorPipeline:
         elif ctx.port is not None:
             ctx.outputs.append(Output("port", data, port=ctx.port))
         else:
-            direction = self.prog.pipelines[ctx.pipeline].direction
-            ctx.outputs.append(Output("uplink" if direction == "vm_egress" else "vm", data))
+            ctx.outputs.append(Output("uplink" if self.direction[ctx.pipeline] == "vm_egress" else "vm", data))
         return ctx.outputs
 
     def _guard(self, st, body):
@@ -251,6 +269,7 @@ class HypervisorPipeline:
         rng = arm_order_range(self.g, s.then)
         hit = hit_condition(s.cond)
         table = self.tables[hit[0]] if hit else None
+        cond = None if hit else self._compile_cond(s.cond)
 
         def run(ctx: _Ctx) -> None:
             if ctx.state == SKIP and ctx.resume == order:
@@ -266,7 +285,7 @@ class HypervisorPipeline:
                     entry = self._apply(ctx, nf, table)
                     go = (entry is not None) == hit[1]
                 else:
-                    go = self._cond(ctx.pkt, s.cond, None)
+                    go = cond(ctx.pkt, None)
             elif ctx.state == SKIP:
                 go = rng is not None and rng[0] <= (ctx.resume or 0) <= rng[1]
             else:
@@ -280,8 +299,7 @@ class HypervisorPipeline:
     # ------------------------------------------------------------ tables and actions
     def _apply(self, ctx: _Ctx, nf: P.Nf, table: TableRuntime):
         pkt = ctx.pkt
-        values = [self.parser.get(pkt, k.field) for k in table.table.keys]
-        entry = table.lookup(values)
+        entry = table.lookup([get(pkt) for get in self.key_getters[table.table.name]])
         if entry is not None:
             if not ctx.dry:
                 entry.packets += 1
@@ -310,20 +328,24 @@ class HypervisorPipeline:
     def _op(self, nf: P.Nf, s: P.StmtT, action: str | None):
         ps = self.parser
         if isinstance(s, P.AssignOp):
-            tgt, val = s.target, s.value
+            put = ps.setter(s.target)
+            val = s.value
             if isinstance(val, P.HashOf):
+                parts = [(ps.operand(a), (_width(a) + 7) // 8) for a in val.args]
+                modulus = 1 << min(s.target.width, 31)
+
                 def assign_hash(ctx, params):
-                    data = b"".join(ps.eval(ctx.pkt, a, params).to_bytes((_width(a) + 7) // 8, "big")
-                                    for a in val.args)
-                    ps.set(ctx.pkt, tgt, crc16(data) % (1 << min(tgt.width, 31)))
+                    data = b"".join(get(ctx.pkt, params).to_bytes(n, "big") for get, n in parts)
+                    put(ctx.pkt, crc16(data) % modulus)
                 return assign_hash
-            return lambda ctx, params: ps.set(ctx.pkt, tgt, ps.eval(ctx.pkt, val, params))
+            value = ps.operand(val)
+            return lambda ctx, params: put(ctx.pkt, value(ctx.pkt, params))
         if isinstance(s, P.CallActionOp):
             act = nf.actions[s.action]
-            args = s.args
+            named = [(n, ps.operand(a)) for (n, _w), a in zip(act.params, s.args, strict=True)]
 
             def call(ctx, params):
-                values = {n: ps.eval(ctx.pkt, a, params) for (n, _w), a in zip(act.params, args, strict=True)}
+                values = {n: get(ctx.pkt, params) for n, get in named}
                 self._action(nf, s.action)(ctx, values)
             return call
         assert isinstance(s, P.PrimOp)
@@ -334,8 +356,10 @@ class HypervisorPipeline:
         name, a = s.name, s.args
         where = f"{nf.name}.{action}" if action else f"{nf.name}"
 
+        operands = [ps.operand(x) if not isinstance(x, P.CounterRef) else None for x in a]
+
         def ev(ctx, params, i):
-            return ps.eval(ctx.pkt, a[i], params)
+            return operands[i](ctx.pkt, params)
 
         if name == "drop":
             def drop(ctx, params):
@@ -351,18 +375,20 @@ class HypervisorPipeline:
             return punt
         if name == "dec_ttl":
             ttl, hop = P.FieldRef("ipv4", "ttl", 8), P.FieldRef("ipv6", "hop_limit", 8)
+            get_ttl, set_ttl, get_hop, set_hop = ps.getter(ttl), ps.setter(ttl), ps.getter(hop), ps.setter(hop)
 
             def dec_ttl(ctx, params):
-                ps.set(ctx.pkt, ttl, ps.get(ctx.pkt, ttl) - 1)
-                ps.set(ctx.pkt, hop, ps.get(ctx.pkt, hop) - 1)
+                set_ttl(ctx.pkt, get_ttl(ctx.pkt) - 1)
+                set_hop(ctx.pkt, get_hop(ctx.pkt) - 1)
             return dec_ttl
         if name == "set_dscp":
             dscp, tc = P.FieldRef("ipv4", "dscp", 6), P.FieldRef("ipv6", "traffic_class", 8)
+            put_dscp, get_tc, put_tc = ps.setter(dscp), ps.getter(tc), ps.setter(tc)
 
             def set_dscp(ctx, params):
                 d = ev(ctx, params, 0) & 0x3F
-                ps.set(ctx.pkt, dscp, d)
-                ps.set(ctx.pkt, tc, (d << 2) | (ps.get(ctx.pkt, tc) & 3))
+                put_dscp(ctx.pkt, d)
+                put_tc(ctx.pkt, (d << 2) | (get_tc(ctx.pkt) & 3))
             return set_dscp
         if name == "push_vlan":
             return lambda ctx, params: self._push_vlan(ctx.pkt, ev(ctx, params, 0), ev(ctx, params, 1))
@@ -370,7 +396,8 @@ class HypervisorPipeline:
             return lambda ctx, params: self._pop_vlan(ctx.pkt)
         if name in ("vxlan_encap", "geneve_encap"):
             tunnel = name.split("_")[0]
-            return lambda ctx, params: self._encap(ctx, tunnel, [ev(ctx, params, i) for i in range(7)])
+            args7 = operands[:7]
+            return lambda ctx, params: self._encap(ctx, tunnel, tuple(get(ctx.pkt, params) for get in args7))
         if name in ("vxlan_decap", "geneve_decap"):
             tunnel = name.split("_")[0]
             return lambda ctx, params: self._decap(ctx.pkt, tunnel)
@@ -411,12 +438,8 @@ class HypervisorPipeline:
             self.parser.inst_layout["ethernet"]["ether_type"].set(pkt.hdr["ethernet"], etype)
             del stack[0]
 
-    def _moved(self) -> list[tuple[str, str]]:
-        return [(o, i) for o, i in INNER_OF.items() if o in self.prog.instances and i in self.prog.instances]
-
-    def _encap(self, ctx: _Ctx, tunnel: str, args: list[int]) -> None:
+    def _encap(self, ctx: _Ctx, tunnel: str, args: tuple[int, ...]) -> None:
         pkt, ps = ctx.pkt, self.parser
-        smac, dmac, sip, dip, vni, ttl, dport = args
         # 802.1Q tags are local to the host side: the tunnel carries the frame untagged (as a
         # VTEP's access port does), with the innermost tag's EtherType on its Ethernet header.
         tags = len(pkt.stacks.get("vlan", ()))
@@ -426,16 +449,16 @@ class HypervisorPipeline:
         L = ps.inst_layout  # noqa: N806 - short: the lines below are long enough
         if ip4 is not None:
             src, dst, proto = L["ipv4"]["src"].get(ip4), L["ipv4"]["dst"].get(ip4), L["ipv4"]["protocol"].get(ip4)
-            inner_len = 14 + L["ipv4"]["total_len"].get(ip4)
+            inner_len = L["ethernet"].size + L["ipv4"]["total_len"].get(ip4)
         elif ip6 is not None:
             src, dst, proto = L["ipv6"]["src"].get(ip6), L["ipv6"]["dst"].get(ip6), L["ipv6"]["next_hdr"].get(ip6)
-            inner_len = 54 + L["ipv6"]["payload_len"].get(ip6)
+            inner_len = L["ethernet"].size + L["ipv6"].size + L["ipv6"]["payload_len"].get(ip6)
         else:
             src = dst = proto = 0
             inner_len = pkt.length - 4 * tags
         key = (src.to_bytes(16, "big") + dst.to_bytes(16, "big") + bytes([proto]) +
                pkt.meta.get("l4_src", 0).to_bytes(2, "big") + pkt.meta.get("l4_dst", 0).to_bytes(2, "big"))
-        for outer, inner in self._moved():
+        for outer, inner in self.moved:
             pkt.hdr[inner] = pkt.hdr.get(outer)
             if outer in pkt.opt:
                 pkt.opt[inner] = pkt.opt.pop(outer)
@@ -444,29 +467,46 @@ class HypervisorPipeline:
         for outer in ("ipv6", "tcp", "icmp"):
             pkt.hdr[outer] = None
         pkt.opt.pop("ipv4", None)
+        eth_t, ip_t, udp_t, tun_t = self._outer_templates(tunnel, args)
+        eth, ip, udp, tun = bytearray(eth_t), bytearray(ip_t), bytearray(udp_t), bytearray(tun_t)
+        ul = L["udp"]
+        L["ipv4"]["total_len"].set(ip, inner_len + len(ip_t) + len(udp_t) + len(tun_t))
+        ul["src_port"].set(udp, crc16(key) | 0xC000)
+        ul["length"].set(udp, inner_len + len(udp_t) + len(tun_t))
+        pkt.hdr.update({"ethernet": eth, "ipv4": ip, "udp": udp, tunnel: tun})
+        pkt.opt.pop(tunnel, None)
+
+    def _outer_templates(self, tunnel: str, args: tuple[int, ...]) -> tuple[bytes, bytes, bytes, bytes]:
+        """The outer Ethernet, IPv4, UDP and tunnel headers for one set of encap arguments,
+        built once from the header layouts; per packet only the lengths and the UDP source
+        port (the inner 5-tuple's hash) are filled in, and the IPv4 checksum at deparse."""
+        cache = self._templates
+        found = cache.get((tunnel, args))
+        if found is not None:
+            return found
+        smac, dmac, sip, dip, vni, ttl, dport = args
+        L = self.parser.inst_layout  # noqa: N806
         eth, ip, udp, tun = (self._new_header(x) for x in ("ethernet", "ipv4", "udp", tunnel))
         L["ethernet"]["src"].set(eth, smac)
         L["ethernet"]["dst"].set(eth, dmac)
         L["ethernet"]["ether_type"].set(eth, 0x0800)
-        ipl = L["ipv4"]
-        for f, v in (("version", 4), ("ihl", 5), ("total_len", inner_len + ipl.size + L["udp"].size + L[tunnel].size),
-                     ("flags", 0b010), ("ttl", ttl), ("protocol", 17), ("src", sip), ("dst", dip)):
-            ipl[f].set(ip, v)
-        ul = L["udp"]
-        ul["src_port"].set(udp, crc16(key) | 0xC000)
-        ul["dst_port"].set(udp, dport)
-        ul["length"].set(udp, inner_len + ul.size + L[tunnel].size)
+        for f, v in (("version", 4), ("ihl", 5), ("flags", 0b010), ("ttl", ttl), ("protocol", 17), ("src", sip),
+                     ("dst", dip)):
+            L["ipv4"][f].set(ip, v)
+        L["udp"]["dst_port"].set(udp, dport)
         tl = L[tunnel]
         if tunnel == "vxlan":
             tl["flags"].set(tun, 0x08)
         else:
             tl["protocol_type"].set(tun, 0x6558)
         tl["vni"].set(tun, vni)
-        pkt.hdr.update({"ethernet": eth, "ipv4": ip, "udp": udp, tunnel: tun})
-        pkt.opt.pop(tunnel, None)
+        if len(cache) >= 4096:  # arguments come from table entries: few; bound it anyway
+            cache.clear()
+        found = cache[(tunnel, args)] = (bytes(eth), bytes(ip), bytes(udp), bytes(tun))
+        return found
 
     def _decap(self, pkt: Packet, tunnel: str) -> None:
-        for outer, inner in self._moved():
+        for outer, inner in self.moved:
             pkt.hdr[outer] = pkt.hdr.get(inner)
             pkt.hdr[inner] = None
             if inner in pkt.opt:
@@ -536,6 +576,10 @@ class HypervisorPipeline:
         after = self.parser.deparse(dry.pkt)
         grown = (len(after) - self.segmenter.l2_length(after)) - (len(frame) - self.segmenter.l2_length(frame))
         return max(0, grown)
+
+
+_COMPARE: dict[str, Callable[[int, int], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 def _width(op: P.Operand) -> int:

@@ -11,7 +11,7 @@ Each entry carries its direct counter (packets, bytes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from p4gen.frontend import program as P
 
@@ -25,30 +25,33 @@ class Entry:
     packets: int = 0
     bytes: int = 0
     order: int = 0
-    checks: list = field(default_factory=list)  # (key index, predicate)
+    matches: object = None  # predicate on the key values (priority tables)
 
 
-def _predicate(km: P.KeyMatch, width: int):
+def _test(km: P.KeyMatch, width: int, i: int) -> str:
+    """One key's test on the key values `v`, as a Python expression over integers only."""
     full = (1 << width) - 1
-    if km.kind == "exact":
-        v = km.value
-        return lambda x: x == v
     if km.kind == "lpm":
         plen = km.prefix_len or 0
         mask = (full >> (width - plen)) << (width - plen) if plen else 0
-        v = km.value & mask
-        return lambda x: x & mask == v
+        return f"v[{i}] & {mask} == {km.value & mask}" if mask else "True"
     if km.kind == "ternary":
         m = km.mask if km.mask is not None else full
-        v = km.value & m
-        return lambda x: x & m == v
+        return f"v[{i}] & {m} == {km.value & m}" if m else "True"
     if km.kind == "range":
-        lo, hi = km.value, km.high if km.high is not None else km.value
-        return lambda x: lo <= x <= hi
-    if km.wildcard:  # optional
-        return lambda x: True
-    v = km.value
-    return lambda x: x == v
+        hi = km.high if km.high is not None else km.value
+        return f"{km.value} <= v[{i}] <= {hi}"
+    if km.kind == "optional" and km.wildcard:
+        return "True"
+    return f"v[{i}] == {km.value}"
+
+
+def _matcher(keys: list[P.KeyMatch], widths: list[int]):
+    """An entry's keys compiled into one predicate on the list of key values: the expression
+    is made of the entry's integers only, so it is built once with eval and costs one call
+    per entry at lookup."""
+    tests = [_test(k, w, i) for i, (k, w) in enumerate(zip(keys, widths, strict=True))]
+    return eval(f"lambda v: {' and '.join(tests) or 'True'}")  # noqa: S307 - integers and 'v' only
 
 
 class TableRuntime:
@@ -69,7 +72,7 @@ class TableRuntime:
     def insert(self, e: P.TableEntry) -> None:
         args = dict(zip((n for n, _ in self.action_params[e.action]), e.args, strict=True))
         entry = Entry(list(e.keys), e.action, args, e.priority or 0, order=len(self.entries))
-        entry.checks = [(i, _predicate(k, w)) for i, (k, w) in enumerate(zip(e.keys, self.widths, strict=True))]
+        entry.matches = _matcher(entry.keys, self.widths)
         self.entries.append(entry)
         if self.mode == "exact":
             self.exact[tuple(k.value for k in e.keys)] = entry
@@ -97,6 +100,6 @@ class TableRuntime:
                     return hit
             return None
         for e in self.entries:
-            if all(pred(values[i]) for i, pred in e.checks):
+            if e.matches(values):
                 return e
         return None
