@@ -91,6 +91,14 @@ class HypervisorPipeline:
             for c in nf.counters.values()}
         self.drops: Counter[str] = Counter()
         self.stage_packets: Counter[str] = Counter()
+        L = self.parser.inst_layout  # noqa: N806
+        self._eth_size = L["ethernet"].size if "ethernet" in L else 0
+        self._ipv6_size = L["ipv6"].size if "ipv6" in L else 0
+        # What encapsulation reads of the inner packet: addresses, protocol and length.
+        self._tuple_getters = {
+            ip: [self.parser.getter(P.FieldRef(ip, f, L[ip][f].width)) for f in fields]
+            for ip, fields in (("ipv4", ("src", "dst", "protocol", "total_len")),
+                               ("ipv6", ("src", "dst", "next_hdr", "payload_len"))) if ip in L}
         self._templates: dict[tuple[str, tuple[int, ...]], tuple[bytes, bytes, bytes, bytes]] = {}
         self.moved = [(o, i) for o, i in INNER_OF.items() if o in prog.instances and i in prog.instances]
         self.direction = {name: pl.direction for name, pl in prog.pipelines.items()}
@@ -447,17 +455,19 @@ class HypervisorPipeline:
             self._pop_vlan(pkt)
         ip4, ip6 = pkt.hdr.get("ipv4"), pkt.hdr.get("ipv6")
         L = ps.inst_layout  # noqa: N806 - short: the lines below are long enough
+        tuple_of = self._tuple_getters
         if ip4 is not None:
-            src, dst, proto = L["ipv4"]["src"].get(ip4), L["ipv4"]["dst"].get(ip4), L["ipv4"]["protocol"].get(ip4)
-            inner_len = L["ethernet"].size + L["ipv4"]["total_len"].get(ip4)
+            src, dst, proto, length = (get(pkt) for get in tuple_of["ipv4"])
+            inner_len = self._eth_size + length
         elif ip6 is not None:
-            src, dst, proto = L["ipv6"]["src"].get(ip6), L["ipv6"]["dst"].get(ip6), L["ipv6"]["next_hdr"].get(ip6)
-            inner_len = L["ethernet"].size + L["ipv6"].size + L["ipv6"]["payload_len"].get(ip6)
+            src, dst, proto, length = (get(pkt) for get in tuple_of["ipv6"])
+            inner_len = self._eth_size + self._ipv6_size + length
         else:
             src = dst = proto = 0
             inner_len = pkt.length - 4 * tags
-        key = (src.to_bytes(16, "big") + dst.to_bytes(16, "big") + bytes([proto]) +
-               pkt.meta.get("l4_src", 0).to_bytes(2, "big") + pkt.meta.get("l4_dst", 0).to_bytes(2, "big"))
+        meta = pkt.meta
+        key = b"".join((src.to_bytes(16, "big"), dst.to_bytes(16, "big"), bytes((proto,)),
+                        meta.get("l4_src", 0).to_bytes(2, "big"), meta.get("l4_dst", 0).to_bytes(2, "big")))
         for outer, inner in self.moved:
             pkt.hdr[inner] = pkt.hdr.get(outer)
             if outer in pkt.opt:

@@ -66,6 +66,7 @@ class TableRuntime:
         self.exact: dict[tuple[int, ...], Entry] = {}
         self.by_prefix: dict[int, dict[tuple[int, ...], Entry]] = {}
         self.prefix_lengths: list[int] = []
+        self.probes: list[tuple[int, int, dict[tuple[int, ...], Entry]]] = []  # (lpm key, mask, entries)
         self.default = (table.default_action, dict(zip((n for n, _ in action_params[table.default_action]),
                                                         table.default_args, strict=True)))
 
@@ -81,6 +82,9 @@ class TableRuntime:
             key = tuple(self._masked(k.value, i, plen) for i, k in enumerate(e.keys))
             self.by_prefix.setdefault(plen, {})[key] = entry
             self.prefix_lengths = sorted(self.by_prefix, reverse=True)
+            w = self.widths[self.lpm_index]
+            self.probes = [(self.lpm_index, ((1 << w) - 1) >> (w - p) << (w - p) if p else 0, self.by_prefix[p])
+                           for p in self.prefix_lengths]
         else:
             self.entries.sort(key=lambda x: (-x.priority, x.order))
 
@@ -93,9 +97,11 @@ class TableRuntime:
     def lookup(self, values: list[int]) -> Entry | None:
         if self.mode == "exact":
             return self.exact.get(tuple(values))
-        if self.mode == "lpm":
-            for plen in self.prefix_lengths:
-                hit = self.by_prefix[plen].get(tuple(self._masked(v, i, plen) for i, v in enumerate(values)))
+        if self.mode == "lpm":  # longest prefix first: mask the lpm key, look the rest up exactly
+            key = list(values)
+            for i, mask, entries in self.probes:
+                key[i] = values[i] & mask
+                hit = entries.get(tuple(key))
                 if hit is not None:
                     return hit
             return None
