@@ -32,7 +32,7 @@ class Malformed(Exception):
     """The parser rejected the packet (counted as `malformed`)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Packet:
     """Header bytes per instance (None: invalid); stacks are lists; `opt` holds varbit tails."""
 
@@ -43,6 +43,12 @@ class Packet:
     meta: dict[str, int] = field(default_factory=dict)
     l4_dirty: bool = False
     length: int = 0  # bytes as received (v1model's packet_length)
+
+    def copy(self) -> Packet:
+        """An independent copy (header bytes copied; the payload is immutable and shared)."""
+        return Packet({k: None if v is None else bytearray(v) for k, v in self.hdr.items()},
+                      {k: [bytearray(b) for b in v] for k, v in self.stacks.items()}, dict(self.opt),
+                      self.payload, dict(self.meta), self.l4_dirty, self.length)
 
     def valid(self, inst: str, index: int | str | None = None) -> bool:
         if inst in self.stacks:

@@ -19,7 +19,6 @@ inside the outer IP packet.
 
 from __future__ import annotations
 
-import copy
 import operator
 from collections import Counter
 from collections.abc import Callable
@@ -30,8 +29,8 @@ import networkx as nx
 from p4gen.backend.punt import CARRIED_PAD, carried_layout
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF
-from p4gen.ir.lower import arm_order_range, hit_condition
 from p4gen.place import HYP
+from p4gen.runtime.control_flow import EntryPoint
 from p4gen.runtime.packet import BadChecksum, Malformed, Packet, PacketParser, crc16
 from p4gen.runtime.tables import TableRuntime
 from p4gen.runtime.tso import Drop, Segmenter
@@ -51,7 +50,7 @@ class Output:
     meta: dict[str, int] | None = None  # to_nic / to_hypervisor: the metadata that travels along (p4gen_meta_t)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Ctx:
     pkt: Packet
     state: str
@@ -99,11 +98,18 @@ class HypervisorPipeline:
             ip: [self.parser.getter(P.FieldRef(ip, f, L[ip][f].width)) for f in fields]
             for ip, fields in (("ipv4", ("src", "dst", "protocol", "total_len")),
                                ("ipv6", ("src", "dst", "next_hdr", "payload_len"))) if ip in L}
+        self._actions: dict[tuple[str, str], Callable] = {}
+        # Encap: the outer headers the inner ones replace, and the per-packet outer fields.
+        self._cleared_by_encap = [h for h in ("ipv6", "tcp", "icmp") if h in self.parser.inst_layout]
+        self._encap_setters = {
+            t: (L["ipv4"]["total_len"].set, L["udp"]["src_port"].set, L["udp"]["length"].set,
+                (L["ipv4"].size + L["udp"].size + L[t].size, L["udp"].size + L[t].size))
+            for t in ("vxlan", "geneve") if {t, "ipv4", "udp"} <= set(L)}
         self._templates: dict[tuple[str, tuple[int, ...]], tuple[bytes, bytes, bytes, bytes]] = {}
         self.moved = [(o, i) for o, i in INNER_OF.items() if o in prog.instances and i in prog.instances]
         self.direction = {name: pl.direction for name, pl in prog.pipelines.items()}
         self.classifiers = {name: self._compile_classifier(name) for name in prog.pipelines}
-        self.compiled = {name: self._compile_pipeline(pl) for name, pl in prog.pipelines.items()}
+        self._entries: dict[tuple[str, int | None, bool], Callable[[_Ctx], None]] = {}
 
     # ------------------------------------------------------------ public
     def here(self, stage_id: str) -> bool:
@@ -127,7 +133,7 @@ class HypervisorPipeline:
         if resume is None and not self.classifiers[pipeline](pkt):
             self.drops["no_flow"] += 1
             return []
-        self.compiled[pipeline](ctx)
+        self.entry(pipeline, resume)(ctx)
         return self._finish(ctx)
 
     def run_batch(self, pipeline: str, frames, lro: bool = False) -> list[Output]:
@@ -148,12 +154,12 @@ class HypervisorPipeline:
     # ------------------------------------------------------------ control
     def _compile_classifier(self, pipeline: str) -> Callable[[Packet], bool]:
         """Whether a packet belongs to one of the flows steered into `pipeline` (no flows: all)."""
-        conds = [self._compile_cond(f.match) for f in self.prog.flows.values() if f.pipeline == pipeline]
+        conds = [self.condition(f.match) for f in self.prog.flows.values() if f.pipeline == pipeline]
         if not conds:
             return lambda pkt: True
         return lambda pkt: any(c(pkt, None) for c in conds)
 
-    def _compile_cond(self, c: P.CondT) -> Callable[[Packet, dict[str, int] | None], bool]:
+    def condition(self, c: P.CondT) -> Callable[[Packet, dict[str, int] | None], bool]:
         """A condition (no table hits: those are the `if` stage's own) as one closure."""
         if isinstance(c, P.ValidC):
             inst, index = c.instance, c.index
@@ -168,10 +174,10 @@ class HypervisorPipeline:
             value = c.value
             return lambda pkt, params: value
         if isinstance(c, P.NotC):
-            inner = self._compile_cond(c.operand)
+            inner = self.condition(c.operand)
             return lambda pkt, params: not inner(pkt, params)
         if isinstance(c, (P.AndC, P.OrC)):
-            parts = [self._compile_cond(o) for o in c.operands]
+            parts = [self.condition(o) for o in c.operands]
             if isinstance(c, P.AndC):
                 return lambda pkt, params: all(p(pkt, params) for p in parts)
             return lambda pkt, params: any(p(pkt, params) for p in parts)
@@ -201,131 +207,48 @@ class HypervisorPipeline:
             ctx.outputs.append(Output("uplink" if self.direction[ctx.pipeline] == "vm_egress" else "vm", data))
         return ctx.outputs
 
-    def _guard(self, st, body):
-        """The per-stage state machine (the emitter's stage_guard, in Python)."""
-        order, sid = st.order, st.id
-        here = self.here(sid)
+    def entry(self, pipeline: str, resume: int | None, dry: bool = False) -> Callable[[_Ctx], None]:
+        """The generated control flow for packets entering `pipeline` at stage `resume` (None:
+        from the start); built on first use (p4gen.runtime.control_flow)."""
+        key = (pipeline, resume, dry)
+        fn = self._entries.get(key)
+        if fn is None:
+            fn = self._entries[key] = EntryPoint(self, pipeline, resume, dry).function
+        return fn
 
-        def run(ctx: _Ctx) -> None:
-            if ctx.state == SKIP and ctx.resume == order:
-                ctx.state = RUN
-            if ctx.state != RUN:
-                return
-            if not here and not ctx.dry:  # a dry run predicts the whole path, wherever it runs
-                ctx.state, ctx.resume = PUNT, order
-                return
-            if not ctx.dry:
-                self.stage_packets[sid] += 1
-            body(ctx)
-        return run
-
-    def _compile_pipeline(self, pl: P.Pipeline):
-        steps = []
-        for name in pl.stages:
-            if name in self.prog.nfs:
-                steps.append(self._block(self.prog.nfs[name], self.prog.nfs[name].apply))
-            elif name in self.prog.segments:
-                st = self._stage(self.prog.segments[name])
-                steps.append(self._guard(st, self._segment_body(pl, st)))
-            else:
-                st = self._stage(self.prog.coalesces[name])
-                steps.append(self._guard(st, lambda ctx: None))  # coalescing runs per batch, after the pipeline
-
-        def pipeline(ctx: _Ctx) -> None:
-            for step in steps:
-                if ctx.state in (DROP, PUNT, TO_HV, CONSUMED):
-                    return
-                step(ctx)
-        return pipeline
-
-    def _stage(self, stmt: object):
+    def stage_of(self, stmt: object):
+        """The IR stage a statement (or segment / coalesce declaration) was lowered to."""
         return self.g.nodes[self.stmt_stage[id(stmt)]]["stage"]
 
-    def _block(self, nf: P.Nf, stmts):
-        steps = []
-        stmts = list(stmts)
-        i = 0
-        while i < len(stmts):
-            s = stmts[i]
-            if isinstance(s, (P.AssignOp, P.PrimOp, P.CallActionOp)):
-                j = i
-                while j < len(stmts) and isinstance(stmts[j], (P.AssignOp, P.PrimOp, P.CallActionOp)):
-                    j += 1
-                body = self._simple(nf, stmts[i:j], None)
-                steps.append(self._guard(self._stage(s), lambda ctx, b=body: b(ctx, {})))
-                i = j
-                continue
-            i += 1
-            if isinstance(s, P.ApplyOp):
-                table = self.tables[s.table]
-                steps.append(self._guard(self._stage(s), lambda ctx, t=table, n=nf: self._apply(ctx, n, t)))
-            else:
-                steps.append(self._if(nf, s))
+    def applier(self, nf: P.Nf, table: TableRuntime):
+        """A table's apply as one closure: read the key, look up, count, run the action;
+        returns the entry hit (None on a miss)."""
+        getters = self.key_getters[table.table.name]
+        lookup = table.lookup
+        actions = {name: self._action(nf, name) for name in table.table.actions}
+        default_action, default_args = self._action(nf, table.default[0]), table.default[1]
 
-        def block(ctx: _Ctx) -> None:
-            for step in steps:
-                if ctx.state not in (RUN, SKIP):
-                    return
-                step(ctx)
-        return block
-
-    def _if(self, nf: P.Nf, s: P.IfOp):
-        st = self._stage(s)
-        order, here = st.order, self.here(st.id)
-        then_block = self._block(nf, s.then)
-        else_block = self._block(nf, s.orelse)
-        rng = arm_order_range(self.g, s.then)
-        hit = hit_condition(s.cond)
-        table = self.tables[hit[0]] if hit else None
-        cond = None if hit else self._compile_cond(s.cond)
-
-        def run(ctx: _Ctx) -> None:
-            if ctx.state == SKIP and ctx.resume == order:
-                ctx.state = RUN
-            go = False
-            if ctx.state == RUN:
-                if not here and not ctx.dry:
-                    ctx.state, ctx.resume = PUNT, order
-                    return
-                if not ctx.dry:
-                    self.stage_packets[st.id] += 1
-                if hit is not None:
-                    entry = self._apply(ctx, nf, table)
-                    go = (entry is not None) == hit[1]
-                else:
-                    go = cond(ctx.pkt, None)
-            elif ctx.state == SKIP:
-                go = rng is not None and rng[0] <= (ctx.resume or 0) <= rng[1]
-            else:
-                return
-            if go:
-                then_block(ctx)
-            elif ctx.state in (RUN, SKIP):
-                else_block(ctx)
-        return run
-
-    # ------------------------------------------------------------ tables and actions
-    def _apply(self, ctx: _Ctx, nf: P.Nf, table: TableRuntime):
-        pkt = ctx.pkt
-        entry = table.lookup([get(pkt) for get in self.key_getters[table.table.name]])
-        if entry is not None:
+        def apply(ctx: _Ctx):
+            pkt = ctx.pkt
+            entry = lookup([get(pkt) for get in getters])
+            if entry is None:
+                default_action(ctx, default_args)
+                return None
             if not ctx.dry:
                 entry.packets += 1
                 entry.bytes += pkt.length
-            action, args = entry.action, entry.args
-        else:
-            action, args = table.default
-        self._action(nf, action)(ctx, args)
-        return entry
+            actions[entry.action](ctx, entry.args)
+            return entry
+        return apply
 
     def _action(self, nf: P.Nf, name: str):
         key = (nf.name, name)
-        cache = self.__dict__.setdefault("_actions", {})
+        cache = self._actions
         if key not in cache:
-            cache[key] = self._simple(nf, nf.actions[name].body, name)
+            cache[key] = self.simple(nf, nf.actions[name].body, name)
         return cache[key]
 
-    def _simple(self, nf: P.Nf, stmts, action: str | None):
+    def simple(self, nf: P.Nf, stmts, action: str | None):
         ops = [self._op(nf, s, action) for s in stmts]
 
         def run(ctx: _Ctx, params: dict[str, int]) -> None:
@@ -447,14 +370,13 @@ class HypervisorPipeline:
             del stack[0]
 
     def _encap(self, ctx: _Ctx, tunnel: str, args: tuple[int, ...]) -> None:
-        pkt, ps = ctx.pkt, self.parser
+        pkt = ctx.pkt
         # 802.1Q tags are local to the host side: the tunnel carries the frame untagged (as a
         # VTEP's access port does), with the innermost tag's EtherType on its Ethernet header.
         tags = len(pkt.stacks.get("vlan", ()))
         for _ in range(tags):
             self._pop_vlan(pkt)
         ip4, ip6 = pkt.hdr.get("ipv4"), pkt.hdr.get("ipv6")
-        L = ps.inst_layout  # noqa: N806 - short: the lines below are long enough
         tuple_of = self._tuple_getters
         if ip4 is not None:
             src, dst, proto, length = (get(pkt) for get in tuple_of["ipv4"])
@@ -468,23 +390,30 @@ class HypervisorPipeline:
         meta = pkt.meta
         key = b"".join((src.to_bytes(16, "big"), dst.to_bytes(16, "big"), bytes((proto,)),
                         meta.get("l4_src", 0).to_bytes(2, "big"), meta.get("l4_dst", 0).to_bytes(2, "big")))
+        hdr, opt = pkt.hdr, pkt.opt
         for outer, inner in self.moved:
-            pkt.hdr[inner] = pkt.hdr.get(outer)
-            if outer in pkt.opt:
-                pkt.opt[inner] = pkt.opt.pop(outer)
-            else:
-                pkt.opt.pop(inner, None)
-        for outer in ("ipv6", "tcp", "icmp"):
-            pkt.hdr[outer] = None
-        pkt.opt.pop("ipv4", None)
+            hdr[inner] = hdr.get(outer)
+        if opt:  # variable-length tails move with their headers
+            for outer, inner in self.moved:
+                if outer in opt:
+                    opt[inner] = opt.pop(outer)
+                else:
+                    opt.pop(inner, None)
+            opt.pop("ipv4", None)
+            opt.pop(tunnel, None)
+        for outer in self._cleared_by_encap:
+            hdr[outer] = None
         eth_t, ip_t, udp_t, tun_t = self._outer_templates(tunnel, args)
-        eth, ip, udp, tun = bytearray(eth_t), bytearray(ip_t), bytearray(udp_t), bytearray(tun_t)
-        ul = L["udp"]
-        L["ipv4"]["total_len"].set(ip, inner_len + len(ip_t) + len(udp_t) + len(tun_t))
-        ul["src_port"].set(udp, crc16(key) | 0xC000)
-        ul["length"].set(udp, inner_len + len(udp_t) + len(tun_t))
-        pkt.hdr.update({"ethernet": eth, "ipv4": ip, "udp": udp, tunnel: tun})
-        pkt.opt.pop(tunnel, None)
+        udp = bytearray(udp_t)
+        ip = bytearray(ip_t)
+        put_total_len, put_src_port, put_length, sizes = self._encap_setters[tunnel]
+        put_total_len(ip, inner_len + sizes[0])
+        put_src_port(udp, crc16(key) | 0xC000)
+        put_length(udp, inner_len + sizes[1])
+        hdr["ethernet"] = bytearray(eth_t)
+        hdr["ipv4"] = ip
+        hdr["udp"] = udp
+        hdr[tunnel] = bytearray(tun_t)
 
     def _outer_templates(self, tunnel: str, args: tuple[int, ...]) -> tuple[bytes, bytes, bytes, bytes]:
         """The outer Ethernet, IPv4, UDP and tunnel headers for one set of encap arguments,
@@ -527,11 +456,10 @@ class HypervisorPipeline:
         pkt.opt.pop(tunnel, None)
 
     # ------------------------------------------------------------ segmentation
-    def _segment_body(self, pl: P.Pipeline, st):
+    def segment_body(self, pl: P.Pipeline, st):
         seg: P.Segment = st.segment
         succ = [v for _, v, d in self.g.out_edges(st.id, data=True) if d["control"]]
         nxt = self.g.nodes[succ[0]]["stage"]
-        pipeline = self.compiled_lazy(pl.name)
 
         most = self.g.nodes[st.id]["downstream_overhead"].max  # from the IR's overhead pass
         ip4, ip6 = self.parser.inst_layout.get("ipv4"), self.parser.inst_layout.get("ipv6")
@@ -550,7 +478,7 @@ class HypervisorPipeline:
                 return  # fits on every path: no need to predict this packet's path
             frame = self.parser.deparse(ctx.pkt)
             try:
-                overhead = self._predict_overhead(ctx, frame, pipeline, nxt.order)
+                overhead = self._predict_overhead(ctx, frame, nxt.order)
                 if seg.mss is not None:
                     frames = self.segmenter.segment(frame, seg.mss, seg.underlay_mtu, overhead)
                 else:
@@ -569,18 +497,15 @@ class HypervisorPipeline:
                 ctx.outputs += self.run(ctx.pipeline, f, resume=nxt.order, meta=ctx.pkt.meta)  # as one packet had
         return body
 
-    def compiled_lazy(self, name: str):
-        return lambda ctx: self.compiled[name](ctx)
-
-    def _predict_overhead(self, ctx: _Ctx, frame: bytes, pipeline, resume: int) -> int:
+    def _predict_overhead(self, ctx: _Ctx, frame: bytes, resume: int) -> int:
         """Bytes the rest of the pipeline will add inside the outer IP packet (dry run on a copy).
 
         Measured on real bytes above L2, not on length fields: a 64 KiB super-packet
         encapsulated overflows the outer IPv4 total length, which segments will not."""
         if self.segmenter.locate(frame) is None:
             return 0
-        dry = _Ctx(copy.deepcopy(ctx.pkt), SKIP, resume, ctx.pipeline, dry=True)
-        pipeline(dry)
+        dry = _Ctx(ctx.pkt.copy(), SKIP, resume, ctx.pipeline, dry=True)
+        self.entry(ctx.pipeline, resume, dry=True)(dry)
         if dry.state not in (RUN, DONE, PUNT):
             return 0  # dropped or sent elsewhere: it will not reach the underlay
         after = self.parser.deparse(dry.pkt)
