@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import L4_CHECKSUM_FIELDS
 from p4gen.runtime.checksum import fold, word_sum
-from p4gen.runtime.layout import HeaderLayout, compile_layouts
+from p4gen.runtime.layout import FieldLayout, HeaderLayout, compile_layouts
 
 IPV4_INSTANCES = ("ipv4", "inner_ipv4")
 L4_PAIRS = (("ipv4", "tcp"), ("ipv4", "udp"), ("ipv6", "tcp"), ("ipv6", "udp"),
@@ -270,82 +270,89 @@ class PacketParser:
         return compiled
 
     def _compile_state(self, st: P.ParserState, resolve) -> Callable:
-        extracts = [self._compile_extract(inst, idx) for inst, idx in st.extracts]
-        assigns = [(self.setter(ref), self.operand(val)) for ref, val in st.assigns]
-        select = self._compile_select(st, resolve)
+        """One parser state as generated Python source: extracts, length checks and the select
+        inline, with fields of the headers it just extracted read straight from their bytes."""
+        ns: dict[str, object] = {"Malformed": Malformed}
 
-        def state(pkt: Packet, frame: bytes, pos: int):
-            for extract in extracts:
-                pos = extract(pkt, frame, pos)
-            for put, value in assigns:
-                put(pkt, value(pkt, None))
-            return select(pkt), pos
-        return state
+        def name(obj: object, prefix: str) -> str:
+            key = f"{prefix}{len(ns)}"
+            ns[key] = obj
+            return key
 
-    def _compile_extract(self, inst: str, idx: int | str | None) -> Callable[[Packet, bytes, int], int]:
-        lay, var = self.extract_info[inst]
-        size = lay.size
-        stacked = idx == "next"
-        depth = self.stack_size.get(inst, 0)
-        varbits = None if var is None else (self._compile_varbit(lay, var[0]), var[1])
-
-        def extract(pkt: Packet, frame: bytes, pos: int) -> int:
-            end = pos + size
-            if end > len(frame):
-                raise Malformed(f"{inst}: packet too short")
-            buf = bytearray(frame[pos:end])
-            if stacked:
-                if len(pkt.stacks[inst]) >= depth:
-                    raise Malformed(f"{inst}: header stack overflow")
-                pkt.stacks[inst].append(buf)
+        lines = ["def state(pkt, frame, pos):", "    n = len(frame)"]
+        local: dict[str, str] = {}  # instance → variable holding the bytes it just got
+        for k, (inst, idx) in enumerate(st.extracts):
+            lay, var = self.extract_info[inst]
+            b = f"b{k}"
+            lines += [f"    end = pos + {lay.size}",
+                      "    if end > n:",
+                      f"        raise Malformed({inst + ': packet too short'!r})",
+                      f"    {b} = bytearray(frame[pos:end])",
+                      "    pos = end"]
+            if idx == "next":
+                lines += [f"    stack = pkt.stacks[{inst!r}]",
+                          f"    if len(stack) >= {self.stack_size[inst]}:",
+                          f"        raise Malformed({inst + ': header stack overflow'!r})",
+                          f"    stack.append({b})"]
             else:
-                pkt.hdr[inst] = buf
-            if varbits is None:
-                return end
-            bits = varbits[0](buf)
-            if bits < 0 or bits > varbits[1] or bits % 8:
-                raise Malformed(f"{inst}: bad variable length")
-            n = bits // 8
-            if end + n > len(frame):
-                raise Malformed(f"{inst}: packet too short")
-            pkt.opt[inst] = bytes(frame[end:end + n])
-            return end + n
-        return extract
+                lines.append(f"    pkt.hdr[{inst!r}] = {b}")
+                local[inst] = b
+            if var is not None:
+                lines += [f"    bits = {_varbit_expr(b, lay, var[0])}",
+                          f"    if bits < 0 or bits > {var[1]} or bits % 8:",
+                          f"        raise Malformed({inst + ': bad variable length'!r})",
+                          "    end = pos + bits // 8",
+                          "    if end > n:",
+                          f"        raise Malformed({inst + ': packet too short'!r})",
+                          f"    pkt.opt[{inst!r}] = bytes(frame[pos:end])",
+                          "    pos = end"]
 
-    def _compile_varbit(self, lay: HeaderLayout, op: P.Operand) -> Callable[[bytearray], int]:
-        if isinstance(op, P.ConstVal):
-            value = op.value
-            return lambda buf: value
-        if isinstance(op, P.FieldRef):
-            fl = lay[op.field]
-            return lambda buf: fl.get(buf)
-        left, right = self._compile_varbit(lay, op.left), self._compile_varbit(lay, op.right)
-        fn = {"+": operator.add, "-": operator.sub, "*": operator.mul}.get(op.op)
-        if fn is None:
-            return lambda buf: 0
-        return lambda buf: fn(left(buf), right(buf))
+        def read(op: P.Operand) -> str:
+            if isinstance(op, P.FieldRef) and op.instance in local and op.index is None:
+                return _field_expr(local[op.instance], self.inst_layout[op.instance][op.field])
+            return f"{name(self.operand(op), 'O')}(pkt, None)"
 
-    def varbit_bits(self, buf: bytearray, lay: HeaderLayout, op: P.Operand) -> int:
-        return self._compile_varbit(lay, op)(buf)
+        for ref, val in st.assigns:
+            if ref.instance == "meta":
+                lines.append(f"    pkt.meta[{ref.field!r}] = ({read(val)}) & {(1 << ref.width) - 1}")
+            else:
+                lines.append(f"    {name(self.setter(ref), 'S')}(pkt, {read(val)})")
+        table = self._select_table(st, resolve)
+        if table is not None:
+            key = read(st.selector[0]) if len(st.selector) == 1 else f"({', '.join(read(e) for e in st.selector)},)"
+            lines.append(f"    return {name(table[0], 'T')}.get({key}, {table[1]!r}), pos")
+        else:
+            lines.append(f"    return {name(self._compile_select(st, resolve), 'SEL')}(pkt), pos")
+        exec(compile("\n".join(lines) + "\n", f"<p4gen parser state {st.name}>", "exec"), ns)  # noqa: S102
+        return ns["state"]  # type: ignore[return-value]
+
+    @staticmethod
+    def _select_table(st: P.ParserState, resolve) -> tuple[dict, str | None] | None:
+        """Selectors matched against exact values only (each case all values or all default): a
+        dict from the value (a tuple for several selectors; the first case of a value wins) and
+        the default (the first default case; none: reject, P4's error.NoMatch). None otherwise."""
+        if not st.selector:
+            return None
+        table: dict = {}
+        default = resolve("reject")
+        for keys, nxt in st.cases:
+            if all(k is None for k in keys):
+                default = resolve(nxt)
+                break
+            if any(k is None or k.kind in ("ternary", "range") for k in keys):
+                return None
+            values = tuple(k.value for k in keys)
+            table.setdefault(values[0] if len(values) == 1 else values, resolve(nxt))
+        return table, default
 
     def _compile_select(self, st: P.ParserState, resolve) -> Callable[[Packet], str | None]:
+        """The general select: several selectors, ternary or range cases, or none at all."""
         if not st.selector:
             target = resolve(st.cases[0][1] if st.cases else "accept")
             return lambda pkt: target
         getters = [self.operand(e) for e in st.selector]
         cases = [(keys, resolve(nxt)) for keys, nxt in st.cases]
         no_match = resolve("reject")  # P4: no case matches → error NoMatch
-        if len(getters) == 1 and all(k[0] is None or k[0].kind not in ("ternary", "range") for k, _ in cases):
-            # One selector, exact values: a dict (first case of a value wins), then the default.
-            table: dict[int, str | None] = {}
-            default = no_match
-            for keys, nxt in cases:
-                if keys[0] is None:
-                    default = nxt
-                    break
-                table.setdefault(keys[0].value, nxt)
-            get = getters[0]
-            return lambda pkt: table.get(get(pkt, None), default)
 
         def select(pkt: Packet):
             values = [g(pkt, None) for g in getters]
@@ -408,6 +415,33 @@ class PacketParser:
 class BadChecksum(Malformed):
     """An IPv4 header checksum did not verify (counted as `bad_checksum`)."""
 
+
+
+def _varbit_expr(buf: str, lay: HeaderLayout, op: P.Operand) -> str:
+    """Python source for a variable-length field's length in bits (constants, the header's own
+    fields, + - *; anything else counts as 0, as the P4 side cannot express it either)."""
+    if isinstance(op, P.ConstVal):
+        return str(op.value)
+    if isinstance(op, P.FieldRef):
+        return _field_expr(buf, lay[op.field])
+    if isinstance(op, P.Arith) and op.op in ("+", "-", "*"):
+        return f"({_varbit_expr(buf, lay, op.left)} {op.op} {_varbit_expr(buf, lay, op.right)})"
+    return "0"
+
+
+def _field_expr(buf: str, fl: FieldLayout) -> str:
+    """Python source reading field `fl` from the bytearray named `buf`."""
+    if fl.nbytes == 1:
+        value = f"{buf}[{fl.byte}]"
+    elif fl.nbytes == 2:
+        value = f"({buf}[{fl.byte}] << 8 | {buf}[{fl.byte + 1}])"
+    else:
+        value = f"int.from_bytes({buf}[{fl.byte}:{fl.byte + fl.nbytes}], 'big')"
+    if fl.shift:
+        value = f"({value} >> {fl.shift})"
+    if not fl.aligned:
+        value = f"({value} & {fl.mask})"
+    return value
 
 
 _ARITH: dict[str, Callable[[int, int], int]] = {

@@ -105,6 +105,7 @@ class HypervisorPipeline:
             t: (L["ipv4"]["total_len"].set, L["udp"]["src_port"].set, L["udp"]["length"].set,
                 (L["ipv4"].size + L["udp"].size + L[t].size, L["udp"].size + L[t].size))
             for t in ("vxlan", "geneve") if {t, "ipv4", "udp"} <= set(L)}
+        self._flow_ports: dict[tuple[int, ...], int] = {}  # inner 5-tuple → outer UDP source port
         self._templates: dict[tuple[str, tuple[int, ...]], tuple[bytes, bytes, bytes, bytes]] = {}
         self.moved = [(o, i) for o, i in INNER_OF.items() if o in prog.instances and i in prog.instances]
         self.direction = {name: pl.direction for name, pl in prog.pipelines.items()}
@@ -388,8 +389,14 @@ class HypervisorPipeline:
             src = dst = proto = 0
             inner_len = pkt.length - 4 * tags
         meta = pkt.meta
-        key = b"".join((src.to_bytes(16, "big"), dst.to_bytes(16, "big"), bytes((proto,)),
-                        meta.get("l4_src", 0).to_bytes(2, "big"), meta.get("l4_dst", 0).to_bytes(2, "big")))
+        flow = (src, dst, proto, meta.get("l4_src", 0), meta.get("l4_dst", 0))
+        sport = self._flow_ports.get(flow)
+        if sport is None:  # CRC-16 of the inner 5-tuple, once per flow (the NIC's hash)
+            key = b"".join((src.to_bytes(16, "big"), dst.to_bytes(16, "big"), bytes((proto,)),
+                            flow[3].to_bytes(2, "big"), flow[4].to_bytes(2, "big")))
+            if len(self._flow_ports) >= 65536:
+                self._flow_ports.clear()
+            sport = self._flow_ports[flow] = crc16(key) | 0xC000
         hdr, opt = pkt.hdr, pkt.opt
         for outer, inner in self.moved:
             hdr[inner] = hdr.get(outer)
@@ -408,7 +415,7 @@ class HypervisorPipeline:
         ip = bytearray(ip_t)
         put_total_len, put_src_port, put_length, sizes = self._encap_setters[tunnel]
         put_total_len(ip, inner_len + sizes[0])
-        put_src_port(udp, crc16(key) | 0xC000)
+        put_src_port(udp, sport)
         put_length(udp, inner_len + sizes[1])
         hdr["ethernet"] = bytearray(eth_t)
         hdr["ipv4"] = ip
