@@ -28,6 +28,21 @@ class FieldLayout:
     def aligned(self) -> bool:
         return self.shift == 0 and self.width == self.nbytes * 8
 
+    def source(self, buf: str) -> str:
+        """Python source reading this field from the bytearray named `buf` (for the generated
+        parser and field readers: the same offsets, shift and mask as `get`)."""
+        if self.nbytes == 1:
+            value = f"{buf}[{self.byte}]"
+        elif self.nbytes == 2:
+            value = f"({buf}[{self.byte}] << 8 | {buf}[{self.byte + 1}])"
+        else:
+            value = f"int.from_bytes({buf}[{self.byte}:{self.byte + self.nbytes}], 'big')"
+        if self.shift:
+            value = f"({value} >> {self.shift})"
+        if not self.aligned:
+            value = f"({value} & {self.mask})"
+        return value
+
     def get(self, buf, base: int = 0) -> int:
         start = base + self.byte
         value = int.from_bytes(buf[start:start + self.nbytes], "big")

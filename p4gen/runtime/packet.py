@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import L4_CHECKSUM_FIELDS
 from p4gen.runtime.checksum import fold, word_sum
-from p4gen.runtime.layout import FieldLayout, HeaderLayout, compile_layouts
+from p4gen.runtime.layout import HeaderLayout, compile_layouts
 
 IPV4_INSTANCES = ("ipv4", "inner_ipv4")
 L4_PAIRS = (("ipv4", "tcp"), ("ipv4", "udp"), ("ipv6", "tcp"), ("ipv6", "udp"),
@@ -161,32 +161,12 @@ class PacketParser:
         if ref.instance == "meta":
             name = ref.field
             return lambda pkt: pkt.meta.get(name, 0)
-        fl = self.inst_layout[ref.instance][ref.field]
-        b, e, shift, mask = fl.byte, fl.byte + fl.nbytes, fl.shift, fl.mask
-        from_bytes = int.from_bytes
+        read = self.inst_layout[ref.instance][ref.field].source("b")
         if ref.instance not in self.stack_size:
-            inst = ref.instance
-            if fl.nbytes == 1:
-                def get1(pkt: Packet) -> int:
-                    buf = pkt.hdr[inst]
-                    return 0 if buf is None else (buf[b] >> shift) & mask
-                return get1
-            if fl.aligned:
-                def get_aligned(pkt: Packet) -> int:
-                    buf = pkt.hdr[inst]
-                    return 0 if buf is None else from_bytes(buf[b:e], "big")
-                return get_aligned
-
-            def get_bits(pkt: Packet) -> int:
-                buf = pkt.hdr[inst]
-                return 0 if buf is None else (from_bytes(buf[b:e], "big") >> shift) & mask
-            return get_bits
-        locate = self._locator(ref.instance, ref.index)
-
-        def get_stacked(pkt: Packet) -> int:
-            buf = locate(pkt)
-            return 0 if buf is None else (from_bytes(buf[b:e], "big") >> shift) & mask
-        return get_stacked
+            src = f"lambda pkt: 0 if (b := pkt.hdr[{ref.instance!r}]) is None else {read}"
+            return eval(src)  # noqa: S307 - a field read built from the layout's integers
+        return eval(f"lambda pkt: 0 if (b := locate(pkt)) is None else {read}",  # noqa: S307
+                    {"locate": self._locator(ref.instance, ref.index)})
 
     def _compile_set(self, ref: P.FieldRef) -> Callable[[Packet, int], None]:
         if ref.instance == "meta":
@@ -309,7 +289,7 @@ class PacketParser:
 
         def read(op: P.Operand) -> str:
             if isinstance(op, P.FieldRef) and op.instance in local and op.index is None:
-                return _field_expr(local[op.instance], self.inst_layout[op.instance][op.field])
+                return self.inst_layout[op.instance][op.field].source(local[op.instance])
             return f"{name(self.operand(op), 'O')}(pkt, None)"
 
         for ref, val in st.assigns:
@@ -423,25 +403,10 @@ def _varbit_expr(buf: str, lay: HeaderLayout, op: P.Operand) -> str:
     if isinstance(op, P.ConstVal):
         return str(op.value)
     if isinstance(op, P.FieldRef):
-        return _field_expr(buf, lay[op.field])
+        return lay[op.field].source(buf)
     if isinstance(op, P.Arith) and op.op in ("+", "-", "*"):
         return f"({_varbit_expr(buf, lay, op.left)} {op.op} {_varbit_expr(buf, lay, op.right)})"
     return "0"
-
-
-def _field_expr(buf: str, fl: FieldLayout) -> str:
-    """Python source reading field `fl` from the bytearray named `buf`."""
-    if fl.nbytes == 1:
-        value = f"{buf}[{fl.byte}]"
-    elif fl.nbytes == 2:
-        value = f"({buf}[{fl.byte}] << 8 | {buf}[{fl.byte + 1}])"
-    else:
-        value = f"int.from_bytes({buf}[{fl.byte}:{fl.byte + fl.nbytes}], 'big')"
-    if fl.shift:
-        value = f"({value} >> {fl.shift})"
-    if not fl.aligned:
-        value = f"({value} & {fl.mask})"
-    return value
 
 
 _ARITH: dict[str, Callable[[int, int], int]] = {
