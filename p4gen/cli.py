@@ -145,6 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     n_in = 0
     batch: list[bytes] = []
     progress = sys.stderr.isatty()
+    read, total = 24, os.path.getsize(args.input) if os.path.isfile(args.input) else 0  # pcap header: 24 bytes
     try:
         for frame in read_pcap(args.input):
             batch.append(frame)
@@ -152,13 +153,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             if len(batch) >= args.batch:
                 outputs += hv.run_batch(args.pipeline, batch, lro=args.lro)
                 batch = []
+            read += 16 + len(frame)
             if progress and n_in % 1000 == 0:
-                print(f"\r{n_in} packets", end="", file=sys.stderr, flush=True)
+                print("\r" + _progress_bar(read, total, n_in), end="", file=sys.stderr, flush=True)
         outputs += hv.run_batch(args.pipeline, batch, lro=args.lro)
     except (PcapError, OSError) as e:
         return _error(str(e))
     if progress:
-        print("\r", end="", file=sys.stderr)
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     n_out = write_pcap(args.output, (o.data for o in outputs))
     kinds: dict[str, int] = {}
     for o in outputs:
@@ -171,6 +173,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for reason, count in sorted(hv.drops.items()):
         print(f"  {reason:<34} {count}")
     return 0
+
+
+def _progress_bar(done: int, total: int, packets: int, width: int = 30) -> str:
+    """`[#######.......]  45%  12000 packets` (bytes of the capture read so far)."""
+    frac = min(1.0, done / total) if total else 0.0
+    filled = int(frac * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {frac:4.0%}  {packets} packets"
 
 
 def _election(text: str) -> tuple[int, int]:

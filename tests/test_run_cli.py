@@ -53,3 +53,17 @@ def test_run_errors(tmp_path, capsys):
     assert main(["run", "examples/vm_offload.nf", "--pipeline", "vm_egress", "--in", str(tmp_path / "missing"),
                  "--out", str(tmp_path / "o.pcap")]) == 1
     assert "p4gen: error:" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal(tmp_path, capsys, monkeypatch):
+    from p4gen.cli import _progress_bar
+
+    assert _progress_bar(50, 100, 7, width=10) == "[#####.....]  50%  7 packets"
+    assert _progress_bar(10, 0, 0, width=4) == "[....]   0%  0 packets"
+    frames = [bytes(Ether(src=VM) / IP(src="10.0.1.2", dst="10.0.2.9") / TCP(dport=443))] * 2500
+    write_pcap(str(tmp_path / "in.pcap"), frames)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    assert main(["run", "examples/vm_offload.nf", "--pipeline", "vm_egress", "--in", str(tmp_path / "in.pcap"),
+                 "--out", str(tmp_path / "out.pcap")]) == 0
+    err = capsys.readouterr().err
+    assert "[############..................]  40%  1000 packets" in err and "2000 packets" in err
