@@ -136,6 +136,46 @@ class PacketParser:
             fn = self._operands[op] = self._compile_operand(op)
         return fn
 
+    def fields_tuple(self, refs) -> Callable[[Packet], tuple[int, ...]]:
+        """One generated closure reading several fields into a tuple (a table's key): each header
+        looked up once, fields read with FieldLayout.source, invalid headers reading 0."""
+        ns: dict[str, object] = {}
+        lines = ["def read(pkt):", "    hdr = pkt.hdr", "    meta = pkt.meta"]
+        buffers: dict[str, str] = {}
+        parts = []
+        for ref in refs:
+            if ref.instance == "meta":
+                parts.append(f"meta.get({ref.field!r}, 0)")
+            elif ref.instance in self.stack_size:
+                key = f"g{len(ns)}"
+                ns[key] = self.getter(ref)
+                parts.append(f"{key}(pkt)")
+            else:
+                if ref.instance not in buffers:
+                    buffers[ref.instance] = b = f"b{len(buffers)}"
+                    lines.append(f"    {b} = hdr[{ref.instance!r}]")
+                b = buffers[ref.instance]
+                parts.append(f"(0 if {b} is None else {self.inst_layout[ref.instance][ref.field].source(b)})")
+        lines.append(f"    return ({', '.join(parts)},)" if parts else "    return ()")
+        exec("\n".join(lines) + "\n", ns)  # noqa: S102 - names and integers only
+        return ns["read"]  # type: ignore[return-value]
+
+    def operands_tuple(self, ops) -> Callable[[Packet, dict[str, int] | None], tuple[int, ...]]:
+        """One closure evaluating several operands into a tuple: parameters and constants are
+        read inline, anything else through its compiled operand."""
+        ns: dict[str, object] = {}
+        parts = []
+        for op in ops:
+            if isinstance(op, P.ConstVal):
+                parts.append(str(op.value))
+            elif isinstance(op, P.ParamRef):
+                parts.append(f"params[{op.name!r}]")
+            else:
+                key = f"o{len(ns)}"
+                ns[key] = self.operand(op)
+                parts.append(f"{key}(pkt, params)")
+        return eval(f"lambda pkt, params: ({', '.join(parts)},)", ns)  # noqa: S307 - names and integers
+
     def get(self, pkt: Packet, ref: P.FieldRef) -> int:
         return self.getter(ref)(pkt)
 

@@ -83,7 +83,7 @@ class HypervisorPipeline:
                 self.tables[t.name] = TableRuntime(t, params)
         for e in prog.entries:
             self.tables[e.table].insert(e)
-        self.key_getters = {name: [self.parser.getter(k.field) for k in t.table.keys]
+        self.key_readers = {name: self.parser.fields_tuple([k.field for k in t.table.keys])
                             for name, t in self.tables.items()}
         self.counters: dict[tuple[str, str], list[list[int]]] = {
             (nf.name, c.name): [[0, 0] for _ in range(c.size or 1)] for nf in prog.nfs.values()
@@ -94,8 +94,8 @@ class HypervisorPipeline:
         self._eth_size = L["ethernet"].size if "ethernet" in L else 0
         self._ipv6_size = L["ipv6"].size if "ipv6" in L else 0
         # What encapsulation reads of the inner packet: addresses, protocol and length.
-        self._tuple_getters = {
-            ip: [self.parser.getter(P.FieldRef(ip, f, L[ip][f].width)) for f in fields]
+        self._tuple_of = {  # header bytes → (src, dst, protocol, length field), one generated read
+            ip: eval(f"lambda b: ({', '.join(L[ip][f].source('b') for f in fields)})")  # noqa: S307
             for ip, fields in (("ipv4", ("src", "dst", "protocol", "total_len")),
                                ("ipv6", ("src", "dst", "next_hdr", "payload_len"))) if ip in L}
         self._actions: dict[tuple[str, str], Callable] = {}
@@ -224,14 +224,14 @@ class HypervisorPipeline:
     def applier(self, nf: P.Nf, table: TableRuntime):
         """A table's apply as one closure: read the key, look up, count, run the action;
         returns the entry hit (None on a miss)."""
-        getters = self.key_getters[table.table.name]
+        read_key = self.key_readers[table.table.name]
         lookup = table.lookup
         actions = {name: self._action(nf, name) for name in table.table.actions}
         default_action, default_args = self._action(nf, table.default[0]), table.default[1]
 
         def apply(ctx: _Ctx):
             pkt = ctx.pkt
-            entry = lookup([get(pkt) for get in getters])
+            entry = lookup(read_key(pkt))
             if entry is None:
                 default_action(ctx, default_args)
                 return None
@@ -328,8 +328,8 @@ class HypervisorPipeline:
             return lambda ctx, params: self._pop_vlan(ctx.pkt)
         if name in ("vxlan_encap", "geneve_encap"):
             tunnel = name.split("_")[0]
-            args7 = operands[:7]
-            return lambda ctx, params: self._encap(ctx, tunnel, tuple(get(ctx.pkt, params) for get in args7))
+            args7 = self.parser.operands_tuple(a[:7])
+            return lambda ctx, params: self._encap(ctx, tunnel, args7(ctx.pkt, params))
         if name in ("vxlan_decap", "geneve_decap"):
             tunnel = name.split("_")[0]
             return lambda ctx, params: self._decap(ctx.pkt, tunnel)
@@ -378,12 +378,11 @@ class HypervisorPipeline:
         for _ in range(tags):
             self._pop_vlan(pkt)
         ip4, ip6 = pkt.hdr.get("ipv4"), pkt.hdr.get("ipv6")
-        tuple_of = self._tuple_getters
         if ip4 is not None:
-            src, dst, proto, length = (get(pkt) for get in tuple_of["ipv4"])
+            src, dst, proto, length = self._tuple_of["ipv4"](ip4)
             inner_len = self._eth_size + length
         elif ip6 is not None:
-            src, dst, proto, length = (get(pkt) for get in tuple_of["ipv6"])
+            src, dst, proto, length = self._tuple_of["ipv6"](ip6)
             inner_len = self._eth_size + self._ipv6_size + length
         else:
             src = dst = proto = 0

@@ -11,6 +11,7 @@ Each entry carries its direct counter (packets, bytes).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from p4gen.frontend import program as P
@@ -94,9 +95,10 @@ class TableRuntime:
         w = self.widths[i]
         return value & (((1 << w) - 1) >> (w - plen) << (w - plen)) if plen else 0
 
-    def lookup(self, values: list[int]) -> Entry | None:
+    def lookup(self, values: Sequence[int]) -> Entry | None:
+        """The entry a key hits (None: miss); `values` in key order, a tuple on the fast path."""
         if self.mode == "exact":
-            return self.exact.get(tuple(values))
+            return self.exact.get(values if type(values) is tuple else tuple(values))
         if self.mode == "lpm":  # longest prefix first: mask the lpm key, look the rest up exactly
             key = list(values)
             for i, mask, entries in self.probes:
