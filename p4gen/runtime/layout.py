@@ -10,7 +10,7 @@ integer operations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from p4gen.frontend.program import HeaderType, Program
 
@@ -23,10 +23,10 @@ class FieldLayout:
     nbytes: int  # bytes the field spans
     shift: int  # right shift of the span's integer value to reach the field
     mask: int
+    aligned: bool = field(init=False)  # whole bytes: read and written without shifting
 
-    @property
-    def aligned(self) -> bool:
-        return self.shift == 0 and self.width == self.nbytes * 8
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aligned", self.shift == 0 and self.width == self.nbytes * 8)
 
     def source(self, buf: str) -> str:
         """Python source reading this field from the bytearray named `buf` (for the generated
