@@ -136,6 +136,11 @@ class PacketParser:
             fn = self._operands[op] = self._compile_operand(op)
         return fn
 
+    def header_fields(self, inst: str, fields) -> Callable[[bytearray], tuple[int, ...]]:
+        """One generated closure reading several fields of one header's bytes into a tuple."""
+        lay = self.inst_layout[inst]
+        return eval(f"lambda b: ({', '.join(lay[f].source('b') for f in fields)},)")  # noqa: S307
+
     def fields_tuple(self, refs) -> Callable[[Packet], tuple[int, ...]]:
         """One generated closure reading several fields into a tuple (a table's key): each header
         looked up once, fields read with FieldLayout.source, invalid headers reading 0."""

@@ -94,8 +94,8 @@ class HypervisorPipeline:
         self._eth_size = L["ethernet"].size if "ethernet" in L else 0
         self._ipv6_size = L["ipv6"].size if "ipv6" in L else 0
         # What encapsulation reads of the inner packet: addresses, protocol and length.
-        self._tuple_of = {  # header bytes → (src, dst, protocol, length field), one generated read
-            ip: eval(f"lambda b: ({', '.join(L[ip][f].source('b') for f in fields)})")  # noqa: S307
+        self._tuple_of = {  # header bytes → (src, dst, protocol, length field)
+            ip: self.parser.header_fields(ip, fields)
             for ip, fields in (("ipv4", ("src", "dst", "protocol", "total_len")),
                                ("ipv6", ("src", "dst", "next_hdr", "payload_len"))) if ip in L}
         self._actions: dict[tuple[str, str], Callable] = {}
