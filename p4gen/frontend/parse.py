@@ -10,7 +10,7 @@ import functools
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -173,14 +173,24 @@ def _pos(path: str, meta_or_tok: object) -> ast.Pos:
     return ast.Pos(path, line, col or 1)
 
 
-@v_args(meta=True)
 class ToAst(Transformer):
-    """One method per grammar rule or alias; each returns an `ast` node."""
+    """One method per grammar rule or alias, called as `rule(meta, children)`; each returns an
+    `ast` node."""
 
     def __init__(self, path: str, sink: DiagnosticSink):
         super().__init__()
         self.file = path
         self.sink = sink
+
+    def _call_userfunc(self, tree, new_children=None):
+        """Call a rule's method with (meta, children), as lark's `v_args(meta=True)` would, but
+        without the wrapper lark builds on every call (a fifth of the front end's time on large
+        programs). Errors propagate as they are; `parse` used to unwrap them from VisitError."""
+        children = new_children if new_children is not None else tree.children
+        f = getattr(self, tree.data, None)
+        if f is None:
+            return self.__default__(tree.data, children, tree.meta)
+        return f(tree.meta, children)
 
     def P(self, x: object) -> ast.Pos:  # noqa: N802 - short on purpose
         return _pos(self.file, x)
