@@ -42,7 +42,7 @@ def test_split_entry_hands_over_at_the_first_nic_stage(vm):
     assert f"ctx.resume = {first_nic.order}" in hyp and hyp.count("ctx.state = PUNT") == 1
     # The NIC model resuming there: earlier stages left out, no counting of the hypervisor's stages.
     nic = EntryPoint(HypervisorPipeline(prog, g, pl.assignment, NIC), "vm_egress", first_nic.order, False).source
-    assert "tso" not in nic and nic.splitlines()[2].strip() == "ctx.state = RUN"
+    assert "tso" not in nic and nic.splitlines()[3].strip() == "ctx.state = RUN"
 
 
 def test_resume_inside_an_else_arm_is_steered_statically(vm):
@@ -50,7 +50,7 @@ def test_resume_inside_an_else_arm_is_steered_statically(vm):
     hv = HypervisorPipeline(prog, g)
     v6 = next(d["stage"] for _, d in g.nodes(data=True) if d["stage"].id == "vm_egress/acl_out.acl_out_v6")
     src = EntryPoint(hv, "vm_egress", v6.order, False).source
-    body = [line.strip() for line in src.splitlines()[2:]]
+    body = [line.strip() for line in src.splitlines()[3:]]
     assert body[:3] == ["ctx.state = RUN", "SP['vm_egress/acl_out.acl_out_v6'] += 1", body[2]]
     assert "acl_out_v4" not in src and "acl_out.if" not in src
     # A resume stage that does not exist leaves the packet in SKIP: counted as bad_resume.

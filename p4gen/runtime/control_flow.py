@@ -62,7 +62,7 @@ class EntryPoint:
 
     # ------------------------------------------------------------ helpers
     def _function(self, name: str) -> list[str]:
-        lines = [f"def {name}(ctx):", "    pkt = ctx.pkt"]
+        lines = [f"def {name}(ctx):", "    pkt = ctx.pkt", "    params = None"]
         self.functions.append(lines)
         return lines
 
@@ -152,7 +152,7 @@ class EntryPoint:
             self._call(lines, ind, f"_hit = {apply}(ctx) is not None")
             test = "_hit" if hit[1] else "not _hit"
         else:
-            test = f"{self._name(self.hv.condition(s.cond), 'C')}(pkt, None)"
+            test = self.hv.condition_source(s.cond, self.ns)
         lines.append(f"{pad}if {test}:")
         n = len(lines)
         self._block(lines, nf, s.then, ind + 1)

@@ -13,7 +13,6 @@ rewrite touched their pseudo-header or ports — exactly what the NIC does.
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -142,44 +141,16 @@ class PacketParser:
         return eval(f"lambda b: ({', '.join(lay[f].source('b') for f in fields)},)")  # noqa: S307
 
     def fields_tuple(self, refs) -> Callable[[Packet], tuple[int, ...]]:
-        """One generated closure reading several fields into a tuple (a table's key): each header
-        looked up once, fields read with FieldLayout.source, invalid headers reading 0."""
+        """One generated closure reading several fields into a tuple (a table's key)."""
         ns: dict[str, object] = {}
-        lines = ["def read(pkt):", "    hdr = pkt.hdr", "    meta = pkt.meta"]
-        buffers: dict[str, str] = {}
-        parts = []
-        for ref in refs:
-            if ref.instance == "meta":
-                parts.append(f"meta.get({ref.field!r}, 0)")
-            elif ref.instance in self.stack_size:
-                key = f"g{len(ns)}"
-                ns[key] = self.getter(ref)
-                parts.append(f"{key}(pkt)")
-            else:
-                if ref.instance not in buffers:
-                    buffers[ref.instance] = b = f"b{len(buffers)}"
-                    lines.append(f"    {b} = hdr[{ref.instance!r}]")
-                b = buffers[ref.instance]
-                parts.append(f"(0 if {b} is None else {self.inst_layout[ref.instance][ref.field].source(b)})")
-        lines.append(f"    return ({', '.join(parts)},)" if parts else "    return ()")
-        exec("\n".join(lines) + "\n", ns)  # noqa: S102 - names and integers only
-        return ns["read"]  # type: ignore[return-value]
+        parts = ", ".join(self.operand_source(ref, ns) for ref in refs)
+        return eval(f"lambda pkt: ({parts}{',' if parts else ''})", ns)  # noqa: S307 - see operand_source
 
     def operands_tuple(self, ops) -> Callable[[Packet, dict[str, int] | None], tuple[int, ...]]:
-        """One closure evaluating several operands into a tuple: parameters and constants are
-        read inline, anything else through its compiled operand."""
+        """One generated closure evaluating several operands into a tuple."""
         ns: dict[str, object] = {}
-        parts = []
-        for op in ops:
-            if isinstance(op, P.ConstVal):
-                parts.append(str(op.value))
-            elif isinstance(op, P.ParamRef):
-                parts.append(f"params[{op.name!r}]")
-            else:
-                key = f"o{len(ns)}"
-                ns[key] = self.operand(op)
-                parts.append(f"{key}(pkt, params)")
-        return eval(f"lambda pkt, params: ({', '.join(parts)},)", ns)  # noqa: S307 - names and integers
+        parts = ", ".join(self.operand_source(op, ns) for op in ops)
+        return eval(f"lambda pkt, params: ({parts},)", ns)  # noqa: S307 - see operand_source
 
     def get(self, pkt: Packet, ref: P.FieldRef) -> int:
         return self.getter(ref)(pkt)
@@ -203,15 +174,31 @@ class PacketParser:
         return lambda pkt: pkt.stacks[inst][i] if i < len(pkt.stacks[inst]) else None
 
     def _compile_get(self, ref: P.FieldRef) -> Callable[[Packet], int]:
-        if ref.instance == "meta":
-            name = ref.field
-            return lambda pkt: pkt.meta.get(name, 0)
-        read = self.inst_layout[ref.instance][ref.field].source("b")
-        if ref.instance not in self.stack_size:
-            src = f"lambda pkt: 0 if (b := pkt.hdr[{ref.instance!r}]) is None else {read}"
-            return eval(src)  # noqa: S307 - a field read built from the layout's integers
-        return eval(f"lambda pkt: 0 if (b := locate(pkt)) is None else {read}",  # noqa: S307
-                    {"locate": self._locator(ref.instance, ref.index)})
+        ns: dict[str, object] = {}
+        return eval(f"lambda pkt: {self.operand_source(ref, ns)}", ns)  # noqa: S307 - see operand_source
+
+    def operand_source(self, op: P.Operand, ns: dict[str, object]) -> str:
+        """Python source evaluating `op` where `pkt` (and `params`, in actions) are in scope.
+
+        Header fields are read with FieldLayout.source, a field of an invalid header reading 0;
+        stack elements go through a locator closure put into `ns`. The text holds only integers,
+        quoted names and operators the front end has checked."""
+        if isinstance(op, P.ConstVal):
+            return str(op.value)
+        if isinstance(op, P.ParamRef):
+            return f"params[{op.name!r}]"
+        if isinstance(op, P.FieldRef):
+            if op.instance == "meta":
+                return f"pkt.meta.get({op.field!r}, 0)"
+            read = self.inst_layout[op.instance][op.field].source("b")
+            if op.instance not in self.stack_size:
+                return f"(0 if (b := pkt.hdr[{op.instance!r}]) is None else {read})"
+            locate = f"locate{len(ns)}"
+            ns[locate] = self._locator(op.instance, op.index)
+            return f"(0 if (b := {locate}(pkt)) is None else {read})"
+        if isinstance(op, P.Arith) and op.op in _ARITH:
+            return f"({self.operand_source(op.left, ns)} {op.op} {self.operand_source(op.right, ns)})"
+        raise ValueError(f"cannot evaluate {op!r}")
 
     def _compile_set(self, ref: P.FieldRef) -> Callable[[Packet, int], None]:
         if ref.instance == "meta":
@@ -245,20 +232,8 @@ class PacketParser:
         return set_bits
 
     def _compile_operand(self, op: P.Operand) -> Callable[[Packet, dict[str, int] | None], int]:
-        if isinstance(op, P.ConstVal):
-            value = op.value
-            return lambda pkt, params: value
-        if isinstance(op, P.ParamRef):
-            name = op.name
-            return lambda pkt, params: params[name]  # type: ignore[index]
-        if isinstance(op, P.FieldRef):
-            get = self.getter(op)
-            return lambda pkt, params: get(pkt)
-        if isinstance(op, P.Arith):
-            fn = _ARITH[op.op]
-            left, right = self.operand(op.left), self.operand(op.right)
-            return lambda pkt, params: fn(left(pkt, params), right(pkt, params))
-        raise ValueError(f"cannot evaluate {op!r}")
+        ns: dict[str, object] = {}
+        return eval(f"lambda pkt, params: {self.operand_source(op, ns)}", ns)  # noqa: S307 - see operand_source
 
     # ------------------------------------------------------------ parsing
     def parse(self, frame: bytes) -> Packet:
@@ -454,9 +429,7 @@ def _varbit_expr(buf: str, lay: HeaderLayout, op: P.Operand) -> str:
     return "0"
 
 
-_ARITH: dict[str, Callable[[int, int], int]] = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "&": operator.and_, "|": operator.or_,
-    "<<": operator.lshift, ">>": operator.rshift}
+_ARITH = frozenset(("+", "-", "*", "&", "|", "<<", ">>"))  # as in Python, on unbounded ints
 
 
 def _key_matches(k: P.KeyMatch, v: int) -> bool:

@@ -19,7 +19,6 @@ inside the outer IP packet.
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,33 +154,31 @@ class HypervisorPipeline:
     # ------------------------------------------------------------ control
     def _compile_classifier(self, pipeline: str) -> Callable[[Packet], bool]:
         """Whether a packet belongs to one of the flows steered into `pipeline` (no flows: all)."""
-        conds = [self.condition(f.match) for f in self.prog.flows.values() if f.pipeline == pipeline]
-        if not conds:
-            return lambda pkt: True
-        return lambda pkt: any(c(pkt, None) for c in conds)
+        ns: dict[str, object] = {}
+        conds = [self.condition_source(f.match, ns) for f in self.prog.flows.values() if f.pipeline == pipeline]
+        return eval(f"lambda pkt: {' or '.join(conds) if conds else 'True'}", ns)  # noqa: S307
 
     def condition(self, c: P.CondT) -> Callable[[Packet, dict[str, int] | None], bool]:
         """A condition (no table hits: those are the `if` stage's own) as one closure."""
+        ns: dict[str, object] = {}
+        return eval(f"lambda pkt, params: {self.condition_source(c, ns)}", ns)  # noqa: S307
+
+    def condition_source(self, c: P.CondT, ns: dict[str, object]) -> str:
+        """Python source of a condition where `pkt` is in scope (see PacketParser.operand_source)."""
         if isinstance(c, P.ValidC):
-            inst, index = c.instance, c.index
-            if inst in self.parser.stack_size:
-                return lambda pkt, params: pkt.valid(inst, index)
-            return lambda pkt, params: pkt.hdr[inst] is not None
-        if isinstance(c, P.CmpC):
-            cmp = _COMPARE[c.op]
-            left, right = self.parser.operand(c.left), self.parser.operand(c.right)
-            return lambda pkt, params: cmp(left(pkt, params), right(pkt, params))
+            if c.instance in self.parser.stack_size:
+                return f"pkt.valid({c.instance!r}, {c.index!r})"
+            return f"(pkt.hdr[{c.instance!r}] is not None)"
+        if isinstance(c, P.CmpC) and c.op in _COMPARE:
+            left, right = self.parser.operand_source(c.left, ns), self.parser.operand_source(c.right, ns)
+            return f"({left} {c.op} {right})"
         if isinstance(c, P.BoolC):
-            value = c.value
-            return lambda pkt, params: value
+            return "True" if c.value else "False"
         if isinstance(c, P.NotC):
-            inner = self.condition(c.operand)
-            return lambda pkt, params: not inner(pkt, params)
+            return f"(not {self.condition_source(c.operand, ns)})"
         if isinstance(c, (P.AndC, P.OrC)):
-            parts = [self.condition(o) for o in c.operands]
-            if isinstance(c, P.AndC):
-                return lambda pkt, params: all(p(pkt, params) for p in parts)
-            return lambda pkt, params: any(p(pkt, params) for p in parts)
+            joiner = " and " if isinstance(c, P.AndC) else " or "
+            return f"({joiner.join(self.condition_source(o, ns) for o in c.operands)})"
         raise ValueError(f"a table hit cannot be evaluated here: {c!r}")
 
     def _finish(self, ctx: _Ctx) -> list[Output]:
@@ -519,8 +516,7 @@ class HypervisorPipeline:
         return max(0, grown)
 
 
-_COMPARE: dict[str, Callable[[int, int], bool]] = {
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_COMPARE = frozenset(("==", "!=", "<", "<=", ">", ">="))
 
 
 def _width(op: P.Operand) -> int:
