@@ -123,13 +123,14 @@ class Emitter:
     def expr(self, op: P.Operand, width: int | None = None, params: dict[str, str] | None = None) -> str:
         if isinstance(op, P.ConstVal):
             w = op.width or width
-            return f"{w}w{op.value:#x}" if w and op.value > 9 else (f"{w}w{op.value}" if w else str(op.value))
+            v = op.value & ((1 << w) - 1) if w else op.value  # a literal truncated to its width
+            return f"{w}w{v:#x}" if w and v > 9 else (f"{w}w{v}" if w else str(v))
         if isinstance(op, P.ParamRef):
             return (params or {}).get(op.name, p4_ident(op.name))
         if isinstance(op, P.FieldRef):
             return self.read(op)
         if isinstance(op, P.Arith):
-            w = width or _width(op) or 32
+            w = op.width  # decided by the midend (p4gen.midend.widths), as the hypervisor reads it
             left = self.cast(op.left, w, params)
             right = self.cast(op.right, w, params)
             return f"({left} {op.op} {right})"
@@ -885,7 +886,7 @@ def _width(op: P.Operand) -> int | None:
     if isinstance(op, P.ConstVal):
         return op.width
     if isinstance(op, P.Arith):
-        return max(_width(op.left) or 0, _width(op.right) or 0) or None
+        return op.width
     return None
 
 

@@ -13,6 +13,7 @@ from p4gen.frontend import ast
 from p4gen.frontend import program as P
 from p4gen.frontend.literals import format_value
 from p4gen.frontend.primitives import COUNTER, PRIMITIVES
+from p4gen.midend.widths import leaf_width
 
 MATCH_KINDS = ("exact", "lpm", "ternary", "range", "optional")
 DIRECTIONS = ("vm_egress", "vm_ingress")
@@ -673,7 +674,7 @@ class Checker:
         if isinstance(c, ast.Compare):
             left = self.resolve_expr(c.left, scope)
             right = self.resolve_expr(c.right, scope)
-            lw, rw = _op_width(left), _op_width(right)
+            lw, rw = leaf_width(left), leaf_width(right)  # the comparison's width (p4gen.midend.widths)
             if lw is not None and isinstance(right, P.ConstVal):
                 self.check_fits(right, lw, _expr_pos(c.right, c.pos), f"'{_operand_name(left)}'")
             elif rw is not None and isinstance(left, P.ConstVal):
@@ -1086,6 +1087,10 @@ def _kind_name(kind: str) -> str:
 def _operand_name(op: P.Operand) -> str:
     if isinstance(op, P.ParamRef):
         return op.name
+    if isinstance(op, P.ConstVal):
+        return format_value(op.kind, op.value, op.width or 0)
+    if isinstance(op, P.Arith):
+        return f"{_operand_name(op.left)} {op.op} {_operand_name(op.right)}"
     return str(op)
 
 
@@ -1102,5 +1107,9 @@ def _expr_pos(e: object, default: ast.Pos | None) -> ast.Pos | None:
 
 
 def check_program(files: list[ast.SourceFile], sink: DiagnosticSink) -> P.Program:
-    """Check parsed files (std library first); errors go to `sink`."""
-    return Checker(sink).run(files)
+    """Check parsed files (std library first); errors go to `sink`. Every arithmetic
+    expression of a valid program leaves with its width (p4gen.midend.widths)."""
+    from p4gen.midend.widths import infer_widths
+
+    prog = Checker(sink).run(files)
+    return prog if sink.has_errors() else infer_widths(prog)

@@ -111,9 +111,17 @@ class CounterRef:
 
 @dataclass(frozen=True)
 class Arith:
+    """`left op right` computed at `width` bits, wrapping (P4's unsigned arithmetic); the width
+    is set by the midend's width pass (p4gen.midend.widths), 0 until then."""
+
     op: str
     left: Operand
     right: Operand
+    width: int = 0
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.width) - 1
 
 
 @dataclass(frozen=True)

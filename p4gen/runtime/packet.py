@@ -196,8 +196,8 @@ class PacketParser:
             locate = f"locate{len(ns)}"
             ns[locate] = self._locator(op.instance, op.index)
             return f"(0 if (b := {locate}(pkt)) is None else {read})"
-        if isinstance(op, P.Arith) and op.op in _ARITH:
-            return f"({self.operand_source(op.left, ns)} {op.op} {self.operand_source(op.right, ns)})"
+        if isinstance(op, P.Arith):
+            return arith_source(op, lambda x: self.operand_source(x, ns), ns)
         raise ValueError(f"cannot evaluate {op!r}")
 
     def _compile_set(self, ref: P.FieldRef) -> Callable[[Packet, int], None]:
@@ -429,7 +429,34 @@ def _varbit_expr(buf: str, lay: HeaderLayout, op: P.Operand) -> str:
     return "0"
 
 
-_ARITH = frozenset(("+", "-", "*", "&", "|", "<<", ">>"))  # as in Python, on unbounded ints
+def arith_source(op: P.Arith, leaf: Callable[[P.Operand], str], ns: dict[str, object]) -> str:
+    """Python source of `op` with the DSL's meaning (p4gen.midend.widths): operands truncated
+    to `op.width`, the result wrapping at it; a shift by the width or more gives 0."""
+    w, m = op.width, op.mask
+    if not w:
+        raise ValueError(f"arithmetic without a width (the midend's width pass did not run): {op!r}")
+
+    def side(x: P.Operand) -> str:
+        if isinstance(x, P.ConstVal):
+            return str(x.value & m)
+        text = leaf(x)
+        fits = isinstance(x, P.Arith) or (isinstance(x, (P.FieldRef, P.ParamRef)) and x.width <= w)
+        return text if fits else f"({text} & {m})"
+
+    left, right = side(op.left), side(op.right)
+    if op.op == "<<":
+        ns["_shl"] = _shl
+        return f"_shl({left}, {right}, {w})"
+    if op.op in WRAPS:
+        return f"(({left} {op.op} {right}) & {m})"
+    return f"({left} {op.op} {right})"  # & | >> of values below 2**w stay below it
+
+
+WRAPS = frozenset(("+", "-", "*"))  # operations whose result can leave [0, 2**w)
+
+
+def _shl(value: int, amount: int, width: int) -> int:
+    return 0 if amount >= width else (value << amount) & ((1 << width) - 1)
 
 
 def _key_matches(k: P.KeyMatch, v: int) -> bool:
