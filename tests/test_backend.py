@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import check_golden, example_files, find_tool
+from conftest import ROOT, check_golden, example_files, find_tool
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
@@ -256,7 +256,8 @@ def test_carried_metadata_layout_and_framing():
     from scapy.fields import BitField
     from scapy.packet import Packet
 
-    from p4gen.backend.punt import carried_layout, punt_framing
+    from p4gen.crossing import FLAG_FORWARDED, VERSION, Reason, carried_layout, crossing
+    from p4gen.crossing.protocol import BadPunt
 
     prog, _ = load_program(["examples/ipv6_only.nf"])
     layout = carried_layout(prog)
@@ -264,14 +265,32 @@ def test_carried_metadata_layout_and_framing():
     prog9 = check_source("m.nf", b"metadata { vrf: bit<9>; }\n")[0]
     assert carried_layout(prog9).fields[-2:] == (("vrf", 9), ("p4gen_pad", 7)) and carried_layout(prog9).size == 6
 
-    class Carried(Packet):  # scapy as the oracle of the bit packing
+    class PuntHdr(Packet):  # scapy as the oracle of the bit packing
+        fields_desc = [BitField("version", 0, 8), BitField("pipeline", 0, 8), BitField("resume", 0, 16),
+                       BitField("flow", 0, 16), BitField("reason", 0, 8), BitField("code", 0, 8),
+                       BitField("egress_port", 0, 16), BitField("flags", 0, 8), BitField("reserved", 0, 8)]
+
+    class Carried(Packet):
         fields_desc = [BitField("l4_src", 0, 16), BitField("l4_dst", 0, 16), BitField("nexthop_id", 0, 16)]
 
-    framing = punt_framing(prog)
-    frame = framing.wrap(1, 7, b"packet", {"l4_src": 40000, "l4_dst": 443, "nexthop_id": 2})
+    cross = crossing(prog)
+    name = list(prog.pipelines)[0]
+    frame = cross.wrap(name, 7, b"packet", {"l4_src": 40000, "l4_dst": 443, "nexthop_id": 2}, port=3)
+    assert frame[:12] == bytes(PuntHdr(version=VERSION, pipeline=1, resume=7, egress_port=3, flags=FLAG_FORWARDED))
     assert frame[12:18] == bytes(Carried(l4_src=40000, l4_dst=443, nexthop_id=2)) and frame[18:] == b"packet"
-    header, meta, body = framing.unwrap(frame)
-    assert (header["pipeline"], header["resume"], meta, body) == (1, 7, {"l4_src": 40000, "l4_dst": 443,
-                                                                         "nexthop_id": 2}, b"packet")
-    with pytest.raises(ValueError, match="needs 18 header bytes"):
-        framing.unwrap(frame[:17])
+    p = cross.unwrap(frame)
+    assert (p.pipeline, p.resume, p.port, p.meta, p.data) == (name, 7, 3, {"l4_src": 40000, "l4_dst": 443,
+                                                                           "nexthop_id": 2}, b"packet")
+    done = cross.unwrap(cross.wrap(name, None, b"x", reason=Reason.TO_HYPERVISOR, code=9))
+    assert (done.resume, done.port, done.reason, done.code) == (None, None, Reason.TO_HYPERVISOR, 9)
+    with pytest.raises(BadPunt, match="needs 18 header bytes"):
+        cross.unwrap(frame[:17])
+    with pytest.raises(BadPunt, match="pipeline 9"):
+        cross.unwrap(frame[:1] + b"\x09" + frame[2:])
+
+
+def test_p4src_punt_header_is_the_generated_one():
+    """p4src/p4gen_punt.p4 is for readers; the emitter generates the same text from p4gen.crossing."""
+    from p4gen.crossing.p4text import punt_p4
+
+    assert (ROOT / "p4src" / "p4gen_punt.p4").read_text() == punt_p4()

@@ -20,10 +20,10 @@ from google.protobuf import text_format
 
 from p4gen.backend.emit import BackendError, LineMap, emit_program
 from p4gen.backend.entries import build_updates, entry_positions, validate_updates
-from p4gen.backend.model import DROP_REASONS, NicModel, build_model
+from p4gen.backend.model import NicModel, build_model
 from p4gen.backend.p4c import P4cResult, find_p4c, run_p4c
 from p4gen.backend.p4info import build_p4info
-from p4gen.backend.punt import carried_layout, punt_layout
+from p4gen.crossing import DROP_REASONS, PUNT_HEADER, RESUME_DONE, VERSION, Reason, carried_layout
 from p4gen.frontend.ports import forwarded_ports
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, Placement
@@ -43,9 +43,10 @@ class BuildResult:
 def hypervisor_plan(m: NicModel) -> dict:
     """The stages the Python side runs, in the numbering the punt header uses."""
     g: nx.DiGraph = m.graph
-    layout = punt_layout()
-    plan = {"punt_header": {"fields": [list(f) for f in layout.fields], "constants": layout.constants,
-                            "bytes": layout.size},
+    constants = {"P4GEN_VERSION": VERSION, "P4GEN_RESUME_DONE": RESUME_DONE,
+                 **{f"P4GEN_REASON_{r.name}": int(r) for r in Reason}}
+    plan = {"punt_header": {"fields": [list(f) for f in PUNT_HEADER.fields], "constants": constants,
+                            "bytes": PUNT_HEADER.size},
             "carried_metadata": {"fields": [list(f) for f in carried_layout(m.prog).fields],
                                  "bytes": carried_layout(m.prog).size},
             "drop_reasons": list(DROP_REASONS), "pipelines": []}

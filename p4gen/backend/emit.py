@@ -21,18 +21,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from p4gen.backend.model import DROP_REASONS, NicModel, P4Action, P4Table
+from p4gen.backend.model import NicModel, P4Action, P4Table
 from p4gen.backend.names import p4_ident
-from p4gen.backend.punt import CARRIED_PAD, carried_layout, p4src_text, punt_layout
+from p4gen.crossing.p4text import carried_p4, punt_p4, states_p4
+from p4gen.crossing.protocol import CARRIED_PAD, PUNT_HEADER, carried_layout
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF, L4_CHECKSUM_FIELDS
 from p4gen.ir.lower import Stage, arm_order_range, hit_condition
 from p4gen.place import HYP, NIC
 
-ST_NONE, ST_RUN, ST_SKIP, ST_PUNT, ST_DROP, ST_DONE, ST_TO_HV, ST_SEND = range(8)
-STATES = {"NONE": ST_NONE, "RUN": ST_RUN, "SKIP": ST_SKIP, "PUNT": ST_PUNT, "DROP": ST_DROP, "DONE": ST_DONE,
-          "TO_HV": ST_TO_HV, "SEND": ST_SEND}
 L4_PSEUDO = L4_CHECKSUM_FIELDS
 
 
@@ -168,8 +166,8 @@ class Emitter:
         o("#include <core.p4>")
         o("#include <v1model.p4>")
         o()
-        o("// ---- p4src/p4gen_punt.p4 (inlined)")
-        for line in p4src_text("p4gen_punt.p4").rstrip().splitlines():
+        o("// ---- the crossing protocol (p4gen/crossing; also in p4src/p4gen_punt.p4)")
+        for line in punt_p4().rstrip().splitlines():
             o(line)
         o()
         self.constants()
@@ -196,20 +194,15 @@ class Emitter:
         o(f"const bit<9> P4GEN_PORT_HOST = {ports.host if ports else 255};")
         for i, p in enumerate(ports.vm_ports if ports else ()):
             o(f"const bit<9> P4GEN_PORT_VM{i} = {p};")
-        for name, v in STATES.items():
-            o(f"const bit<8> P4GEN_ST_{name} = {v};")
-        for i, r in enumerate(DROP_REASONS):
-            o(f"const bit<32> P4GEN_DROP_{r.upper()} = {i};")
+        for line in states_p4():
+            o(line)
         o()
 
     # ------------------------------------------------------------ headers
     def headers(self) -> None:
         o = self.out
-        if self.carried.fields:
-            o.open("header p4gen_meta_t")  # the packet's metadata while it crosses the punt path
-            for name, width in self.carried.fields:
-                o(f"bit<{width}> {name if name == CARRIED_PAD else p4_ident(name)};")
-            o.close()
+        for line in carried_p4(self.carried, _carried_ident):  # the metadata while it crosses the punt path
+            o(line)
         for ht in self.prog.headers.values():
             if not any(i.type is ht for i in self.prog.instances.values()):
                 continue
@@ -756,7 +749,7 @@ class Emitter:
         o.close()
         o.open("else if (hdr.p4gen.isValid())")
         o(f"meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - "
-          f"{punt_layout().size + self.carried.size};  // the frame alone")
+          f"{PUNT_HEADER.size + self.carried.size};  // the frame alone")
         o("meta.p4gen_pipeline = hdr.p4gen.pipeline;")
         o("meta.p4gen_flow = hdr.p4gen.flow;")
         o.open("if (hdr.p4gen.resume == P4GEN_RESUME_DONE)")
@@ -766,6 +759,11 @@ class Emitter:
         o.open("else")
         o("meta.p4gen_state = P4GEN_ST_SKIP;")
         o("meta.p4gen_resume = hdr.p4gen.resume;")
+        o.open("if ((hdr.p4gen.flags & P4GEN_FLAG_FORWARDED) != 0)")
+        o("// a forward() taken in the hypervisor stands unless a later stage changes it")
+        o("standard_metadata.egress_spec = (bit<9>)hdr.p4gen.egress_port;")
+        o("meta.p4gen_forwarded = 1;")
+        o.close()
         o.close()
         o("hdr.p4gen.setInvalid();")
         if self.carried.fields:
@@ -839,7 +837,12 @@ class Emitter:
         o("hdr.p4gen.code = 0;")
         o.close()
         o("hdr.p4gen.egress_port = 0;")
+        o("hdr.p4gen.flags = 0;")
         o("hdr.p4gen.reserved = 0;")
+        o.open("if (meta.p4gen_forwarded == 1)")
+        o("hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;")
+        o("hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;")
+        o.close()
         if self.carried.fields:
             o("hdr.p4gen_meta.setValid();")
             for name, _w in self.carried.fields:
@@ -905,8 +908,12 @@ def _nonnegative_guard(op: P.Operand | None) -> tuple[P.Operand, P.Operand] | No
     return None
 
 
+def _carried_ident(name: str) -> str:
+    return name if name == CARRIED_PAD else p4_ident(name)
+
+
 def emit_program(model: NicModel, source: str) -> tuple[str, LineMap]:
     return Emitter(model, source).emit()
 
 
-__all__ = ["emit_program", "BackendError", "LineMap", "punt_layout"]
+__all__ = ["emit_program", "BackendError", "LineMap"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from p4gen.backend.names import p4_ident
+from p4gen.crossing import DROP_REASONS, pipeline_numbers
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.place import NIC, Placement
@@ -24,7 +25,6 @@ PREFIX_TABLE = 0x02
 PREFIX_COUNTER = 0x12
 PREFIX_DIRECT_COUNTER = 0x13
 
-DROP_REASONS = ("malformed", "bad_checksum", "no_flow", "bad_resume", "bad_port")
 
 
 def jenkins_one_at_a_time(data: bytes) -> int:
@@ -128,7 +128,7 @@ def _assign_ids(objs: list, prefix: int, annos_of) -> None:
 
 def build_model(prog: P.Program, g: nx.DiGraph, placement: Placement) -> NicModel:
     m = NicModel(prog, g, placement)
-    m.pipeline_index = {name: i + 1 for i, name in enumerate(prog.pipelines)}
+    m.pipeline_index = pipeline_numbers(prog)
     nic_tables: list[tuple[P.Table, str]] = []
     used_actions: set[tuple[str, str]] = set()
     for n, d in g.nodes(data=True):

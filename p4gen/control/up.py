@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-from p4gen.backend.punt import punt_framing
 from p4gen.control.links import (
     LinkError,
     delete_links,
@@ -35,6 +34,7 @@ from p4gen.control.links import (
     veth_across,
 )
 from p4gen.control.push import push
+from p4gen.crossing.dispatch import NIC_PORT, VM, HostDispatcher
 from p4gen.place import HYP, Placement
 from p4gen.runtime.pipeline import HypervisorPipeline
 
@@ -114,9 +114,8 @@ class Up:
             raise UpError("p4gen up creates veth pairs: run it as root")
         if (outdir / STATE).exists():
             raise UpError(f"{outdir / STATE} exists: already up? run p4gen down {outdir} first")
-        self.punt = punt_framing(prog)
-        self.layout = self.punt.header
         self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
+        self.dispatch = HostDispatcher(self.hv, nic.ports.uplink)
         self.names = {"uplink": (f"{prefix}-up", f"{prefix}-wire"), "host": (f"{prefix}-host", f"{prefix}-hv"),
                       "vm": (f"{prefix}-vmh", f"{prefix}-vm")}
         self.netns = netns
@@ -173,47 +172,27 @@ class Up:
         self.log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
         self.log.flush()
 
-    def _pipeline(self, direction: str) -> tuple[str, int]:
-        for i, (name, pl) in enumerate(self.prog.pipelines.items()):
-            if pl.direction == direction:
-                return name, i + 1
-        raise UpError(f"no {direction} pipeline")
-
-    def _emit(self, outputs, index: int) -> None:
-        for o in outputs:
-            if o.kind == "to_nic":
-                self.sock["host"].send(self.punt.wrap(index, o.resume, o.data, o.meta))
-            elif o.kind == "vm":
-                self.sock["vm"].send(o.data)
-            else:
-                self.note(f"{o.kind}: {len(o.data)} bytes")
+    def _take(self, deliveries) -> None:
+        """The dispatcher's decisions (p4gen.crossing.dispatch), carried out on the sockets."""
+        for d in deliveries:
+            if d.to == NIC_PORT:
+                self.sock["host"].send(d.data)
+            elif d.to == VM:
+                self.sock["vm"].send(d.data)
+            else:  # the slow path: to_hypervisor() packets, for the operator to see
+                self.note(f"slow path (code {d.code}): {len(d.data)} bytes")
 
     def serve(self, stop_after: float | None = None) -> None:
         """Forward until a signal (or `stop_after` seconds, for tests)."""
-        egress, egress_index = self._pipeline("vm_egress")
-        done = self.layout.constants["P4GEN_RESUME_DONE"]
         end = time.time() + stop_after if stop_after else None
         while end is None or time.time() < end:
             ready, _, _ = select.select(list(self.sock.values()), [], [], 0.2)
             for s in ready:
                 data = s.recv()
                 if s is self.sock["vm"]:
-                    self._emit(self.hv.run(egress, data), egress_index)
-                    continue
-                try:
-                    h, meta, body = self.punt.unwrap(data)
-                except ValueError:
-                    self.hv.drops["malformed"] += 1
-                    continue
-                if not 1 <= h["pipeline"] <= len(self.prog.pipelines):
-                    self.hv.drops["bad_pipeline"] += 1
-                    continue
-                name = list(self.prog.pipelines)[h["pipeline"] - 1]
-                if h["resume"] == done:
-                    if self.prog.pipelines[name].direction == "vm_ingress":
-                        self.sock["vm"].send(body)
-                    continue
-                self._emit(self.hv.run(name, body, resume=h["resume"], meta=meta), h["pipeline"])
+                    self._take(self.dispatch.from_vm(data))
+                else:
+                    self._take(self.dispatch.from_nic(data))
 
     def close(self) -> None:
         for s in getattr(self, "sock", {}).values():

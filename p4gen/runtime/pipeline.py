@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from p4gen.backend.punt import CARRIED_PAD, carried_layout
+from p4gen.crossing.protocol import CARRIED_PAD, carried_layout
+from p4gen.crossing.states import State
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF
 from p4gen.place import HYP
@@ -34,7 +35,9 @@ from p4gen.runtime.packet import BadChecksum, Malformed, Packet, PacketParser, c
 from p4gen.runtime.tables import TableRuntime
 from p4gen.runtime.tso import Drop, Segmenter
 
-RUN, SKIP, DROP, DONE, PUNT, TO_HV, CONSUMED = "run", "skip", "drop", "done", "punt", "to_hypervisor", "consumed"
+# The state machine's states (p4gen.crossing.states), as plain ints for the generated code.
+RUN, SKIP, DROP, DONE, PUNT, TO_HV, CONSUMED = (int(State.RUN), int(State.SKIP), int(State.DROP), int(State.DONE),
+                                                int(State.PUNT), int(State.TO_HV), int(State.CONSUMED))
 
 
 @dataclass
@@ -43,7 +46,7 @@ class Output:
 
     kind: str  # "uplink" | "vm" | "port" | "to_nic" (or "to_hypervisor" from the NIC side) | "slow_path"
     data: bytes
-    port: int | None = None
+    port: int | None = None  # "port"; to_nic / to_hypervisor: a forward() decision that crosses with it
     resume: int | None = None  # to_nic: the stage the NIC continues at
     code: int | None = None  # slow_path: the to_hypervisor() argument
     meta: dict[str, int] | None = None  # to_nic / to_hypervisor: the metadata that travels along (p4gen_meta_t)
@@ -52,7 +55,7 @@ class Output:
 @dataclass(slots=True)
 class _Ctx:
     pkt: Packet
-    state: str
+    state: int
     resume: int | None
     pipeline: str
     dry: bool = False
@@ -116,9 +119,9 @@ class HypervisorPipeline:
         return self.assignment.get(stage_id, HYP) == self.side
 
     def run(self, pipeline: str, frame: bytes, resume: int | None = None,
-            meta: dict[str, int] | None = None) -> list[Output]:
+            meta: dict[str, int] | None = None, port: int | None = None) -> list[Output]:
         """One packet through `pipeline` (from the start, or from stage `resume` with the
-        metadata it had when it left the other side)."""
+        metadata it had when it left the other side and the port a forward() there chose)."""
         try:
             pkt = self.parser.parse(frame)
         except BadChecksum:
@@ -129,7 +132,7 @@ class HypervisorPipeline:
             return []
         if meta:
             pkt.meta.update(meta)
-        ctx = _Ctx(pkt, RUN if resume is None else SKIP, resume, pipeline)
+        ctx = _Ctx(pkt, RUN if resume is None else SKIP, resume, pipeline, port=port)
         if resume is None and not self.classifiers[pipeline](pkt):
             self.drops["no_flow"] += 1
             return []
@@ -195,8 +198,8 @@ class HypervisorPipeline:
         data = self.parser.deparse(ctx.pkt)
         if ctx.state == PUNT:
             carried = {name: ctx.pkt.meta.get(name, 0) for name, _w in self.carried.fields if name != CARRIED_PAD}
-            ctx.outputs.append(Output("to_nic" if self.side == HYP else "to_hypervisor", data, resume=ctx.resume,
-                                      meta=carried))
+            ctx.outputs.append(Output("to_nic" if self.side == HYP else "to_hypervisor", data, port=ctx.port,
+                                      resume=ctx.resume, meta=carried))
         elif ctx.state == TO_HV:
             ctx.outputs.append(Output("slow_path", data, code=ctx.code))
         elif ctx.port is not None:
@@ -494,10 +497,11 @@ class HypervisorPipeline:
             ctx.state = CONSUMED
             for f in frames:
                 if nxt.kind == "deparse":
-                    sub = _Ctx(self.parser.parse(f), DONE, None, ctx.pipeline)
+                    sub = _Ctx(self.parser.parse(f), DONE, None, ctx.pipeline, port=ctx.port)
                     ctx.outputs += self._finish(sub)
                     continue
-                ctx.outputs += self.run(ctx.pipeline, f, resume=nxt.order, meta=ctx.pkt.meta)  # as one packet had
+                # each segment as the super-packet was: its metadata and its forward() decision
+                ctx.outputs += self.run(ctx.pipeline, f, resume=nxt.order, meta=ctx.pkt.meta, port=ctx.port)
         return body
 
     def _predict_overhead(self, ctx: _Ctx, frame: bytes, resume: int) -> int:

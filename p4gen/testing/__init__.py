@@ -8,6 +8,9 @@ A test is written once against `Target`:
     target.drops                        # drops by reason (both sides)
 
 `SoftwareTarget` runs every stage in the hypervisor pipeline (the reference).
+`ModelTarget` runs the split in Python: the NIC's stages in a Python model of the
+NIC (p4gen.crossing.dispatch.NicModel) and the rest in the hypervisor, every
+crossing as real p4gen_t frames through the same dispatcher as `p4gen up`.
 `Bmv2Target` runs the placed program for real: `simple_switch_grpc` with the
 build's P4 on veth pairs the target creates (uplink and host port), and the
 hypervisor part in-process, exchanging packets with the NIC over the host
@@ -31,9 +34,10 @@ import networkx as nx
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
 
-from p4gen.backend.punt import punt_framing
+from p4gen.crossing import DROP_REASONS
+from p4gen.crossing.dispatch import NIC_PORT, SLOW_PATH, VM, Delivery, HostDispatcher, NicModel
 from p4gen.frontend.program import Program
-from p4gen.place import HYP, Placement
+from p4gen.place import HYP, NIC, Placement
 from p4gen.runtime.pipeline import HypervisorPipeline, Output
 
 
@@ -112,6 +116,57 @@ class SoftwareTarget(Target):
         return self.hv.counters[(nf, name)][index][0]
 
 
+class ModelTarget(Target):
+    """The split without BMv2: NicModel (the NIC's stages) + HostDispatcher (the rest), over
+    p4gen_t frames; a frame the NIC sends out of a port other than the host port leaves."""
+
+    def __init__(self, prog: Program, graph: nx.DiGraph, placement: Placement):
+        nic = placement.problem.nic
+        if nic is None:
+            raise ValueError("ModelTarget needs a placement with a NIC")
+        super().__init__(nic.ports.uplink)
+        self.prog, self.placement = prog, placement
+        self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
+        self.nic_hv = HypervisorPipeline(prog, graph, placement.assignment, NIC)
+        self.host_port = nic.ports.host
+        self.dispatch = HostDispatcher(self.hv, nic.ports.uplink)
+        self.nic = NicModel(self.nic_hv, nic.ports.host, nic.ports.uplink)
+
+    @property
+    def drops(self) -> collections.Counter:
+        return collections.Counter(self.hv.drops) + collections.Counter(self.nic_hv.drops)
+
+    def counter(self, nf: str, name: str, index: int = 0) -> int:
+        return self.hv.counters[(nf, name)][index][0] + self.nic_hv.counters[(nf, name)][index][0]
+
+    def send(self, port: str, frame: bytes) -> None:
+        pipeline = _pipeline_for(self.prog, port)
+        if self.placement.problem.pipelines[pipeline][0] == HYP:
+            pending = self._take(self.dispatch.from_vm(frame))
+        else:
+            pending = [(self.uplink_port, frame)]
+        for _ in range(10_000):  # a frame crosses a bounded number of times; never loop forever
+            if not pending:
+                return
+            port_in, data = pending.pop(0)
+            for port_out, out in self.nic.receive(port_in, data):
+                if port_out == self.host_port:
+                    pending += self._take(self.dispatch.from_nic(out))
+                else:
+                    self.queues["uplink" if port_out == self.uplink_port else f"port{port_out}"].append(out)
+        raise RuntimeError("a packet kept crossing between the NIC model and the hypervisor")
+
+    def _take(self, deliveries: list[Delivery]) -> list[tuple[int, bytes]]:
+        """Queue what reaches the VM or the slow path; return the frames for the NIC's host port."""
+        to_nic = []
+        for d in deliveries:
+            if d.to == NIC_PORT:
+                to_nic.append((self.host_port, d.data))
+            else:
+                self.queues[d.to].append(d.data)
+        return to_nic
+
+
 def _pipeline_for(prog: Program, port: str) -> str:
     direction = "vm_egress" if port == "vm" else "vm_ingress"
     for name, pl in prog.pipelines.items():
@@ -141,8 +196,7 @@ class Bmv2Target(Target):
         self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
         nic = placement.problem.nic
         assert nic is not None
-        self.punt = punt_framing(prog)
-        self.layout = self.punt.header
+        self.dispatch = HostDispatcher(self.hv, nic.ports.uplink)
         tag = f"{os.getpid() % 10000:04d}{next(_TARGETS) % 1000:03d}"  # unique per process; names ≤ 15 chars
         self.links = {"uplink": (f"p4u{tag}", f"p4U{tag}"), "host": (f"p4h{tag}", f"p4H{tag}")}
         # Every other port the program forwards to gets a veth too (queue "portN", as in software).
@@ -176,8 +230,6 @@ class Bmv2Target(Target):
     @property
     def drops(self) -> collections.Counter:
         """Drops by reason: the hypervisor's, plus the NIC's own (p4gen.drops, read over P4Runtime)."""
-        from p4gen.backend.model import DROP_REASONS
-
         total = collections.Counter(self.hv.drops)
         cells = self._nic_counter("p4gen.drops")
         for i, reason in enumerate(DROP_REASONS):
@@ -204,13 +256,12 @@ class Bmv2Target(Target):
     def send(self, port: str, frame: bytes) -> None:
         self._check_alive()
         pipeline = _pipeline_for(self.prog, port)
-        index = list(self.prog.pipelines).index(pipeline) + 1
         start = self.placement.problem.pipelines[pipeline][0]
         if start == HYP:
-            self._to_nic(self.hv.run(pipeline, frame), index)
+            self._take(self.dispatch.from_vm(frame))
         else:
             self.sock["uplink"].send(frame)
-        self._pump(pipeline)
+        self._pump()
         self._check_alive()
 
     def _check_alive(self) -> None:
@@ -222,10 +273,15 @@ class Bmv2Target(Target):
 
     PACE = 0.002  # seconds between packets handed to BMv2: its queues drop bursts of ~40 and more
 
-    def _to_nic(self, outputs: list[Output], index: int) -> None:
-        for o in self._deliver(outputs):
-            self.sock["host"].send(self.punt.wrap(index, o.resume, o.data, o.meta))
-            self._collect_wire(self.PACE)
+    def _take(self, deliveries: list[Delivery]) -> None:
+        """The dispatcher's decisions: frames to the NIC's host port (paced), the rest queued."""
+        for d in deliveries:
+            if d.to == NIC_PORT:
+                self.sock["host"].send(d.data)
+                self._collect_wire(self.PACE)
+            else:
+                assert d.to in (VM, SLOW_PATH)
+                self.queues[d.to].append(d.data)
 
     def _collect_wire(self, wait: float) -> None:
         """Take what the NIC sent out of its ports while pacing (the host port is serviced by _pump)."""
@@ -241,9 +297,8 @@ class Bmv2Target(Target):
             for sock in ready:
                 self.queues[wire[sock]].append(sock.recv())
 
-    def _pump(self, pipeline: str) -> None:
+    def _pump(self) -> None:
         """Move packets until the system is quiet: NIC → host port → hypervisor → NIC …"""
-        done = self.layout.constants["P4GEN_RESUME_DONE"]
         quiet_until = time.time() + self.QUIET * 2
         while time.time() < quiet_until:
             ready, _, _ = select.select(list(self.sock.values()), [], [], 0.02)
@@ -253,17 +308,7 @@ class Bmv2Target(Target):
                 if s is not self.sock["host"]:
                     self.queues[next(n for n, sock in self.sock.items() if sock is s)].append(data)
                     continue
-                h, meta, body = self.punt.unwrap(data)
-                resume = None if h["resume"] == done else h["resume"]
-                if resume is None and h["reason"] == self.layout.constants["P4GEN_REASON_TO_HYPERVISOR"]:
-                    self.queues["slow_path"].append(body)
-                    continue
-                name = list(self.prog.pipelines)[h["pipeline"] - 1]
-                if resume is None:  # the pipeline finished on the NIC: deliver where it ends
-                    direction = self.prog.pipelines[name].direction
-                    self.queues["uplink" if direction == "vm_egress" else "vm"].append(body)
-                else:
-                    self._to_nic(self.hv.run(name, body, resume=resume, meta=meta), h["pipeline"])
+                self._take(self.dispatch.from_nic(data))
 
     def close(self) -> None:
         for s in getattr(self, "sock", {}).values():

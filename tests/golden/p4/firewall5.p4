@@ -3,38 +3,27 @@
 #include <core.p4>
 #include <v1model.p4>
 
-// ---- p4src/p4gen_punt.p4 (inlined)
+// ---- the crossing protocol (p4gen/crossing; also in p4src/p4gen_punt.p4)
 // p4gen punt path: the header between the NIC's host port and the hypervisor.
-//
-// This file is the single definition of the punt header. The P4 emitter
-// inlines it into every program.p4, and the Python side reads its layout
-// and constants from this file (p4gen.backend.punt), so the two cannot
-// disagree.
-//
-// NIC -> hypervisor: the packet leaves on the host port with p4gen_t before
-// its Ethernet header. `resume` is the stage (IR order number) the hypervisor
-// continues at; P4GEN_RESUME_DONE means the pipeline has finished and the
-// packet goes to the VM. `reason` says why it was punted.
-// Hypervisor -> NIC: the same header before the Ethernet header on the host
-// port. `resume` is the stage the NIC continues at; P4GEN_RESUME_DONE means
-// "no more processing: send it out of egress_port".
+// Generated from p4gen/crossing/protocol.py (the one definition); do not edit.
 
-const bit<8>  P4GEN_VERSION = 1;
+const bit<8>  P4GEN_VERSION = 2;
 const bit<16> P4GEN_RESUME_DONE = 0xffff;
-
-const bit<8>  P4GEN_REASON_PLACEMENT = 0;     // the next stage runs in the hypervisor
-const bit<8>  P4GEN_REASON_FINISHED = 1;      // the pipeline ended; deliver to the VM
-const bit<8>  P4GEN_REASON_TO_HYPERVISOR = 2; // a to_hypervisor() primitive; `code` has its argument
+const bit<8>  P4GEN_FLAG_FORWARDED = 0x1;
+const bit<8>  P4GEN_REASON_PLACEMENT = 0;
+const bit<8>  P4GEN_REASON_FINISHED = 1;
+const bit<8>  P4GEN_REASON_TO_HYPERVISOR = 2;
 
 header p4gen_t {
-    bit<8>  version;
-    bit<8>  pipeline;     // 1-based index of the pipeline in the program
-    bit<16> resume;       // stage to continue at, or P4GEN_RESUME_DONE
-    bit<16> flow;         // 1-based index of the flow that classified the packet (0: none)
-    bit<8>  reason;       // P4GEN_REASON_*
-    bit<8>  code;         // to_hypervisor(reason) argument
-    bit<16> egress_port;  // hypervisor -> NIC with P4GEN_RESUME_DONE: the port to send on
-    bit<16> reserved;
+    bit<8> version;  // P4GEN_VERSION
+    bit<8> pipeline;  // 1-based number of the pipeline in the program
+    bit<16> resume;  // stage to continue at, or P4GEN_RESUME_DONE
+    bit<16> flow;  // 1-based index of the flow that classified the packet (0: none)
+    bit<8> reason;  // P4GEN_REASON_* (NIC -> hypervisor)
+    bit<8> code;  // to_hypervisor(code) argument
+    bit<16> egress_port;  // with P4GEN_FLAG_FORWARDED: the port forward() chose
+    bit<8> flags;  // P4GEN_FLAG_*
+    bit<8> reserved;  // 0
 }
 
 // ---- ports and internal states
@@ -48,6 +37,7 @@ const bit<8> P4GEN_ST_DROP = 4;
 const bit<8> P4GEN_ST_DONE = 5;
 const bit<8> P4GEN_ST_TO_HV = 6;
 const bit<8> P4GEN_ST_SEND = 7;
+const bit<8> P4GEN_ST_CONSUMED = 8;
 const bit<32> P4GEN_DROP_MALFORMED = 0;
 const bit<32> P4GEN_DROP_BAD_CHECKSUM = 1;
 const bit<32> P4GEN_DROP_NO_FLOW = 2;
@@ -468,6 +458,11 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             else {
                 meta.p4gen_state = P4GEN_ST_SKIP;
                 meta.p4gen_resume = hdr.p4gen.resume;
+                if ((hdr.p4gen.flags & P4GEN_FLAG_FORWARDED) != 0) {
+                    // a forward() taken in the hypervisor stands unless a later stage changes it
+                    standard_metadata.egress_spec = (bit<9>)hdr.p4gen.egress_port;
+                    meta.p4gen_forwarded = 1;
+                }
             }
             hdr.p4gen.setInvalid();
             meta.l4_src = hdr.p4gen_meta.l4_src;
@@ -606,7 +601,12 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                 hdr.p4gen.code = 0;
             }
             hdr.p4gen.egress_port = 0;
+            hdr.p4gen.flags = 0;
             hdr.p4gen.reserved = 0;
+            if (meta.p4gen_forwarded == 1) {
+                hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;
+                hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;
+            }
             hdr.p4gen_meta.setValid();
             hdr.p4gen_meta.l4_src = meta.l4_src;
             hdr.p4gen_meta.l4_dst = meta.l4_dst;

@@ -1,0 +1,36 @@
+"""The stage state machine both targets run, and the NIC's drop reasons.
+
+The P4 program keeps the state in `meta.p4gen_state` (constants P4GEN_ST_*,
+generated from `State`); the hypervisor's generated Python compares the same
+integers. A packet is in exactly one state:
+
+    RUN       run the stages placed on this target as they come
+    SKIP      entered from the other target: skip to the stage `resume`
+    PUNT      a stage placed on the other target was reached: hand the packet over
+    DROP      dropped (counted by reason)
+    DONE      the pipeline finished here
+    TO_HV     to_hypervisor(): the slow path
+    SEND      injected by the hypervisor with nothing left to do: send it out
+    CONSUMED  cut into segments, which travel on as packets of their own
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class State(IntEnum):
+    NONE = 0
+    RUN = 1
+    SKIP = 2
+    PUNT = 3
+    DROP = 4
+    DONE = 5
+    TO_HV = 6
+    SEND = 7
+    CONSUMED = 8
+
+
+# Indices of the NIC's `p4gen.drops` counter (P4GEN_DROP_* in P4): what the NIC drops
+# before any stage runs. The hypervisor counts the same reasons by these names.
+DROP_REASONS = ("malformed", "bad_checksum", "no_flow", "bad_resume", "bad_port")
