@@ -29,6 +29,10 @@ from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF, L4_CHECKSUM_FIELDS
 from p4gen.ir.lower import Stage, arm_order_range, hit_condition
+from p4gen.midend import coreops as C
+from p4gen.midend.coreops import encap_cleared
+from p4gen.midend.protocols import SRC_PORT_BASE, Arg, Computed, TunnelSpec
+from p4gen.midend.widths import leaf_width
 from p4gen.place import HYP, NIC
 
 L4_PSEUDO = L4_CHECKSUM_FIELDS
@@ -132,6 +136,10 @@ class Emitter:
             left = self.cast(op.left, w, params)
             right = self.cast(op.right, w, params)
             return f"({left} {op.op} {right})"
+        if isinstance(op, P.Select):
+            w = width or _width(op) or 32
+            return f"({self.cond(op.cond, params)} ? {self.cast(op.then, w, params)} : " \
+                   f"{self.cast(op.orelse, w, params)})"
         raise BackendError("hash() can only be the whole right-hand side of an assignment")
 
     def cast(self, op: P.Operand, width: int, params=None) -> str:
@@ -513,65 +521,56 @@ class Emitter:
             raise BackendError("not a simple statement", getattr(s, "pos", None))
 
     def primitive(self, s: P.PrimOp, nf: str, params=None) -> None:
+        """A primitive, as its core operations (p4gen.midend.coreops) translated to P4."""
+        self.out(f"// {s.name}()", s.pos)
+        for op in C.expand(self.prog, s):
+            self.core(op, params)
+
+    def core(self, op: C.CoreOp, params=None) -> None:
         o = self.out
-        a = s.args
-        e = lambda i, w: self.cast(a[i], w, params)  # noqa: E731
-        name = s.name
-        o(f"// {name}()", s.pos)
-        if name == "drop":
+        if isinstance(op, C.Assign):
+            o(f"{self.field(op.target)} = {self.cast(op.value, op.target.width, params)};")
+            if op.target.key in L4_PSEUDO:
+                o("meta.p4gen_l4_dirty = 1;")
+        elif isinstance(op, C.Drop):
             o("mark_to_drop(standard_metadata);")
             o("meta.p4gen_state = P4GEN_ST_DROP;")
-        elif name == "forward":
-            o(f"standard_metadata.egress_spec = {e(0, 9)};")
+        elif isinstance(op, C.Forward):
+            o(f"standard_metadata.egress_spec = {self.cast(op.port, C.PORT_WIDTH, params)};")
             o("meta.p4gen_forwarded = 1;")
-        elif name == "to_hypervisor":
+        elif isinstance(op, C.ToHypervisor):
             o("meta.p4gen_state = P4GEN_ST_TO_HV;")
-            o(f"meta.p4gen_code = {e(0, 8)};")
-        elif name == "dec_ttl":
-            # Writing a field of an invalid header has no effect on the packet.
-            o("hdr.ipv4.ttl = hdr.ipv4.ttl - 1;")
-            o("hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;")
-        elif name == "set_dscp":
-            o(f"hdr.ipv4.dscp = {e(0, 6)};")
-            o(f"hdr.ipv6.traffic_class[7:2] = {e(0, 6)};")
-        elif name == "push_vlan":
-            o("hdr.vlan.push_front(1);")
-            o("hdr.vlan[0].setValid();")
-            o(f"hdr.vlan[0].pcp = {e(1, 3)};")
-            o("hdr.vlan[0].dei = 0;")
-            o(f"hdr.vlan[0].vid = {e(0, 12)};")
-            o("hdr.vlan[0].ether_type = hdr.ethernet.ether_type;")
-            o("hdr.ethernet.ether_type = 0x8100;")
-        elif name == "pop_vlan":
-            o("hdr.ethernet.ether_type = hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : hdr.ethernet.ether_type;")
-            o("hdr.vlan.pop_front(1);")
-        elif name in ("vxlan_encap", "geneve_encap"):
-            self.encap(name.split("_")[0], a, params)
-        elif name in ("vxlan_decap", "geneve_decap"):
-            self.decap(name.split("_")[0])
-        elif name == "count":
-            ctr = a[0]
-            assert isinstance(ctr, P.CounterRef)
-            c = self.m.counters[(ctr.nf, ctr.name)]
-            o(f"{c.p4name}.count({self.cast(a[1], 32, params)});")
-        else:  # pragma: no cover
-            raise BackendError(f"no P4 for primitive {name}", s.pos)
+            o(f"meta.p4gen_code = {self.cast(op.code, C.CODE_WIDTH, params)};")
+        elif isinstance(op, C.Count):
+            c = self.m.counters[(op.counter.nf, op.counter.name)]
+            o(f"{c.p4name}.count({self.cast(op.index, 32, params)});")
+        elif isinstance(op, C.PushFront):
+            stack = f"hdr.{p4_ident(op.stack)}"
+            o(f"{stack}.push_front(1);")
+            o(f"{stack}[0].setValid();")
+            for f in self.prog.instances[op.stack].type.fields:  # element 0 starts zeroed
+                o(f"{stack}[0].{p4_ident(f.name)} = 0;")
+        elif isinstance(op, C.PopFront):
+            o(f"hdr.{p4_ident(op.stack)}.pop_front(1);")
+        elif isinstance(op, C.Encap):
+            self.encap(op.tunnel, op.args, params)
+        elif isinstance(op, C.Decap):
+            self.decap(op.tunnel)
+        else:  # pragma: no cover - every core operation is above
+            raise BackendError(f"no P4 for core operation {op!r}")
 
-    def encap(self, tunnel: str, a, params) -> None:
+    def encap(self, spec: TunnelSpec, a, params) -> None:
+        """A tunnel's outer headers, from its one definition (p4gen.midend.protocols)."""
         o = self.out
-
-        def e(i: int, w: int) -> str:
-            return self.cast(a[i], w, params)
-
-        # 802.1Q tags are local to the host side: the tunnel carries the frame untagged (as a
-        # VTEP's access port does), with the innermost tag's EtherType on its Ethernet header.
+        L = self.prog.instances  # noqa: N806
+        size = {i: L[i].type.fixed_bytes for i in L}
         o("meta.p4gen_inner_len = meta.p4gen_rx_len;")
-        vlan = self.prog.instances.get("vlan")
-        if vlan is not None and vlan.stack:
+        vlan = L.get("vlan")
+        if vlan is not None and vlan.stack:  # tags are stripped: the innermost EtherType stays
             for i in reversed(range(vlan.stack)):
                 o.open(("if" if i == vlan.stack - 1 else "else if") + f" (hdr.vlan[{i}].isValid())")
                 o(f"hdr.ethernet.ether_type = hdr.vlan[{i}].ether_type;")
-                o(f"meta.p4gen_inner_len = meta.p4gen_rx_len - {4 * (i + 1)};")
+                o(f"meta.p4gen_inner_len = meta.p4gen_rx_len - {size['vlan'] * (i + 1)};")
                 o.close()
             for i in range(vlan.stack):
                 o(f"hdr.vlan[{i}].setInvalid();")
@@ -582,58 +581,37 @@ class Emitter:
           "(hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0);")
         o("meta.p4gen_h_proto = hdr.ipv4.isValid() ? hdr.ipv4.protocol : "
           "(hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);")
-        o("meta.p4gen_inner_len = hdr.ipv4.isValid() ? 14 + hdr.ipv4.total_len : "
-          "(hdr.ipv6.isValid() ? 54 + hdr.ipv6.payload_len : meta.p4gen_inner_len);")
+        o(f"meta.p4gen_inner_len = hdr.ipv4.isValid() ? {size['ethernet']} + hdr.ipv4.total_len : "
+          f"(hdr.ipv6.isValid() ? {size['ethernet'] + size['ipv6']} + hdr.ipv6.payload_len : "
+          "meta.p4gen_inner_len);")
         for outer, inner in self.moved_pairs():
             o(f"hdr.{inner} = hdr.{outer};")
-        for outer in ("ipv4_opt", "ipv6", "tcp", "tcp_opt", "icmp"):
-            if outer.removesuffix("_opt") in self.prog.instances:
-                o(f"hdr.{outer}.setInvalid();")
-        o("hdr.ethernet.setValid();")
-        o(f"hdr.ethernet.src = {e(0, 48)};")
-        o(f"hdr.ethernet.dst = {e(1, 48)};")
-        o("hdr.ethernet.ether_type = 0x0800;")
-        o("hdr.ipv4.setValid();")
-        o("hdr.ipv4.version = 4;")
-        o("hdr.ipv4.ihl = 5;")
-        o("hdr.ipv4.dscp = 0;")
-        o("hdr.ipv4.ecn = 0;")
-        tunnel_len = self.prog.instances[tunnel].type.fixed_bytes
-        udp_len = self.prog.instances["udp"].type.fixed_bytes
-        ip_len = self.prog.instances["ipv4"].type.fixed_bytes
-        o(f"hdr.ipv4.total_len = meta.p4gen_inner_len + {ip_len + udp_len + tunnel_len};")
-        o("hdr.ipv4.identification = 0;")
-        o("hdr.ipv4.flags = 0b010;  // don't fragment")
-        o("hdr.ipv4.frag_offset = 0;")
-        o(f"hdr.ipv4.ttl = {e(5, 8)};")
-        o("hdr.ipv4.protocol = 17;")
-        o("hdr.ipv4.hdr_checksum = 0;")
-        o(f"hdr.ipv4.src = {e(2, 32)};")
-        o(f"hdr.ipv4.dst = {e(3, 32)};")
-        o("hdr.udp.setValid();")
-        o("hash(hdr.udp.src_port, HashAlgorithm.crc16, 16w0, { meta.p4gen_h_src, meta.p4gen_h_dst, "
-          "meta.p4gen_h_proto, meta.l4_src, meta.l4_dst }, 32w65536);")
-        o("hdr.udp.src_port = hdr.udp.src_port | 0xc000;")
-        o(f"hdr.udp.dst_port = {e(6, 16)};")
-        o(f"hdr.udp.length = meta.p4gen_inner_len + {udp_len + tunnel_len};")
-        o("hdr.udp.checksum = 0;")
-        o(f"hdr.{tunnel}.setValid();")
-        if self.prog.instances[tunnel].type.varbit is not None:
-            o(f"hdr.{tunnel}_opt.setInvalid();")
-        if tunnel == "vxlan":
-            o("hdr.vxlan.flags = 0x08;")
-            o("hdr.vxlan.reserved = 0;")
-            o(f"hdr.vxlan.vni = {e(4, 24)};")
-            o("hdr.vxlan.reserved2 = 0;")
-        else:
-            o("hdr.geneve.version = 0;")
-            o("hdr.geneve.opt_len = 0;")
-            o("hdr.geneve.oam = 0;")
-            o("hdr.geneve.critical = 0;")
-            o("hdr.geneve.reserved = 0;")
-            o("hdr.geneve.protocol_type = 0x6558;")
-            o(f"hdr.geneve.vni = {e(4, 24)};")
-            o("hdr.geneve.reserved2 = 0;")
+        invalid, varparts = encap_cleared(self.prog, spec)
+        for outer in invalid:
+            o(f"hdr.{p4_ident(outer)}.setInvalid();")
+        for outer in varparts:
+            o(f"hdr.{p4_ident(outer)}_opt.setInvalid();")
+        below = {inst: sum(size[x] for x in spec.pushes[spec.pushes.index(inst) + 1:]) for inst in spec.pushes}
+        computed = {"ip_total_len": f"meta.p4gen_inner_len + {size['ipv4'] + below['ipv4']}",
+                    "udp_length": f"meta.p4gen_inner_len + {size['udp'] + below['udp']}"}
+        for inst in spec.pushes:
+            o(f"hdr.{p4_ident(inst)}.setValid();")
+            values = spec.values(inst)
+            for f in L[inst].type.fields:
+                if f.is_varbit:
+                    continue
+                v = values.get(f.name, 0)
+                target = f"hdr.{p4_ident(inst)}.{p4_ident(f.name)}"
+                if isinstance(v, Arg):
+                    o(f"{target} = {self.cast(a[v.index], f.width, params)};")
+                elif isinstance(v, Computed) and v.what == "src_port":
+                    o(f"hash({target}, HashAlgorithm.crc16, 16w0, {{ meta.p4gen_h_src, meta.p4gen_h_dst, "
+                      "meta.p4gen_h_proto, meta.l4_src, meta.l4_dst }, 32w65536);")
+                    o(f"{target} = {target} | {SRC_PORT_BASE:#x};")
+                elif isinstance(v, Computed):
+                    o(f"{target} = {computed[v.what]};")
+                else:
+                    o(f"{target} = {v:#x};" if v > 9 else f"{target} = {v};")
 
     def moved_pairs(self) -> list[tuple[str, str]]:
         """(outer, inner) header pairs a tunnel moves, option headers included."""
@@ -645,14 +623,14 @@ class Emitter:
                     out.append((outer + "_opt", inner + "_opt"))
         return out
 
-    def decap(self, tunnel: str) -> None:
+    def decap(self, spec: TunnelSpec) -> None:
         o = self.out
         for outer, inner in self.moved_pairs():
             o(f"hdr.{outer} = hdr.{inner};")
             o(f"hdr.{inner}.setInvalid();")
-        o(f"hdr.{tunnel}.setInvalid();")
-        if self.prog.instances[tunnel].type.varbit is not None:
-            o(f"hdr.{tunnel}_opt.setInvalid();")
+        o(f"hdr.{spec.name}.setInvalid();")
+        if self.prog.instances[spec.name].type.varbit is not None:
+            o(f"hdr.{spec.name}_opt.setInvalid();")
 
     # ------------------------------------------------------------ stage guards
     def stage_guard(self, st: Stage, body) -> None:
@@ -890,6 +868,8 @@ def _width(op: P.Operand) -> int | None:
         return op.width
     if isinstance(op, P.Arith):
         return op.width
+    if isinstance(op, P.Select):
+        return leaf_width(op)
     return None
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from p4gen.midend.protocols import GENEVE_UDP_PORT, OUTER_TTL, VXLAN_UDP_PORT
+
 COUNTER = -1  # parameter "width" of a counter reference
 
 # Headers a tunnel encapsulation moves inward (outer name → inner name).
@@ -71,7 +73,7 @@ def _encap(name: str, tunnel: str, udp_port: int, doc: str) -> Primitive:
             PrimParam("src_ip", 32),
             PrimParam("dst_ip", 32),
             PrimParam("vni", 24),
-            PrimParam("ttl", 8, 64),
+            PrimParam("ttl", 8, OUTER_TTL),
             PrimParam("udp_dst_port", 16, udp_port),
         ),
         capability=name,
@@ -116,8 +118,8 @@ PRIMITIVES: dict[str, Primitive] = {
         Primitive("pop_vlan", (), "vlan",
                   reads=("vlan.*",), writes=("ethernet.ether_type", "vlan.*"),
                   doc="remove the outermost 802.1Q tag"),
-        _encap("vxlan_encap", "vxlan", 4789, "VXLAN over IPv4 encapsulation (RFC 7348)"),
-        _encap("geneve_encap", "geneve", 6081, "Geneve over IPv4 encapsulation (RFC 8926), no options"),
+        _encap("vxlan_encap", "vxlan", VXLAN_UDP_PORT, "VXLAN over IPv4 encapsulation (RFC 7348)"),
+        _encap("geneve_encap", "geneve", GENEVE_UDP_PORT, "Geneve over IPv4 encapsulation (RFC 8926), no options"),
         _decap("vxlan_decap", "vxlan", "remove outer Ethernet/IPv4/UDP/VXLAN"),
         _decap("geneve_decap", "geneve", "remove outer Ethernet/IPv4/UDP/Geneve"),
         Primitive("count", (PrimParam("counter", COUNTER), PrimParam("index", 32, 0)), "counter",

@@ -129,7 +129,16 @@ class HashOf:
     args: tuple[Operand, ...]
 
 
-Operand = Union[ConstVal, ParamRef, FieldRef, CounterRef, Arith, HashOf]
+@dataclass(frozen=True)
+class Select:
+    """`cond ? then : orelse` (made by the midend's core operations, not written in the DSL)."""
+
+    cond: CondT
+    then: Operand
+    orelse: Operand
+
+
+Operand = Union[ConstVal, ParamRef, FieldRef, CounterRef, Arith, HashOf, Select]
 
 
 def operand_fields(op: Operand) -> set[str]:
@@ -143,6 +152,8 @@ def operand_fields(op: Operand) -> set[str]:
         for a in op.args:
             out |= operand_fields(a)
         return out
+    if isinstance(op, Select):
+        return cond_fields(op.cond) | operand_fields(op.then) | operand_fields(op.orelse)
     return set()
 
 

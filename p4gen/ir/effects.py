@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import PRIMITIVES
 
-VLAN_TAG_BYTES = 4
-
 
 @dataclass
 class Effect:
@@ -70,9 +68,9 @@ def primitive_effect(prog: P.Program, op: P.PrimOp) -> Effect:
         e.ip_overhead = -header_bytes(prog, prim.pops)
         e.frame_growth = e.ip_overhead
     if op.name == "push_vlan":
-        e.frame_growth = VLAN_TAG_BYTES
+        e.frame_growth = header_bytes(prog, ("vlan",))
     elif op.name == "pop_vlan":
-        e.frame_growth = -VLAN_TAG_BYTES
+        e.frame_growth = -header_bytes(prog, ("vlan",))
     e.drops = prim.ends_packet
     return e
 

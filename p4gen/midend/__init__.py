@@ -1,9 +1,8 @@
 """The midend: small passes over the checked program, each doing one thing (the p4c way).
 
-`widths` gives every arithmetic expression the width it is computed at, so that
-every back end (P4, the Python hypervisor) only translates one meaning.
+* `widths`: the width every arithmetic expression is computed at;
+* `coreops`: every primitive expanded into core operations with explicit widths;
+* `protocols`: the protocol numbers and tunnel definitions those operations write.
+
+Every back end (P4, the Python hypervisor) only translates what these define.
 """
-
-from p4gen.midend.widths import infer_widths
-
-__all__ = ["infer_widths"]

@@ -29,8 +29,9 @@ def leaf_width(op: P.Operand) -> int | None:
         return op.width
     if isinstance(op, P.ConstVal):
         return op.width
-    if isinstance(op, P.Arith):
-        widths = [w for w in (leaf_width(op.left), leaf_width(op.right)) if w]
+    if isinstance(op, (P.Arith, P.Select)):
+        parts = (op.left, op.right) if isinstance(op, P.Arith) else (op.then, op.orelse)
+        widths = [w for w in (leaf_width(x) for x in parts) if w]
         return max(widths) if widths else None
     return None
 
@@ -39,6 +40,8 @@ def sized(op: P.Operand, width: int) -> P.Operand:
     """`op` with every arithmetic node computed at `width`."""
     if isinstance(op, P.Arith):
         return P.Arith(op.op, sized(op.left, width), sized(op.right, width), width)
+    if isinstance(op, P.Select):
+        return P.Select(op.cond, sized(op.then, width), sized(op.orelse, width))
     if isinstance(op, P.HashOf):
         return P.HashOf(tuple(sized(a, leaf_width(a) or DEFAULT_WIDTH) for a in op.args))
     return op

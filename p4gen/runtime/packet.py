@@ -198,6 +198,11 @@ class PacketParser:
             return f"(0 if (b := {locate}(pkt)) is None else {read})"
         if isinstance(op, P.Arith):
             return arith_source(op, lambda x: self.operand_source(x, ns), ns)
+        if isinstance(op, P.Select) and isinstance(op.cond, P.ValidC):
+            c = op.cond
+            test = (f"pkt.valid({c.instance!r}, {c.index!r})" if c.instance in self.stack_size
+                    else f"(pkt.hdr[{c.instance!r}] is not None)")
+            return f"({self.operand_source(op.then, ns)} if {test} else {self.operand_source(op.orelse, ns)})"
         raise ValueError(f"cannot evaluate {op!r}")
 
     def _compile_set(self, ref: P.FieldRef) -> Callable[[Packet, int], None]:
@@ -363,6 +368,18 @@ class PacketParser:
         return select
 
     # ------------------------------------------------------------ deparsing
+    def offset_of(self, pkt: Packet, inst: str) -> int:
+        """Where header `inst` starts in the deparsed packet (the headers before it, in order)."""
+        off = 0
+        for name, stacked in self._emit_order:
+            if name == inst:
+                return off
+            if stacked:
+                off += sum(len(b) for b in pkt.stacks[name])
+            elif (buf := pkt.hdr[name]) is not None:
+                off += len(buf) + len(pkt.opt.get(name, b""))
+        raise KeyError(inst)
+
     def deparse(self, pkt: Packet) -> bytes:
         for inst, b, e in self._ipv4_checksums:
             buf = pkt.hdr[inst]

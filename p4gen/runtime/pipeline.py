@@ -29,6 +29,9 @@ from p4gen.crossing.protocol import CARRIED_PAD, carried_layout
 from p4gen.crossing.states import State
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF
+from p4gen.midend import coreops as C
+from p4gen.midend.coreops import encap_cleared
+from p4gen.midend.protocols import SRC_PORT_BASE, SRC_PORT_HASH_WIDTHS, TUNNELS, Arg, Computed, TunnelSpec
 from p4gen.place import HYP
 from p4gen.runtime.control_flow import EntryPoint
 from p4gen.runtime.packet import BadChecksum, Malformed, Packet, PacketParser, crc16
@@ -76,7 +79,7 @@ class HypervisorPipeline:
         self.side = side
         self.parser = PacketParser(prog)
         self.carried = carried_layout(prog)
-        self.segmenter = Segmenter(prog)
+        self.segmenter = Segmenter(prog, self.parser)
         self.stmt_stage: dict[int, str] = graph.graph.get("stmt_stage", {})
         self.tables: dict[str, TableRuntime] = {}
         for nf in prog.nfs.values():
@@ -101,14 +104,12 @@ class HypervisorPipeline:
             for ip, fields in (("ipv4", ("src", "dst", "protocol", "total_len")),
                                ("ipv6", ("src", "dst", "next_hdr", "payload_len"))) if ip in L}
         self._actions: dict[tuple[str, str], Callable] = {}
-        # Encap: the outer headers the inner ones replace, and the per-packet outer fields.
-        self._cleared_by_encap = [h for h in ("ipv6", "tcp", "icmp") if h in self.parser.inst_layout]
-        self._encap_setters = {
-            t: (L["ipv4"]["total_len"].set, L["udp"]["src_port"].set, L["udp"]["length"].set,
-                (L["ipv4"].size + L["udp"].size + L[t].size, L["udp"].size + L[t].size))
-            for t in ("vxlan", "geneve") if {t, "ipv4", "udp"} <= set(L)}
+        self._vlan_size = L["vlan"].size if "vlan" in L else 0
+        # Encap: what each tunnel invalidates once the outer headers moved inward.
+        self._cleared = {name: encap_cleared(prog, spec) for name, spec in TUNNELS.items()
+                         if set(spec.pushes) <= set(prog.instances)}
         self._flow_ports: dict[tuple[int, ...], int] = {}  # inner 5-tuple → outer UDP source port
-        self._templates: dict[tuple[str, tuple[int, ...]], tuple[bytes, bytes, bytes, bytes]] = {}
+        self._templates: dict[tuple[str, tuple[int, ...]], tuple] = {}
         self.moved = [(o, i) for o, i in INNER_OF.items() if o in prog.instances and i in prog.instances]
         self.direction = {name: pl.direction for name, pl in prog.pipelines.items()}
         self.classifiers = {name: self._compile_classifier(name) for name in prog.pipelines}
@@ -258,125 +259,113 @@ class HypervisorPipeline:
         return run
 
     def _op(self, nf: P.Nf, s: P.StmtT, action: str | None):
-        ps = self.parser
         if isinstance(s, P.AssignOp):
-            put = ps.setter(s.target)
-            val = s.value
-            if isinstance(val, P.HashOf):
-                parts = [(ps.operand(a), (_width(a) + 7) // 8) for a in val.args]
-                modulus = 1 << min(s.target.width, 31)
-
-                def assign_hash(ctx, params):
-                    data = b"".join(get(ctx.pkt, params).to_bytes(n, "big") for get, n in parts)
-                    put(ctx.pkt, crc16(data) % modulus)
-                return assign_hash
-            value = ps.operand(val)
-            return lambda ctx, params: put(ctx.pkt, value(ctx.pkt, params))
+            return self._core(C.Assign(s.target, s.value), "")
         if isinstance(s, P.CallActionOp):
             act = nf.actions[s.action]
-            named = [(n, ps.operand(a)) for (n, _w), a in zip(act.params, s.args, strict=True)]
+            named = [(n, self.parser.operand(a)) for (n, _w), a in zip(act.params, s.args, strict=True)]
 
             def call(ctx, params):
                 values = {n: get(ctx.pkt, params) for n, get in named}
                 self._action(nf, s.action)(ctx, values)
             return call
         assert isinstance(s, P.PrimOp)
-        return self._primitive(nf, s, action)
-
-    def _primitive(self, nf: P.Nf, s: P.PrimOp, action: str | None):
-        ps = self.parser
-        name, a = s.name, s.args
         where = f"{nf.name}.{action}" if action else f"{nf.name}"
+        ops = [self._core(op, where) for op in C.expand(self.prog, s)]
+        if len(ops) == 1:
+            return ops[0]
 
-        operands = [ps.operand(x) if not isinstance(x, P.CounterRef) else None for x in a]
+        def primitive(ctx, params):
+            for op in ops:
+                op(ctx, params)
+        return primitive
 
-        def ev(ctx, params, i):
-            return operands[i](ctx.pkt, params)
+    def _core(self, op: C.CoreOp, where: str):
+        """One core operation (p4gen.midend.coreops) as a closure (ctx, params) → None."""
+        ps = self.parser
+        if isinstance(op, C.Assign):
+            put = ps.setter(op.target)
+            if isinstance(op.value, P.HashOf):
+                parts = [(ps.operand(a), (_width(a) + 7) // 8) for a in op.value.args]
+                modulus = 1 << min(op.target.width, 31)
 
-        if name == "drop":
+                def assign_hash(ctx, params):
+                    data = b"".join(get(ctx.pkt, params).to_bytes(n, "big") for get, n in parts)
+                    put(ctx.pkt, crc16(data) % modulus)
+                return assign_hash
+            value = ps.operand(op.value)
+            return lambda ctx, params: put(ctx.pkt, value(ctx.pkt, params))
+        if isinstance(op, C.Drop):
             def drop(ctx, params):
                 ctx.state, ctx.drop_reason = DROP, where
             return drop
-        if name == "forward":
+        if isinstance(op, C.Forward):
+            port, pmask = ps.operand(op.port), (1 << C.PORT_WIDTH) - 1
+
             def forward(ctx, params):
-                ctx.port = ev(ctx, params, 0) & 0x1FF
+                ctx.port = port(ctx.pkt, params) & pmask
             return forward
-        if name == "to_hypervisor":
+        if isinstance(op, C.ToHypervisor):
+            code, cmask = ps.operand(op.code), (1 << C.CODE_WIDTH) - 1
+
             def punt(ctx, params):
-                ctx.state, ctx.code = TO_HV, ev(ctx, params, 0) & 0xFF
+                ctx.state, ctx.code = TO_HV, code(ctx.pkt, params) & cmask
             return punt
-        if name == "dec_ttl":
-            ttl, hop = P.FieldRef("ipv4", "ttl", 8), P.FieldRef("ipv6", "hop_limit", 8)
-            get_ttl, set_ttl, get_hop, set_hop = ps.getter(ttl), ps.setter(ttl), ps.getter(hop), ps.setter(hop)
-
-            def dec_ttl(ctx, params):
-                set_ttl(ctx.pkt, get_ttl(ctx.pkt) - 1)
-                set_hop(ctx.pkt, get_hop(ctx.pkt) - 1)
-            return dec_ttl
-        if name == "set_dscp":
-            dscp, tc = P.FieldRef("ipv4", "dscp", 6), P.FieldRef("ipv6", "traffic_class", 8)
-            put_dscp, get_tc, put_tc = ps.setter(dscp), ps.getter(tc), ps.setter(tc)
-
-            def set_dscp(ctx, params):
-                d = ev(ctx, params, 0) & 0x3F
-                put_dscp(ctx.pkt, d)
-                put_tc(ctx.pkt, (d << 2) | (get_tc(ctx.pkt) & 3))
-            return set_dscp
-        if name == "push_vlan":
-            return lambda ctx, params: self._push_vlan(ctx.pkt, ev(ctx, params, 0), ev(ctx, params, 1))
-        if name == "pop_vlan":
-            return lambda ctx, params: self._pop_vlan(ctx.pkt)
-        if name in ("vxlan_encap", "geneve_encap"):
-            tunnel = name.split("_")[0]
-            args7 = self.parser.operands_tuple(a[:7])
-            return lambda ctx, params: self._encap(ctx, tunnel, args7(ctx.pkt, params))
-        if name in ("vxlan_decap", "geneve_decap"):
-            tunnel = name.split("_")[0]
-            return lambda ctx, params: self._decap(ctx.pkt, tunnel)
-        if name == "count":
-            ctr = a[0]
-            assert isinstance(ctr, P.CounterRef)
-            cells = self.counters[(ctr.nf, ctr.name)]
+        if isinstance(op, C.Count):
+            cells = self.counters[(op.counter.nf, op.counter.name)]
+            index = ps.operand(op.index)
 
             def count(ctx, params):
                 if ctx.dry:
                     return
-                i = ev(ctx, params, 1)
+                i = index(ctx.pkt, params)
                 if i < len(cells):
                     cells[i][0] += 1
                     cells[i][1] += ctx.pkt.length
             return count
-        raise ValueError(f"no hypervisor implementation of primitive {name}")
+        if isinstance(op, C.PushFront):
+            name, depth, size = op.stack, ps.stack_size[op.stack], ps.inst_layout[op.stack].size
 
-    # ------------------------------------------------------------ header surgery (mirrors emit.py)
+            def push_front(ctx, params):
+                stack = ctx.pkt.stacks[name]
+                stack.insert(0, bytearray(size))
+                del stack[depth:]  # push_front shifts the last element out
+            return push_front
+        if isinstance(op, C.PopFront):
+            name = op.stack
+
+            def pop_front(ctx, params):
+                stack = ctx.pkt.stacks[name]
+                if stack:
+                    del stack[0]
+            return pop_front
+        if isinstance(op, C.Encap):
+            args7 = ps.operands_tuple(op.args[:7])
+            spec = op.tunnel
+            return lambda ctx, params: self._encap(ctx, spec, args7(ctx.pkt, params))
+        if isinstance(op, C.Decap):
+            spec = op.tunnel
+            return lambda ctx, params: self._decap(ctx.pkt, spec.name)
+        raise ValueError(f"no hypervisor implementation of {op!r}")  # pragma: no cover
+
+    # ------------------------------------------------------------ tunnels (p4gen.midend.protocols)
     def _new_header(self, inst: str) -> bytearray:
         return bytearray(self.parser.inst_layout[inst].size)
 
-    def _push_vlan(self, pkt: Packet, vid: int, pcp: int) -> None:
-        ps, lay = self.parser, self.parser.inst_layout["vlan"]
-        tag = self._new_header("vlan")
-        lay["pcp"].set(tag, pcp)
-        lay["vid"].set(tag, vid)
-        lay["ether_type"].set(tag, ps.inst_layout["ethernet"]["ether_type"].get(pkt.hdr["ethernet"]))
-        stack = pkt.stacks["vlan"]
-        stack.insert(0, tag)
-        del stack[ps.stack_size["vlan"]:]  # push_front shifts the last element out
-        ps.inst_layout["ethernet"]["ether_type"].set(pkt.hdr["ethernet"], 0x8100)
+    def _strip_vlans(self, pkt: Packet) -> int:
+        """Remove every 802.1Q tag, the innermost tag's EtherType going to Ethernet; how many."""
+        stack = pkt.stacks.get("vlan")
+        if not stack:
+            return 0
+        L = self.parser.inst_layout  # noqa: N806
+        L["ethernet"]["ether_type"].set(pkt.hdr["ethernet"], L["vlan"]["ether_type"].get(stack[-1]))
+        n = len(stack)
+        stack.clear()
+        return n
 
-    def _pop_vlan(self, pkt: Packet) -> None:
-        stack = pkt.stacks["vlan"]
-        if stack:
-            etype = self.parser.inst_layout["vlan"]["ether_type"].get(stack[0])
-            self.parser.inst_layout["ethernet"]["ether_type"].set(pkt.hdr["ethernet"], etype)
-            del stack[0]
-
-    def _encap(self, ctx: _Ctx, tunnel: str, args: tuple[int, ...]) -> None:
+    def _encap(self, ctx: _Ctx, spec: TunnelSpec, args: tuple[int, ...]) -> None:
         pkt = ctx.pkt
-        # 802.1Q tags are local to the host side: the tunnel carries the frame untagged (as a
-        # VTEP's access port does), with the innermost tag's EtherType on its Ethernet header.
-        tags = len(pkt.stacks.get("vlan", ()))
-        for _ in range(tags):
-            self._pop_vlan(pkt)
+        tags = self._strip_vlans(pkt)
         ip4, ip6 = pkt.hdr.get("ipv4"), pkt.hdr.get("ipv6")
         if ip4 is not None:
             src, dst, proto, length = self._tuple_of["ipv4"](ip4)
@@ -386,16 +375,15 @@ class HypervisorPipeline:
             inner_len = self._eth_size + self._ipv6_size + length
         else:
             src = dst = proto = 0
-            inner_len = pkt.length - 4 * tags
+            inner_len = pkt.length - self._vlan_size * tags
         meta = pkt.meta
         flow = (src, dst, proto, meta.get("l4_src", 0), meta.get("l4_dst", 0))
         sport = self._flow_ports.get(flow)
-        if sport is None:  # CRC-16 of the inner 5-tuple, once per flow (the NIC's hash)
-            key = b"".join((src.to_bytes(16, "big"), dst.to_bytes(16, "big"), bytes((proto,)),
-                            flow[3].to_bytes(2, "big"), flow[4].to_bytes(2, "big")))
+        if sport is None:  # the inner 5-tuple's hash, once per flow (the NIC's hash)
+            key = b"".join(v.to_bytes(w // 8, "big") for v, w in zip(flow, SRC_PORT_HASH_WIDTHS, strict=True))
             if len(self._flow_ports) >= 65536:
                 self._flow_ports.clear()
-            sport = self._flow_ports[flow] = crc16(key) | 0xC000
+            sport = self._flow_ports[flow] = crc16(key) | SRC_PORT_BASE
         hdr, opt = pkt.hdr, pkt.opt
         for outer, inner in self.moved:
             hdr[inner] = hdr.get(outer)
@@ -405,49 +393,45 @@ class HypervisorPipeline:
                     opt[inner] = opt.pop(outer)
                 else:
                     opt.pop(inner, None)
-            opt.pop("ipv4", None)
-            opt.pop(tunnel, None)
-        for outer in self._cleared_by_encap:
+        invalid, varparts = self._cleared[spec.name]
+        for outer in invalid:
             hdr[outer] = None
-        eth_t, ip_t, udp_t, tun_t = self._outer_templates(tunnel, args)
-        udp = bytearray(udp_t)
-        ip = bytearray(ip_t)
-        put_total_len, put_src_port, put_length, sizes = self._encap_setters[tunnel]
-        put_total_len(ip, inner_len + sizes[0])
-        put_src_port(udp, sport)
-        put_length(udp, inner_len + sizes[1])
-        hdr["ethernet"] = bytearray(eth_t)
-        hdr["ipv4"] = ip
-        hdr["udp"] = udp
-        hdr[tunnel] = bytearray(tun_t)
+        for outer in varparts:
+            opt.pop(outer, None)
+        templates = self._outer_templates(spec, args)
+        for inst, template, fills in templates:
+            buf = bytearray(template)
+            for put, what, extra in fills:
+                put(buf, sport if what == "src_port" else inner_len + extra)
+            hdr[inst] = buf
 
-    def _outer_templates(self, tunnel: str, args: tuple[int, ...]) -> tuple[bytes, bytes, bytes, bytes]:
-        """The outer Ethernet, IPv4, UDP and tunnel headers for one set of encap arguments,
-        built once from the header layouts; per packet only the lengths and the UDP source
-        port (the inner 5-tuple's hash) are filled in, and the IPv4 checksum at deparse."""
+    def _outer_templates(self, spec: TunnelSpec, args: tuple[int, ...]):
+        """The outer headers for one set of encap arguments, built once from the tunnel's
+        definition: per pushed header its bytes with constants and arguments filled in, and
+        the setters of what is computed per packet (lengths, the UDP source port). The IPv4
+        header checksum is computed at deparse."""
         cache = self._templates
-        found = cache.get((tunnel, args))
+        found = cache.get((spec.name, args))
         if found is not None:
             return found
-        smac, dmac, sip, dip, vni, ttl, dport = args
         L = self.parser.inst_layout  # noqa: N806
-        eth, ip, udp, tun = (self._new_header(x) for x in ("ethernet", "ipv4", "udp", tunnel))
-        L["ethernet"]["src"].set(eth, smac)
-        L["ethernet"]["dst"].set(eth, dmac)
-        L["ethernet"]["ether_type"].set(eth, 0x0800)
-        for f, v in (("version", 4), ("ihl", 5), ("flags", 0b010), ("ttl", ttl), ("protocol", 17), ("src", sip),
-                     ("dst", dip)):
-            L["ipv4"][f].set(ip, v)
-        L["udp"]["dst_port"].set(udp, dport)
-        tl = L[tunnel]
-        if tunnel == "vxlan":
-            tl["flags"].set(tun, 0x08)
-        else:
-            tl["protocol_type"].set(tun, 0x6558)
-        tl["vni"].set(tun, vni)
+        size = {i: L[i].size for i in spec.pushes}
+        out = []
+        for k, inst in enumerate(spec.pushes):
+            buf, fills = self._new_header(inst), []
+            below = sum(size[x] for x in spec.pushes[k + 1:])
+            for name, v in spec.values(inst).items():
+                fl = L[inst][name]
+                if isinstance(v, Arg):
+                    fl.set(buf, args[v.index])
+                elif isinstance(v, Computed):
+                    fills.append((fl.set, v.what, size[inst] + below))
+                else:
+                    fl.set(buf, v)
+            out.append((inst, bytes(buf), tuple(fills)))
         if len(cache) >= 4096:  # arguments come from table entries: few; bound it anyway
             cache.clear()
-        found = cache[(tunnel, args)] = (bytes(eth), bytes(ip), bytes(udp), bytes(tun))
+        found = cache[(spec.name, args)] = tuple(out)
         return found
 
     def _decap(self, pkt: Packet, tunnel: str) -> None:

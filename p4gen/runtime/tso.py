@@ -23,15 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from p4gen.frontend.program import Program
+from p4gen.midend.protocols import IPPROTO_TCP
 from p4gen.runtime.checksum import word_sum
-from p4gen.runtime.layout import HeaderLayout, compile_layouts
+from p4gen.runtime.layout import HeaderLayout
+from p4gen.runtime.packet import Malformed, PacketParser
 
-ETH_P_IPV4 = 0x0800
-ETH_P_IPV6 = 0x86DD
-ETH_P_8021Q = 0x8100
-IPPROTO_TCP = 6
 TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80
-MAX_VLAN_TAGS = 2
 
 
 class Drop(Exception):
@@ -62,58 +59,51 @@ def auto_mss(max_mss: int, underlay_mtu: int, overhead: int, ip_hlen: int, tcp_h
 class Segmenter:
     """Compiled once per program; `segment()` per packet."""
 
-    def __init__(self, prog: Program):
-        lay = compile_layouts(prog)
+    def __init__(self, prog: Program, parser: PacketParser | None = None):
+        self.parser = parser or PacketParser(prog)
+        lay = self.parser.inst_layout
         self.eth: HeaderLayout = lay["ethernet"]
-        self.vlan: HeaderLayout = lay["vlan"]
         self.ip4: HeaderLayout = lay["ipv4"]
         self.ip6: HeaderLayout = lay["ipv6"]
         self.tcp: HeaderLayout = lay["tcp"]
 
-    # ------------------------------------------------------------ parsing
+    # ------------------------------------------------------------ locating (the program's parser)
     def l2_length(self, frame) -> int:
-        """Bytes before the L3 header (Ethernet and VLAN tags), without judging the rest."""
-        if len(frame) < self.eth.size:
-            return len(frame)
-        etype = self.eth["ether_type"].get(frame)
-        off = self.eth.size
-        while etype == ETH_P_8021Q and len(frame) >= off + self.vlan.size:
-            etype = self.vlan["ether_type"].get(frame, off)
-            off += self.vlan.size
-        return off
+        """Bytes before the outermost IP header (the whole frame when it has none)."""
+        try:
+            pkt = self.parser.parse(frame)
+        except Malformed:
+            return min(len(frame), self.eth.size)
+        for ip in ("ipv4", "ipv6"):
+            if pkt.hdr.get(ip) is not None:
+                return self.parser.offset_of(pkt, ip)
+        return len(frame) - len(pkt.payload)
 
     def locate(self, frame) -> Frame | None:
-        """The IP layer of `frame`; None for non-IP frames. Raises Drop('malformed')."""
+        """The outermost IP layer of `frame`, found by the program's own parser; None for
+        non-IP frames. Raises Drop('malformed') for what the parser rejects and for an IP
+        length that does not fit the frame."""
         n = len(frame)
-        if n < self.eth.size:
-            raise Drop("malformed")
-        etype = self.eth["ether_type"].get(frame)
-        off = self.eth.size
-        tags = 0
-        while etype == ETH_P_8021Q:
-            tags += 1
-            if tags > MAX_VLAN_TAGS or n < off + self.vlan.size:
+        try:
+            pkt = self.parser.parse(frame)
+        except Malformed:
+            raise Drop("malformed") from None
+        if (ip := pkt.hdr.get("ipv4")) is not None:
+            off = self.parser.offset_of(pkt, "ipv4")
+            hlen = self.ip4.size + len(pkt.opt.get("ipv4", b""))
+            total = self.ip4["total_len"].get(ip)
+            if self.ip4["version"].get(ip) != 4 or total < hlen or off + total > n:
                 raise Drop("malformed")
-            etype = self.vlan["ether_type"].get(frame, off)
-            off += self.vlan.size
-        if etype == ETH_P_IPV4:
-            if n < off + self.ip4.size:
-                raise Drop("malformed")
-            hlen = self.ip4["ihl"].get(frame, off) * 4
-            total = self.ip4["total_len"].get(frame, off)
-            if self.ip4["version"].get(frame, off) != 4 or hlen < self.ip4.size or total < hlen or off + total > n:
-                raise Drop("malformed")
-            frag = self.ip4["frag_offset"].get(frame, off) or (self.ip4["flags"].get(frame, off) & 1)
-            proto = self.ip4["protocol"].get(frame, off) if not frag else -1
+            frag = self.ip4["frag_offset"].get(ip) or (self.ip4["flags"].get(ip) & 1)
+            proto = self.ip4["protocol"].get(ip) if not frag else -1
             return Frame(off, 4, hlen, total, proto, off + hlen)
-        if etype == ETH_P_IPV6:
-            if n < off + self.ip6.size:
-                raise Drop("malformed")
-            total = self.ip6.size + self.ip6["payload_len"].get(frame, off)
-            if self.ip6["version"].get(frame, off) != 6 or off + total > n:
+        if (ip := pkt.hdr.get("ipv6")) is not None:
+            off = self.parser.offset_of(pkt, "ipv6")
+            total = self.ip6.size + self.ip6["payload_len"].get(ip)
+            if self.ip6["version"].get(ip) != 6 or off + total > n:
                 raise Drop("malformed")
             # Extension headers are not walked: such packets are not segmented.
-            return Frame(off, 6, self.ip6.size, total, self.ip6["next_hdr"].get(frame, off), off + self.ip6.size)
+            return Frame(off, 6, self.ip6.size, total, self.ip6["next_hdr"].get(ip), off + self.ip6.size)
         return None
 
     def tcp_header_len(self, frame, f: Frame) -> int:

@@ -376,15 +376,16 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.inner_tcp_opt = hdr.tcp_opt;
         hdr.inner_udp = hdr.udp;
         hdr.inner_icmp = hdr.icmp;
-        hdr.ipv4_opt.setInvalid();
         hdr.ipv6.setInvalid();
         hdr.tcp.setInvalid();
-        hdr.tcp_opt.setInvalid();
         hdr.icmp.setInvalid();
+        hdr.ipv4_opt.setInvalid();
+        hdr.geneve_opt.setInvalid();
+        hdr.tcp_opt.setInvalid();
         hdr.ethernet.setValid();
-        hdr.ethernet.src = 48w0x200c0a80101;
         hdr.ethernet.dst = hv_mac;
-        hdr.ethernet.ether_type = 0x0800;
+        hdr.ethernet.src = 48w0x200c0a80101;
+        hdr.ethernet.ether_type = 0x800;
         hdr.ipv4.setValid();
         hdr.ipv4.version = 4;
         hdr.ipv4.ihl = 5;
@@ -392,10 +393,10 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.ipv4.ecn = 0;
         hdr.ipv4.total_len = meta.p4gen_inner_len + 36;
         hdr.ipv4.identification = 0;
-        hdr.ipv4.flags = 0b010;  // don't fragment
+        hdr.ipv4.flags = 2;
         hdr.ipv4.frag_offset = 0;
         hdr.ipv4.ttl = 8w0x40;
-        hdr.ipv4.protocol = 17;
+        hdr.ipv4.protocol = 0x11;
         hdr.ipv4.hdr_checksum = 0;
         hdr.ipv4.src = 32w0xc0a80101;
         hdr.ipv4.dst = hv_ip;
@@ -406,7 +407,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.udp.length = meta.p4gen_inner_len + 16;
         hdr.udp.checksum = 0;
         hdr.geneve.setValid();
-        hdr.geneve_opt.setInvalid();
         hdr.geneve.version = 0;
         hdr.geneve.opt_len = 0;
         hdr.geneve.oam = 0;
@@ -443,15 +443,16 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.inner_tcp_opt = hdr.tcp_opt;
         hdr.inner_udp = hdr.udp;
         hdr.inner_icmp = hdr.icmp;
-        hdr.ipv4_opt.setInvalid();
         hdr.ipv6.setInvalid();
         hdr.tcp.setInvalid();
-        hdr.tcp_opt.setInvalid();
         hdr.icmp.setInvalid();
+        hdr.ipv4_opt.setInvalid();
+        hdr.geneve_opt.setInvalid();
+        hdr.tcp_opt.setInvalid();
         hdr.ethernet.setValid();
-        hdr.ethernet.src = 48w0x200c0a80101;
         hdr.ethernet.dst = hv_mac;
-        hdr.ethernet.ether_type = 0x0800;
+        hdr.ethernet.src = 48w0x200c0a80101;
+        hdr.ethernet.ether_type = 0x800;
         hdr.ipv4.setValid();
         hdr.ipv4.version = 4;
         hdr.ipv4.ihl = 5;
@@ -459,10 +460,10 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.ipv4.ecn = 0;
         hdr.ipv4.total_len = meta.p4gen_inner_len + 36;
         hdr.ipv4.identification = 0;
-        hdr.ipv4.flags = 0b010;  // don't fragment
+        hdr.ipv4.flags = 2;
         hdr.ipv4.frag_offset = 0;
         hdr.ipv4.ttl = 8w0x40;
-        hdr.ipv4.protocol = 17;
+        hdr.ipv4.protocol = 0x11;
         hdr.ipv4.hdr_checksum = 0;
         hdr.ipv4.src = 32w0xc0a80101;
         hdr.ipv4.dst = hv_ip;
@@ -473,7 +474,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.udp.length = meta.p4gen_inner_len + 16;
         hdr.udp.checksum = 0;
         hdr.geneve.setValid();
-        hdr.geneve_opt.setInvalid();
         hdr.geneve.version = 0;
         hdr.geneve.opt_len = 0;
         hdr.geneve.oam = 0;
@@ -485,11 +485,14 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // push_vlan()
         hdr.vlan.push_front(1);
         hdr.vlan[0].setValid();
-        hdr.vlan[0].pcp = 3w5;
+        hdr.vlan[0].pcp = 0;
         hdr.vlan[0].dei = 0;
+        hdr.vlan[0].vid = 0;
+        hdr.vlan[0].ether_type = 0;
+        hdr.vlan[0].pcp = 3w5;
         hdr.vlan[0].vid = vid;
-        hdr.vlan[0].ether_type = hdr.ethernet.ether_type;
-        hdr.ethernet.ether_type = 0x8100;
+        hdr.vlan[0].ether_type = (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0);
+        hdr.ethernet.ether_type = 16w0x8100;
     }
     @name(".geneve_out.unknown_endpoint") @id(0x016870d4)
     action geneve_out_unknown_endpoint() {
@@ -506,12 +509,12 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     action qos_mark(bit<6> dscp) {
         // set_dscp()
         hdr.ipv4.dscp = dscp;
-        hdr.ipv6.traffic_class[7:2] = dscp;
+        hdr.ipv6.traffic_class = (((hdr.ipv6.isValid() ? hdr.ipv6.traffic_class : 8w0) & 8w3) | ((bit<8>)dscp << 8w2));
     }
     @name(".underlay_untag.untag") @id(0x0162cef4)
     action underlay_untag_untag() {
         // pop_vlan()
-        hdr.ethernet.ether_type = hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : hdr.ethernet.ether_type;
+        hdr.ethernet.ether_type = (hdr.vlan[0].isValid() ? (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0) : (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0));
         hdr.vlan.pop_front(1);
     }
     @name(".geneve_out.endpoints_v4") @id(0x02430227)

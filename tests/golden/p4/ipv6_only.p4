@@ -372,8 +372,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.ethernet.src = 48w0x20000000601;
         hdr.ethernet.dst = 48w0x20000000602;
         // dec_ttl()
-        hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
-        hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
+        hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
+        hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
         // forward()
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
@@ -410,8 +410,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     action fwd6_via(bit<16> nexthop) {
         meta.nexthop_id = nexthop;
         // dec_ttl()
-        hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
-        hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
+        hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
+        hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
     }
     @name(".acl6_in.acl6_in") @id(0x02d9f2c2)
     table acl6_in_acl6_in {

@@ -346,8 +346,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.ethernet.src = 48w0x20000000001;
         hdr.ethernet.dst = vm_mac;
         // dec_ttl()
-        hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
-        hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
+        hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
+        hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
         // forward()
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
@@ -365,8 +365,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.ethernet.src = 48w0x200c0a80101;
         hdr.ethernet.dst = nh_mac;
         // dec_ttl()
-        hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
-        hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
+        hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
+        hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
         // forward()
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;

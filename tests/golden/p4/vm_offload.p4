@@ -440,15 +440,15 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.inner_tcp_opt = hdr.tcp_opt;
         hdr.inner_udp = hdr.udp;
         hdr.inner_icmp = hdr.icmp;
-        hdr.ipv4_opt.setInvalid();
         hdr.ipv6.setInvalid();
         hdr.tcp.setInvalid();
-        hdr.tcp_opt.setInvalid();
         hdr.icmp.setInvalid();
+        hdr.ipv4_opt.setInvalid();
+        hdr.tcp_opt.setInvalid();
         hdr.ethernet.setValid();
-        hdr.ethernet.src = smac;
         hdr.ethernet.dst = dmac;
-        hdr.ethernet.ether_type = 0x0800;
+        hdr.ethernet.src = smac;
+        hdr.ethernet.ether_type = 0x800;
         hdr.ipv4.setValid();
         hdr.ipv4.version = 4;
         hdr.ipv4.ihl = 5;
@@ -456,10 +456,10 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.ipv4.ecn = 0;
         hdr.ipv4.total_len = meta.p4gen_inner_len + 36;
         hdr.ipv4.identification = 0;
-        hdr.ipv4.flags = 0b010;  // don't fragment
+        hdr.ipv4.flags = 2;
         hdr.ipv4.frag_offset = 0;
         hdr.ipv4.ttl = 8w0x40;
-        hdr.ipv4.protocol = 17;
+        hdr.ipv4.protocol = 0x11;
         hdr.ipv4.hdr_checksum = 0;
         hdr.ipv4.src = sip;
         hdr.ipv4.dst = dip;
@@ -470,7 +470,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.udp.length = meta.p4gen_inner_len + 16;
         hdr.udp.checksum = 0;
         hdr.vxlan.setValid();
-        hdr.vxlan.flags = 0x08;
+        hdr.vxlan.flags = 8;
         hdr.vxlan.reserved = 0;
         hdr.vxlan.vni = vni;
         hdr.vxlan.reserved2 = 0;
@@ -487,8 +487,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         meta.p4gen_l4_dirty = 1;
         hdr.ethernet.dst = gateway_mac;
         // dec_ttl()
-        hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
-        hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
+        hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
+        hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
     }
     @name(".acl_in.acl_in_v4") @id(0x02cff5bf)
     table acl_in_acl_in_v4 {
