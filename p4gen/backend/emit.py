@@ -28,10 +28,11 @@ from p4gen.crossing.protocol import CARRIED_PAD, PUNT_HEADER, carried_layout
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF, L4_CHECKSUM_FIELDS
-from p4gen.ir.lower import Stage, arm_order_range, hit_condition
+from p4gen.ir.lower import stage_trees
 from p4gen.midend import coreops as C
 from p4gen.midend.coreops import encap_cleared
 from p4gen.midend.protocols import SRC_PORT_BASE, Arg, Computed, TunnelSpec
+from p4gen.midend.stages import Branch, Seq, Stage
 from p4gen.midend.widths import leaf_width
 from p4gen.place import HYP, NIC
 
@@ -90,7 +91,6 @@ class Emitter:
         self.g = model.graph
         self.source = source
         self.out = _Out()
-        self.stmt_stage: dict[int, str] = self.g.graph.get("stmt_stage", {})
         self.nic = model.placement.problem.nic
         self.tmp = 0
         self.carried = carried_layout(self.prog)  # p4gen_meta_t: the metadata behind the punt header
@@ -446,24 +446,13 @@ class Emitter:
             idx = self.m.pipeline_index[name]
             o.open(f"if (meta.p4gen_pipeline == {idx})", pl.pos)
             o(f"// pipeline {name} ({pl.direction})")
-            for stage_name in pl.stages:
-                if stage_name in self.prog.nfs:
-                    self.block(self.prog.nfs[stage_name], self.prog.nfs[stage_name].apply, name)
-                else:
-                    obj = self.prog.segments.get(stage_name) or self.prog.coalesces.get(stage_name)
-                    self.stage_guard(self.stage_of(obj, stage_name, name), lambda: None)
+            self.seq(stage_trees(self.g)[name].body)
             self.pipeline_end(name)
             o.close()
         self.ingress_exit()
         o.close()
         o.close()
         o()
-
-    def stage_of(self, stmt: object, fallback: str = "", pipeline: str = "") -> Stage:
-        sid = self.stmt_stage.get(id(stmt))
-        if sid is None:
-            sid = f"{pipeline}/{fallback}"
-        return self.g.nodes[sid]["stage"]
 
     def action(self, a: P4Action) -> None:
         o = self.out
@@ -650,48 +639,36 @@ class Emitter:
             o("meta.p4gen_reason = P4GEN_REASON_PLACEMENT;")
             o.close()
 
-    def arm_range(self, stmts) -> tuple[int, int] | None:
-        return arm_order_range(self.g, stmts)
-
     def resume_in(self, rng: tuple[int, int] | None) -> str:
         if rng is None:
             return "false"
         lo, hi = rng
         return f"(meta.p4gen_resume >= {lo} && meta.p4gen_resume <= {hi})"
 
-    def block(self, nf: P.Nf, stmts, pipeline: str) -> None:
+    def seq(self, seq: Seq) -> None:
+        """A sequence of the stage tree (p4gen.midend.stages), each stage guarded."""
         o = self.out
-        i = 0
-        stmts = list(stmts)
-        while i < len(stmts):
-            s = stmts[i]
-            if isinstance(s, (P.AssignOp, P.PrimOp, P.CallActionOp)):
-                st = self.stage_of(s)
-                j = i
-                while j < len(stmts) and isinstance(stmts[j], (P.AssignOp, P.PrimOp, P.CallActionOp)):
-                    j += 1
-                group = stmts[i:j]
-                self.stage_guard(st, lambda g=group: [self.simple_stmt(x, nf.name) for x in g])
-                i = j
+        for it in seq.items:
+            if isinstance(it, Stage):
+                if it.kind == "action":
+                    self.stage_guard(it, lambda st=it: [self.simple_stmt(x, st.nf) for x in st.stmts])
+                elif it.kind == "table":
+                    # only tables placed on the NIC are in the model; the guard calls this only for them
+                    self.stage_guard(it, lambda st=it: self.out(f"{self.m.tables[st.table.name].p4name}.apply();"))
+                else:  # segmentation and coalescing: never on the NIC, a hand-over point
+                    self.stage_guard(it, lambda: None)
                 continue
-            i += 1
-            if isinstance(s, P.ApplyOp):
-                st = self.stage_of(s)
-                t = self.m.tables.get(s.table)
-                self.stage_guard(st, lambda t=t: self.out(f"{t.p4name}.apply();"))
-                continue
-            assert isinstance(s, P.IfOp)
-            st = self.stage_of(s)
+            assert isinstance(it, Branch)
+            st = it.stage
             self.tmp += 1
             var = f"p4gen_go{self.tmp}"
-            hit = hit_condition(s.cond)
             o(f"bool {var} = false;")
-            if hit is not None:
-                table, want_hit = hit
+            if it.hit is not None:
+                table, want_hit = it.hit
                 run = f"{var} = {self.m.tables[table].p4name}.apply().{'hit' if want_hit else 'miss'};" \
                     if self.m.on_nic(st.id) else None
             else:
-                run = f"{var} = {self.cond(s.cond)};" if self.m.on_nic(st.id) else None
+                run = f"{var} = {self.cond(st.cond)};" if self.m.on_nic(st.id) else None
             o(f"// stage {st.order}: {st.name} ({st.kind}) -> {self.m.placement.assignment.get(st.id, HYP)}", st.pos)
             o(f"if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == {st.order}) "
               "{ meta.p4gen_state = P4GEN_ST_RUN; }")
@@ -704,14 +681,14 @@ class Emitter:
                 o("meta.p4gen_reason = P4GEN_REASON_PLACEMENT;")
             o.close()
             o.open("else if (meta.p4gen_state == P4GEN_ST_SKIP)")
-            o(f"{var} = {self.resume_in(self.arm_range(s.then))};")
+            o(f"{var} = {self.resume_in(it.then.order_range())};")
             o.close()
             o.open(f"if ({var})")
-            self.block(nf, s.then, pipeline)
+            self.seq(it.then)
             o.close()
-            if s.orelse:
+            if it.orelse.items:
                 o.open("else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP)")
-                self.block(nf, s.orelse, pipeline)
+                self.seq(it.orelse)
                 o.close()
 
     # ------------------------------------------------------------ entry and exit

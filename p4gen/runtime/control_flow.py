@@ -6,7 +6,7 @@ resolved at generation time instead of per packet. An entry point is
 
 * the stages before the resume stage are left out, and each `if` on the way to
   it is steered statically into the arm that holds it (the arms' stages have
-  contiguous order numbers: `arm_order_range`);
+  contiguous order numbers: `Seq.order_range`);
 * a stage placed on the other target becomes `state = PUNT; resume = N; return`
   (in a dry run, which predicts the whole path, it runs here instead);
 * the rest is straight-line code: per-stage counters, calls to the compiled
@@ -23,14 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from p4gen.frontend import program as P
-from p4gen.ir.lower import arm_order_range, hit_condition
+from p4gen.ir.lower import stage_trees
+from p4gen.midend.stages import Branch, Seq, Stage
 
 if TYPE_CHECKING:
     from p4gen.runtime.pipeline import HypervisorPipeline
 
 MAX_DEPTH = 24  # indentation levels before an arm becomes a function of its own
-SIMPLE = (P.AssignOp, P.PrimOp, P.CallActionOp)
 
 
 class EntryPoint:
@@ -44,17 +43,7 @@ class EntryPoint:
         self.ns: dict[str, object] = {"RUN": rt.RUN, "PUNT": rt.PUNT, "SP": hv.stage_packets}
         self.functions: list[list[str]] = []
         lines = self._function("run")
-        pl = hv.prog.pipelines[pipeline]
-        for name in pl.stages:
-            if name in hv.prog.nfs:
-                nf = hv.prog.nfs[name]
-                gone = self._block(lines, nf, nf.apply, 1)
-            else:
-                st = hv.stage_of(hv.prog.segments[name] if name in hv.prog.segments else hv.prog.coalesces[name])
-                body = self._name(hv.segment_body(pl, st), "SEG") if name in hv.prog.segments else None
-                gone = self._stage(lines, st, 1, body and (lambda ls, ind, b=body: self._call(ls, ind, f"{b}(ctx)")))
-            if gone:
-                break  # handed over unconditionally: the rest runs on the other side
+        self._seq(lines, stage_trees(hv.g)[pipeline].body, 1)
         self.source = "\n\n".join("\n".join(f) for f in reversed(self.functions)) + "\n"
         code = compile(self.source, f"<p4gen {pipeline} resume={resume} dry={dry}>", "exec")
         exec(code, self.ns)  # noqa: S102 - our own generated source, names and integers only
@@ -101,67 +90,67 @@ class EntryPoint:
             body(lines, ind)
         return entered == "gone"
 
-    # ------------------------------------------------------------ statements
-    def _block(self, lines: list[str], nf: P.Nf, stmts, ind: int) -> bool:
-        """Emit a statement list; True when it ends in an unconditional hand-over."""
-        stmts = list(stmts)
-        if ind > MAX_DEPTH and stmts:
+    # ------------------------------------------------------------ the stage tree
+    def _seq(self, lines: list[str], seq: Seq, ind: int) -> bool:
+        """Emit a sequence of the stage tree; True when it ends in an unconditional hand-over."""
+        if ind > MAX_DEPTH and seq.items:
             name = f"_arm{len(self.functions)}"
-            gone = self._block(self._function(name), nf, stmts, 1)
+            gone = self._seq(self._function(name), seq, 1)
             if self.found:
                 self._call(lines, ind, f"{name}(ctx)")
             else:
                 lines.append(f"{'    ' * ind}{name}(ctx)")
             return gone
-        i = 0
-        gone = False
-        while i < len(stmts) and not gone:
-            s = stmts[i]
-            if isinstance(s, SIMPLE):
-                j = i
-                while j < len(stmts) and isinstance(stmts[j], SIMPLE):
-                    j += 1
-                body = self._name(self.hv.simple(nf, stmts[i:j], None), "B")
-                gone = self._stage(lines, self.hv.stage_of(s), ind,
-                                   lambda ls, k, b=body: self._call(ls, k, f"{b}(ctx, {{}})"))
-                i = j
-                continue
-            i += 1
-            if isinstance(s, P.ApplyOp):
-                apply = self._name(self.hv.applier(nf, self.hv.tables[s.table]), "A")
-                gone = self._stage(lines, self.hv.stage_of(s), ind,
-                                   lambda ls, k, a=apply: self._call(ls, k, f"{a}(ctx)"))
+        for it in seq.items:
+            if isinstance(it, Branch):
+                gone = self._if(lines, it, ind)
             else:
-                gone = self._if(lines, nf, s, ind)
-        return gone
+                gone = self._stage(lines, it, ind, self._body(it))
+            if gone:
+                return True
+        return False
 
-    def _if(self, lines: list[str], nf: P.Nf, s: P.IfOp, ind: int) -> bool:
-        st = self.hv.stage_of(s)
+    def _body(self, st: Stage):
+        """What a stage does here, as an emitter of lines (None: nothing but its count)."""
+        hv = self.hv
+        if st.kind == "action":
+            nf = hv.prog.nfs[st.nf]
+            fn = self._name(hv.simple(nf, st.stmts, None), "B")
+            return lambda ls, k: self._call(ls, k, f"{fn}(ctx, {{}})")
+        if st.kind == "table":
+            fn = self._name(hv.applier(hv.prog.nfs[st.nf], hv.tables[st.table.name]), "A")
+            return lambda ls, k: self._call(ls, k, f"{fn}(ctx)")
+        if st.kind == "segment":
+            fn = self._name(hv.segment_body(st), "SEG")
+            return lambda ls, k: self._call(ls, k, f"{fn}(ctx)")
+        return None  # coalescing works on batches (HypervisorPipeline.run_batch)
+
+    def _if(self, lines: list[str], br: Branch, ind: int) -> bool:
+        st = br.stage
         pad = "    " * ind
         if not self.found and st.order != self.resume:
             # Steer towards the resume stage: into the then arm if it holds it, else the else arm.
-            rng = arm_order_range(self.hv.g, s.then)
+            rng = br.then.order_range()
             inside = rng is not None and rng[0] <= (self.resume or 0) <= rng[1]
-            return self._block(lines, nf, s.then if inside else s.orelse, ind)
+            return self._seq(lines, br.then if inside else br.orelse, ind)
         entered = self._enter(lines, st, ind)
         if entered != "run":
             return entered == "gone"
-        hit = hit_condition(s.cond)
-        if hit is not None:
-            apply = self._name(self.hv.applier(nf, self.hv.tables[hit[0]]), "A")
+        if br.hit is not None:
+            apply = self._name(self.hv.applier(self.hv.prog.nfs[st.nf], self.hv.tables[br.hit[0]]), "A")
             self._call(lines, ind, f"_hit = {apply}(ctx) is not None")
-            test = "_hit" if hit[1] else "not _hit"
+            test = "_hit" if br.hit[1] else "not _hit"
         else:
-            test = self.hv.condition_source(s.cond, self.ns)
+            test = self.hv.condition_source(st.cond, self.ns)
         lines.append(f"{pad}if {test}:")
         n = len(lines)
-        self._block(lines, nf, s.then, ind + 1)
+        self._seq(lines, br.then, ind + 1)
         if len(lines) == n:
             lines.append(f"{pad}    pass")
-        if s.orelse:
+        if br.orelse.items:
             lines.append(f"{pad}else:")
             n = len(lines)
-            self._block(lines, nf, s.orelse, ind + 1)
+            self._seq(lines, br.orelse, ind + 1)
             if len(lines) == n:
                 lines.append(f"{pad}    pass")
         return False

@@ -80,7 +80,6 @@ class HypervisorPipeline:
         self.parser = PacketParser(prog)
         self.carried = carried_layout(prog)
         self.segmenter = Segmenter(prog, self.parser)
-        self.stmt_stage: dict[int, str] = graph.graph.get("stmt_stage", {})
         self.tables: dict[str, TableRuntime] = {}
         for nf in prog.nfs.values():
             params = {a.name: a.params for a in nf.actions.values()}
@@ -217,10 +216,6 @@ class HypervisorPipeline:
         if fn is None:
             fn = self._entries[key] = EntryPoint(self, pipeline, resume, dry).function
         return fn
-
-    def stage_of(self, stmt: object):
-        """The IR stage a statement (or segment / coalesce declaration) was lowered to."""
-        return self.g.nodes[self.stmt_stage[id(stmt)]]["stage"]
 
     def applier(self, nf: P.Nf, table: TableRuntime):
         """A table's apply as one closure: read the key, look up, count, run the action;
@@ -446,7 +441,7 @@ class HypervisorPipeline:
         pkt.opt.pop(tunnel, None)
 
     # ------------------------------------------------------------ segmentation
-    def segment_body(self, pl: P.Pipeline, st):
+    def segment_body(self, st):
         seg: P.Segment = st.segment
         succ = [v for _, v, d in self.g.out_edges(st.id, data=True) if d["control"]]
         nxt = self.g.nodes[succ[0]]["stage"]

@@ -54,3 +54,29 @@ def test_no_protocol_constant_outside_its_home():
             if STRAY.search(line.split("#", 1)[0]):
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+TREE = """
+nf a {
+    table t { key = { ipv4.dst: exact; } actions = { NoAction; } default_action = NoAction(); }
+    action NoAction() { }
+    apply {
+        meta.l4_src = 1; dec_ttl();
+        if (t.apply().hit) { set_dscp(1); } else if (ipv4.ttl + 1 == 0) { drop(); } else { forward(2); }
+        if (!ipv6.isValid()) { set_dscp(3); }
+    }
+}
+segment tso { mss = auto; max_mss = 1460; underlay_mtu = 1500; }
+pipeline out : vm_egress { tso -> a; }
+"""
+
+
+def test_stage_tree_golden(tmp_path):
+    """The midend's stage tree pass: grouping, numbering and arm ranges of a small program."""
+    from p4gen.midend.stages import build_stage_trees, dump
+
+    path = tmp_path / "tree.nf"
+    path.write_text(TREE)
+    prog, sink = load_program([str(path)])
+    assert prog is not None, sink.render()
+    check_golden("stages/tree.txt", dump(build_stage_trees(prog)["out"]))
