@@ -5,6 +5,7 @@
     entries.txtpb               the DSL's initial entries (P4Runtime WriteRequest)
     placement.json              the placement and its reasons
     hypervisor_plan.json        what the Python pipeline runs, stage by stage
+    hypervisor.py               the hypervisor's generated control flow, one function per entry point
     program.json                BMv2 JSON            } when p4c is available
     program.p4c.p4info.txtpb    p4c's own P4Info     }
 """
@@ -28,6 +29,8 @@ from p4gen.frontend.ports import forwarded_ports
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, Placement
 from p4gen.place.explain import to_json
+from p4gen.runtime.control_flow import listing
+from p4gen.runtime.pipeline import HypervisorPipeline
 
 
 @dataclass
@@ -98,6 +101,7 @@ def build(prog: Program, g: nx.DiGraph, placement: Placement, source: str, outdi
     (outdir / "entries_origin.json").write_text(json.dumps([str(p) for p in entry_positions(m)]))
     write("placement.json", json.dumps(to_json(placement, source), indent=2) + "\n")
     write("hypervisor_plan.json", json.dumps(hypervisor_plan(m), indent=2) + "\n")
+    write("hypervisor.py", listing(HypervisorPipeline(prog, g, placement.assignment, HYP), source))
     origins = {str(k): str(v) if v else None for k, v in line_map.lines.items()}
     (outdir / "line_map.json").write_text(json.dumps(origins))
     exe = find_p4c() if p4c == "auto" else p4c
