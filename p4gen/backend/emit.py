@@ -31,7 +31,7 @@ from p4gen.frontend.primitives import INNER_OF, L4_CHECKSUM_FIELDS
 from p4gen.ir.lower import stage_trees
 from p4gen.midend import coreops as C
 from p4gen.midend.coreops import encap_cleared
-from p4gen.midend.protocols import SRC_PORT_BASE, Arg, Computed, TunnelSpec
+from p4gen.midend.protocols import IPV4_HEADERS, L4_CHECKSUM_PAIRS, SRC_PORT_BASE, Arg, Computed, TunnelSpec
 from p4gen.midend.stages import Branch, Seq, Stage
 from p4gen.midend.widths import leaf_width
 from p4gen.place import HYP, NIC
@@ -348,7 +348,7 @@ class Emitter:
         return f"hdr.{p4_ident(inst)}.{p4_ident(f.name)}"
 
     def ipv4_instances(self) -> list[str]:
-        return [i for i in ("ipv4", "inner_ipv4") if i in self.prog.instances]
+        return [i for i in IPV4_HEADERS if i in self.prog.instances]
 
     def verify_checksum(self) -> None:
         o = self.out
@@ -370,12 +370,8 @@ class Emitter:
               f"hdr.{inst}.hdr_checksum, HashAlgorithm.csum16);")
         # TCP/UDP checksums are recomputed only after a rewrite of the pseudo-header or
         # ports (a UDP checksum of 0 over IPv4 means "none" and stays 0).
-        for ip, l4, length in (("ipv4", "tcp", "p4gen_l4_len"), ("ipv4", "udp", "p4gen_l4_len"),
-                               ("ipv6", "tcp", "p4gen_l4_len"), ("ipv6", "udp", "p4gen_l4_len"),
-                               ("inner_ipv4", "inner_tcp", "p4gen_inner_l4_len"),
-                               ("inner_ipv4", "inner_udp", "p4gen_inner_l4_len"),
-                               ("inner_ipv6", "inner_tcp", "p4gen_inner_l4_len"),
-                               ("inner_ipv6", "inner_udp", "p4gen_inner_l4_len")):
+        for ip, l4 in L4_CHECKSUM_PAIRS:
+            length = "p4gen_inner_l4_len" if ip.startswith("inner_") else "p4gen_l4_len"
             if ip not in self.prog.instances or l4 not in self.prog.instances:
                 continue
             l4t = self.prog.instances[l4].type

@@ -22,6 +22,13 @@ VXLAN_UDP_PORT = 4789
 GENEVE_UDP_PORT = 6081
 OUTER_TTL = 64
 
+# Which L4 header's checksum covers which IP header's pseudo-header: both targets recompute
+# these (after a rewrite of an address or port: primitives.L4_CHECKSUM_FIELDS), and the IPv4
+# header checksums of IPV4_HEADERS always.
+L4_CHECKSUM_PAIRS = tuple((f"{inner}{ip}", f"{inner}{l4}") for inner in ("", "inner_") for ip in ("ipv4", "ipv6")
+                          for l4 in ("tcp", "udp"))
+IPV4_HEADERS = ("ipv4", "inner_ipv4")
+
 # The outer UDP source port of a tunnel: a hash of the inner 5-tuple in the dynamic range
 # (RFC 7348 §5), so that underlay ECMP spreads flows: CRC-16 of
 # (src, dst as 128-bit numbers, protocol, L4 source port, L4 destination port), OR 0xC000.

@@ -34,6 +34,13 @@ def word_sum(data) -> int:
     return total
 
 
+def pseudo_header_sum(addrs, protocol: int, l4_len: int) -> int:
+    """The TCP/UDP pseudo-header's word sum, IPv4 (RFC 793) and IPv6 (RFC 8200 §8.1) alike:
+    source and destination address (`addrs`, back to back), the protocol and the L4 length
+    (a 32-bit IPv6 length sums to the same value modulo 0xFFFF as its two words)."""
+    return word_sum(addrs) + protocol + l4_len
+
+
 def fold(total: int) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)

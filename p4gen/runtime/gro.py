@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from p4gen.frontend.program import Program
-from p4gen.runtime.checksum import fold, word_sum
+from p4gen.runtime.checksum import fold, pseudo_header_sum, word_sum
 from p4gen.runtime.tso import IPPROTO_TCP, TCP_FIN, TCP_PSH, Drop, Frame, Segmenter
 
 TCP_SYN, TCP_RST, TCP_URG = 0x02, 0x04, 0x20
@@ -110,6 +110,6 @@ class Coalescer:
             ip["payload_len"].set(hdr, tcp_len, f.l3)
         addrs = bytes(hdr[f.l3 + ip["src"].byte:f.l3 + ip["dst"].byte + ip["dst"].nbytes])
         t["checksum"].set(hdr, 0, f.l4)
-        total = word_sum(addrs) + IPPROTO_TCP + tcp_len + word_sum(bytes(hdr[f.l4:])) + word_sum(payload)
+        total = pseudo_header_sum(addrs, IPPROTO_TCP, tcp_len) + word_sum(bytes(hdr[f.l4:])) + word_sum(payload)
         t["checksum"].set(hdr, ~fold(total) & 0xFFFF, f.l4)
         return bytes(hdr) + payload

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import L4_CHECKSUM_FIELDS
-from p4gen.runtime.checksum import fold, word_sum
+from p4gen.midend.protocols import IPV4_HEADERS, L4_CHECKSUM_PAIRS
+from p4gen.runtime.checksum import fold, pseudo_header_sum, word_sum
 from p4gen.runtime.layout import HeaderLayout, compile_layouts
 
-IPV4_INSTANCES = ("ipv4", "inner_ipv4")
-L4_PAIRS = (("ipv4", "tcp"), ("ipv4", "udp"), ("ipv6", "tcp"), ("ipv6", "udp"),
-            ("inner_ipv4", "inner_tcp"), ("inner_ipv4", "inner_udp"),
-            ("inner_ipv6", "inner_tcp"), ("inner_ipv6", "inner_udp"))
+IPV4_INSTANCES = IPV4_HEADERS
+L4_PAIRS = L4_CHECKSUM_PAIRS
 
 
 class Malformed(Exception):
@@ -418,10 +417,10 @@ class PacketParser:
             addrs = bytes(ipb[ipl["src"].byte:ipl["dst"].byte + ipl["dst"].nbytes])
             if ipl.name == "ipv4":
                 l4_len = ipl["total_len"].get(ipb) - ipl["ihl"].get(ipb) * 4
-                pseudo = word_sum(addrs) + ipl["protocol"].get(ipb) + (l4_len & 0xFFFF)
+                pseudo = pseudo_header_sum(addrs, ipl["protocol"].get(ipb), l4_len & 0xFFFF)
             else:
                 l4_len = ipl["payload_len"].get(ipb)
-                pseudo = word_sum(addrs) + ipl["next_hdr"].get(ipb) + l4_len
+                pseudo = pseudo_header_sum(addrs, ipl["next_hdr"].get(ipb), l4_len)
             l4l["checksum"].set(l4b, 0)
             after = b"".join(bytes(pkt.hdr[i]) + pkt.opt.get(i, b"") for i in order_valid[order_valid.index(l4) + 1:]
                              if pkt.hdr.get(i) is not None)

@@ -24,7 +24,7 @@ import numpy as np
 
 from p4gen.frontend.program import Program
 from p4gen.midend.protocols import IPPROTO_TCP
-from p4gen.runtime.checksum import word_sum
+from p4gen.runtime.checksum import pseudo_header_sum
 from p4gen.runtime.layout import HeaderLayout
 from p4gen.runtime.packet import Malformed, PacketParser
 
@@ -187,8 +187,7 @@ class Segmenter:
             put(f.l3 + ip["payload_len"].byte, tcp_len, 2)
             addr = (f.l3 + ip["src"].byte, f.l3 + ip["dst"].byte + 16)
         put(l4 + tcp["checksum"].byte, np.zeros(count, dtype=np.int64), 2)
-        pseudo = word_sum(frame[addr[0]:addr[1]]) + IPPROTO_TCP
-        sums = pseudo + tcp_len + _row_sums(buf, l4, row)
+        sums = pseudo_header_sum(frame[addr[0]:addr[1]], IPPROTO_TCP, 0) + tcp_len + _row_sums(buf, l4, row)
         put(l4 + tcp["checksum"].byte, ~_fold(sums) & 0xFFFF, 2)
         flat = buf.reshape(-1)
         return [flat[i * row:i * row + hlen + int(lens[i])].tobytes() for i in range(count)]
