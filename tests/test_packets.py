@@ -79,8 +79,8 @@ def crc16_arc(data: bytes) -> int:
 
 def vxlan_out(inner: bytes) -> bytes:
     """The scenario's VXLAN encapsulation of `inner` (an untagged frame): VNI 5001, outer
-    IPv4 192.168.1.1 → .2, TTL 64, DF, UDP checksum 0, source port CRC-16 of the inner
-    5-tuple OR 0xC000."""
+    IPv4 192.168.1.1 → .2, TTL 64, DF, the inner DSCP/ECN, UDP checksum 0, source port
+    CRC-16 of the inner 5-tuple OR 0xC000."""
     p = Ether(inner)
     ip = p[IP] if IP in p else p[IPv6]
     family = socket.AF_INET if IP in p else socket.AF_INET6
@@ -90,8 +90,9 @@ def vxlan_out(inner: bytes) -> bytes:
     sport, dport = (l4.sport, l4.dport) if l4 is not None else (0, 0)
     key = src.to_bytes(16, "big") + dst.to_bytes(16, "big") + bytes([proto]) + sport.to_bytes(2, "big") + \
         dport.to_bytes(2, "big")
+    tos = ip.tos if IP in p else ip.tc  # DSCP and ECN copied outward (uniform DSCP, RFC 6040 ECN)
     outer = Ether(src=LOCAL_VTEP[0], dst=REMOTE_VTEP[0]) / IP(src=LOCAL_VTEP[1], dst=REMOTE_VTEP[1], ttl=64,
-                                                              flags="DF", id=0) / \
+                                                              flags="DF", id=0, tos=tos) / \
         UDP(sport=crc16_arc(key) | 0xC000, dport=4789, chksum=0) / VXLAN(vni=5001, flags=0x08)
     return bytes(outer / Raw(inner))
 
@@ -249,7 +250,8 @@ def test_bad_packets_from_the_wire_are_dropped_and_counted(target):
 def test_tagged_frames_enter_the_tunnel_untagged(target, program):
     """802.1Q tags are local to the host side: the overlay carries the frame untagged, its
     Ethernet header taking the innermost tag's EtherType; outer lengths match the bytes."""
-    inner = IP(src="10.0.1.2", dst="10.0.2.9") / TCP(sport=40000, dport=443, flags="PA") / Raw(payload(200))
+    inner = IP(src="10.0.1.2", dst="10.0.2.9", tos=0xB9) / TCP(sport=40000, dport=443, flags="PA") / \
+        Raw(payload(200))  # DSCP 46 (EF), ECN 01 (ECT(1)): copied to the outer header
     for tags in ([7], [100, 7]):
         frame = Ether(src=VM, dst=GW)
         for vid in tags:

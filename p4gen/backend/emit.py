@@ -245,7 +245,8 @@ class Emitter:
                      "bit<16> p4gen_flow;", "bit<8> p4gen_reason;", "bit<8> p4gen_code;", "bit<1> p4gen_forwarded;",
                      "bit<1> p4gen_l4_dirty;", "bit<16> p4gen_l4_len;", "bit<16> p4gen_inner_l4_len;",
                      "bit<16> p4gen_inner_len;", "bit<16> p4gen_rx_len;", "bit<16> p4gen_egress_port;",
-                     "bit<128> p4gen_h_src;", "bit<128> p4gen_h_dst;", "bit<8> p4gen_h_proto;"):
+                     "bit<128> p4gen_h_src;", "bit<128> p4gen_h_dst;", "bit<8> p4gen_h_proto;",
+                     "bit<8> p4gen_h_tos;"):
             o(line)
         o.close()
         o()
@@ -566,6 +567,8 @@ class Emitter:
           "(hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0);")
         o("meta.p4gen_h_proto = hdr.ipv4.isValid() ? hdr.ipv4.protocol : "
           "(hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);")
+        o("meta.p4gen_h_tos = hdr.ipv4.isValid() ? hdr.ipv4.dscp ++ hdr.ipv4.ecn : "
+          "(hdr.ipv6.isValid() ? hdr.ipv6.traffic_class : 8w0);  // DSCP and ECN of the inner header")
         o(f"meta.p4gen_inner_len = hdr.ipv4.isValid() ? {size['ethernet']} + hdr.ipv4.total_len : "
           f"(hdr.ipv6.isValid() ? {size['ethernet'] + size['ipv6']} + hdr.ipv6.payload_len : "
           "meta.p4gen_inner_len);")
@@ -578,7 +581,8 @@ class Emitter:
             o(f"hdr.{p4_ident(outer)}_opt.setInvalid();")
         below = {inst: sum(size[x] for x in spec.pushes[spec.pushes.index(inst) + 1:]) for inst in spec.pushes}
         computed = {"ip_total_len": f"meta.p4gen_inner_len + {size['ipv4'] + below['ipv4']}",
-                    "udp_length": f"meta.p4gen_inner_len + {size['udp'] + below['udp']}"}
+                    "udp_length": f"meta.p4gen_inner_len + {size['udp'] + below['udp']}",
+                    "inner_dscp": "meta.p4gen_h_tos[7:2]", "inner_ecn": "meta.p4gen_h_tos[1:0]"}
         for inst in spec.pushes:
             o(f"hdr.{p4_ident(inst)}.setValid();")
             values = spec.values(inst)

@@ -45,7 +45,8 @@ class Arg:
 
 @dataclass(frozen=True)
 class Computed:
-    """An outer field computed per packet: `what` is "ip_total_len", "udp_length" or "src_port"."""
+    """An outer field computed per packet: "ip_total_len", "udp_length", "src_port", or the
+    inner IP header's "inner_dscp" / "inner_ecn"."""
 
     what: str
 
@@ -64,7 +65,10 @@ class TunnelSpec:
     802.1Q tags are stripped first: the tunnel carries the frame untagged (as a VTEP's
     access port does), the innermost tag's EtherType on the inner Ethernet header.
 
-    ECN and DSCP of the outer IPv4 header are 0 (the tunnel does not copy them)."""
+    DSCP and ECN of the outer IPv4 header are copied from the inner IP header (IPv4's
+    dscp/ecn, IPv6's traffic class): DSCP in the "uniform" model (RFC 2983), so the underlay
+    treats the tunnel as its traffic; ECN per RFC 6040's normal mode, so congestion marks
+    the underlay sets can be propagated at decapsulation. A non-IP inner frame gives 0."""
 
     name: str
     pushes: tuple[str, ...]
@@ -77,7 +81,8 @@ class TunnelSpec:
 def _tunnel(name: str, tunnel_fields: tuple[tuple[str, Value], ...]) -> TunnelSpec:
     return TunnelSpec(name, ("ethernet", "ipv4", "udp", name), (
         ("ethernet", (("src", Arg(0)), ("dst", Arg(1)), ("ether_type", ETHERTYPE_IPV4))),
-        ("ipv4", (("version", IPV4_VERSION), ("ihl", IPV4_MIN_IHL), ("total_len", Computed("ip_total_len")),
+        ("ipv4", (("version", IPV4_VERSION), ("ihl", IPV4_MIN_IHL), ("dscp", Computed("inner_dscp")),
+                  ("ecn", Computed("inner_ecn")), ("total_len", Computed("ip_total_len")),
                   ("flags", IPV4_FLAGS_DF), ("ttl", Arg(5)), ("protocol", IPPROTO_UDP), ("src", Arg(2)),
                   ("dst", Arg(3)))),
         ("udp", (("src_port", Computed("src_port")), ("dst_port", Arg(6)), ("length", Computed("udp_length")))),

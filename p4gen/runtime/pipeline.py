@@ -100,8 +100,8 @@ class HypervisorPipeline:
         # What encapsulation reads of the inner packet: addresses, protocol and length.
         self._tuple_of = {  # header bytes → (src, dst, protocol, length field)
             ip: self.parser.header_fields(ip, fields)
-            for ip, fields in (("ipv4", ("src", "dst", "protocol", "total_len")),
-                               ("ipv6", ("src", "dst", "next_hdr", "payload_len"))) if ip in L}
+            for ip, fields in (("ipv4", ("src", "dst", "protocol", "total_len", "dscp", "ecn")),
+                               ("ipv6", ("src", "dst", "next_hdr", "payload_len", "traffic_class"))) if ip in L}
         self._actions: dict[tuple[str, str], Callable] = {}
         self._vlan_size = L["vlan"].size if "vlan" in L else 0
         # Encap: what each tunnel invalidates once the outer headers moved inward.
@@ -363,13 +363,14 @@ class HypervisorPipeline:
         tags = self._strip_vlans(pkt)
         ip4, ip6 = pkt.hdr.get("ipv4"), pkt.hdr.get("ipv6")
         if ip4 is not None:
-            src, dst, proto, length = self._tuple_of["ipv4"](ip4)
+            src, dst, proto, length, dscp, ecn = self._tuple_of["ipv4"](ip4)
             inner_len = self._eth_size + length
+            tos = (dscp << 2) | ecn
         elif ip6 is not None:
-            src, dst, proto, length = self._tuple_of["ipv6"](ip6)
+            src, dst, proto, length, tos = self._tuple_of["ipv6"](ip6)
             inner_len = self._eth_size + self._ipv6_size + length
         else:
-            src = dst = proto = 0
+            src = dst = proto = tos = 0
             inner_len = pkt.length - self._vlan_size * tags
         meta = pkt.meta
         flow = (src, dst, proto, meta.get("l4_src", 0), meta.get("l4_dst", 0))
@@ -397,7 +398,14 @@ class HypervisorPipeline:
         for inst, template, fills in templates:
             buf = bytearray(template)
             for put, what, extra in fills:
-                put(buf, sport if what == "src_port" else inner_len + extra)
+                if what == "src_port":
+                    put(buf, sport)
+                elif what == "inner_dscp":
+                    put(buf, tos >> 2)
+                elif what == "inner_ecn":
+                    put(buf, tos & 3)
+                else:
+                    put(buf, inner_len + extra)
             hdr[inst] = buf
 
     def _outer_templates(self, spec: TunnelSpec, args: tuple[int, ...]):

@@ -177,6 +177,7 @@ struct metadata_t {
     bit<128> p4gen_h_src;
     bit<128> p4gen_h_dst;
     bit<8> p4gen_h_proto;
+    bit<8> p4gen_h_tos;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {

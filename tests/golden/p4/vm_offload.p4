@@ -177,6 +177,7 @@ struct metadata_t {
     bit<128> p4gen_h_src;
     bit<128> p4gen_h_dst;
     bit<8> p4gen_h_proto;
+    bit<8> p4gen_h_tos;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -431,6 +432,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         meta.p4gen_h_src = hdr.ipv4.isValid() ? (bit<128>)hdr.ipv4.src : (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0);
         meta.p4gen_h_dst = hdr.ipv4.isValid() ? (bit<128>)hdr.ipv4.dst : (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0);
         meta.p4gen_h_proto = hdr.ipv4.isValid() ? hdr.ipv4.protocol : (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);
+        meta.p4gen_h_tos = hdr.ipv4.isValid() ? hdr.ipv4.dscp ++ hdr.ipv4.ecn : (hdr.ipv6.isValid() ? hdr.ipv6.traffic_class : 8w0);  // DSCP and ECN of the inner header
         meta.p4gen_inner_len = hdr.ipv4.isValid() ? 14 + hdr.ipv4.total_len : (hdr.ipv6.isValid() ? 54 + hdr.ipv6.payload_len : meta.p4gen_inner_len);
         hdr.inner_ethernet = hdr.ethernet;
         hdr.inner_ipv4 = hdr.ipv4;
@@ -452,8 +454,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.ipv4.setValid();
         hdr.ipv4.version = 4;
         hdr.ipv4.ihl = 5;
-        hdr.ipv4.dscp = 0;
-        hdr.ipv4.ecn = 0;
+        hdr.ipv4.dscp = meta.p4gen_h_tos[7:2];
+        hdr.ipv4.ecn = meta.p4gen_h_tos[1:0];
         hdr.ipv4.total_len = meta.p4gen_inner_len + 36;
         hdr.ipv4.identification = 0;
         hdr.ipv4.flags = 2;
