@@ -100,7 +100,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 1
     p4c = None if args.no_p4c else (args.p4c or "auto")
     try:
-        res = build(prog, g, pl, args.file, Path(args.output), p4c)
+        res = build(prog, g, pl, args.file, Path(args.output), p4c, args.rates)
     except BackendError as e:
         if e.pos is None:
             return _error(str(e))
@@ -244,33 +244,25 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import json
     import signal
     from pathlib import Path
 
+    from p4gen.backend.manifest import ManifestError, load_built_placement
     from p4gen.backend.p4c import find_tool
     from p4gen.control.links import LinkError, netns_supported
     from p4gen.control.push import PushError
     from p4gen.control.up import Up
-    from p4gen.place import load_profile, place
 
     out = Path(args.outdir)
     try:
-        meta = json.loads((out / "placement.json").read_text())
-    except (OSError, ValueError) as e:
-        return _error(f"{out} is not a p4gen build output: {e}")
+        prog, g, pl = load_built_placement(out)
+    except ManifestError as e:
+        return _error(str(e))
+    if pl.problem.nic is None:
+        return _error(f"{out} was built without a NIC target: nothing to run on a NIC")
     bmv2 = find_tool("P4GEN_BMV2", "simple_switch_grpc")
     if bmv2 is None:
         return _error("simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)")
-    prog, g = _load(meta["program"])
-    if prog is None:
-        return 1
-    if not meta["targets"]["nic_profile"]:
-        return _error(f"{out} was built without a NIC target: nothing to run on a NIC")
-    pl = place(g, prog, load_profile(meta["targets"]["nic_profile"]))
-    built_for = {s["id"]: s["target_kind"] for s in meta["stages"]}
-    if built_for != dict(pl.assignment):
-        return _error(f"{meta['program']} has changed since {out} was built: rebuild it")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     netns = None if args.no_netns else (args.netns or args.prefix)
     if netns and not netns_supported():
