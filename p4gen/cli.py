@@ -89,6 +89,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     from p4gen.backend.build import build
     from p4gen.backend.emit import BackendError
+    from p4gen.backend.manifest import ManifestError, check_outdir
 
     prog, g = _load(args.file)
     if prog is None:
@@ -100,7 +101,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 1
     p4c = None if args.no_p4c else (args.p4c or "auto")
     try:
+        check_outdir(Path(args.output), args.force)
         res = build(prog, g, pl, args.file, Path(args.output), p4c, args.rates)
+    except ManifestError as e:
+        return _error(str(e))
     except BackendError as e:
         if e.pos is None:
             return _error(str(e))
@@ -384,6 +388,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--p4c", metavar="PATH|docker", help="the p4c-bm2-ss to use, or 'docker' for the p4lang/p4c image")
     b.add_argument("--require-p4c", action="store_true", help="fail when no p4c is found")
     b.add_argument("--no-p4c", action="store_true", help="do not run p4c")
+    b.add_argument("--force", action="store_true",
+                   help="build into OUTDIR even when it holds files p4gen did not write (they are kept)")
     b.set_defaults(func=cmd_build)
 
     r = sub.add_parser("run", help="run packets from a pcap through the software pipeline",

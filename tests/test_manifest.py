@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 
 import pytest
 from conftest import ROOT
@@ -141,3 +142,62 @@ def test_up_on_a_directory_without_manifest(tmp_path, capsys):
     assert "has no build.json" in one_error(capsys)
     assert main(["up", str(tmp_path / "nope")]) == 1
     assert "no such directory" in one_error(capsys)
+
+
+# ------------------------------------------------------------ stale p4c output, foreign files (issue 11)
+
+
+@pytest.fixture
+def fake_p4c(tmp_path):
+    """A stand-in for p4c-bm2-ss that writes the two files p4c writes."""
+    exe = tmp_path / "fake-p4c"
+    exe.write_text("#!/bin/sh\necho '{\"fake\": true}' > program.json\necho '' > program.p4c.p4info.txtpb\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return str(exe)
+
+
+def test_rebuild_without_p4c_removes_stale_program_json(project, fake_p4c, capsys):
+    out = project / "out"
+    assert main(["build", str(project / "prog.nf"), "-o", str(out), "--p4c", fake_p4c]) == 0
+    m = json.loads((out / "build.json").read_text())
+    assert m["p4c"]["program.p4"] == sha(out / "program.p4")
+    assert m["p4c"]["outputs"]["program.json"] == sha(out / "program.json")
+    assert main(["build", str(project / "prog.nf"), "-o", str(out), "--no-p4c"]) == 0
+    assert not (out / "program.json").exists() and not (out / "program.p4c.p4info.txtpb").exists()
+    assert json.loads((out / "build.json").read_text())["p4c"] is None
+
+
+def test_push_refuses_program_json_not_made_from_program_p4(project, fake_p4c, capsys):
+    out = project / "out"
+    assert main(["build", str(project / "prog.nf"), "-o", str(out), "--p4c", fake_p4c]) == 0
+    with open(out / "program.p4", "a") as fh:
+        fh.write("// edited\n")
+    capsys.readouterr()
+    assert main(["push", str(out), "--grpc-addr", "127.0.0.1:1"]) == 1
+    assert one_error(capsys) == (f"p4gen: error: {out / 'program.json'} was not made from the current "
+                                 f"{out / 'program.p4'}: rebuild with p4c (p4gen build --require-p4c)")
+    # A program.json dropped next to a build p4c never ran for is refused too.
+    assert main(["build", str(project / "prog.nf"), "-o", str(out), "--no-p4c"]) == 0
+    (out / "program.json").write_text("{}")
+    capsys.readouterr()
+    assert main(["push", str(out), "--grpc-addr", "127.0.0.1:1"]) == 1
+    assert "was not made from the current" in one_error(capsys)
+
+
+def test_build_refuses_a_directory_with_foreign_files(project, capsys):
+    out = project / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "zz.pcap").write_bytes(b"")
+    assert build(project, out) == 1
+    assert one_error(capsys) == (f"p4gen: error: {out} holds files p4gen did not write (notes.txt, zz.pcap): "
+                                 "choose an empty directory, or use --force to build there anyway")
+    assert not (out / "program.p4").exists()
+    assert build(project, out, "--force") == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    # A previous build's own files are overwritten without a word.
+    (out / "notes.txt").unlink()
+    (out / "zz.pcap").unlink()
+    capsys.readouterr()
+    assert build(project, out) == 0
+    assert capsys.readouterr().err == ""
