@@ -47,6 +47,52 @@ def _error(msg: str) -> int:
     return 1
 
 
+P4C_SEARCH = "P4GEN_P4C, p4c-bm2-ss on PATH, /opt/p4/bin; or --p4c docker"
+
+
+def _os_reason(e: OSError) -> str:
+    """`No such file or directory`, not `[Errno 2] No such file or directory: 'x'`."""
+    return e.strerror or str(e)
+
+
+def _output_problem(path: str, what: str = "") -> str | None:
+    """Why `path` cannot be written as a file (checked before any work is done), or None."""
+    what = what or path
+    if os.path.isdir(path):
+        return f"cannot write {what}: it is a directory"
+    parent = os.path.dirname(path) or "."
+    if not os.path.exists(parent):
+        return f"cannot write {what}: directory {parent} does not exist"
+    if not os.path.isdir(parent):
+        return f"cannot write {what}: {parent} is not a directory"
+    existed = os.path.exists(path)
+    try:  # the only sure test (root passes os.access on read-only file systems)
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        return f"cannot write {what}: {_os_reason(e)}"
+    if not existed:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return None
+
+
+def _input_problem(path: str) -> str | None:
+    """Why `path` cannot be read as a file, or None."""
+    if not os.path.exists(path):
+        return f"cannot read {path}: no such file"
+    if os.path.isdir(path):
+        return f"cannot read {path}: it is a directory"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        return f"cannot read {path}: {_os_reason(e)}"
+    return None
+
+
 def _placement(args: argparse.Namespace, g, prog):
     """Run placement for --target/--rates; None after printing the error."""
     from p4gen.place import Infeasible, ProfileError, load_rates, place, resolve_targets
@@ -69,6 +115,8 @@ def cmd_place(args: argparse.Namespace) -> int:
     prog, g = _load(args.file)
     if prog is None:
         return 1
+    if args.output and (problem := _output_problem(args.output)):
+        return _error(problem)
     pl = _placement(args, g, prog)
     if pl is None:
         return 1
@@ -90,6 +138,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from p4gen.backend.build import build
     from p4gen.backend.emit import BackendError
     from p4gen.backend.manifest import ManifestError, check_outdir
+    from p4gen.backend.p4c import find_p4c
 
     prog, g = _load(args.file)
     if prog is None:
@@ -100,11 +149,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     if pl is None:
         return 1
     p4c = None if args.no_p4c else (args.p4c or "auto")
+    if p4c == "auto" and args.require_p4c and find_p4c() is None:
+        return _error(f"--require-p4c: p4c not found ({P4C_SEARCH})")
+    if p4c not in (None, "auto", "docker") and not (os.path.isfile(p4c) and os.access(p4c, os.X_OK)):
+        return _error(f"--p4c {p4c}: p4c not found (no such executable file)")
+    if p4c == "docker":
+        import shutil
+
+        from p4gen.backend.p4c import docker_problem
+
+        docker = shutil.which("docker")
+        why = "it is not installed" if docker is None else docker_problem(docker)
+        if why is not None:
+            return _error(f"--p4c docker: docker is unavailable: {why}")
     try:
         check_outdir(Path(args.output), args.force)
         res = build(prog, g, pl, args.file, Path(args.output), p4c, args.rates)
     except ManifestError as e:
         return _error(str(e))
+    except OSError as e:
+        return _error(f"cannot write {e.filename or args.output}: {_os_reason(e)}")
     except BackendError as e:
         if e.pos is None:
             return _error(str(e))
@@ -117,10 +181,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {args.output}/: " + ", ".join(res.files))
     if res.p4c_missing:
-        msg = "no p4c found (P4GEN_P4C, p4c-bm2-ss on PATH, /opt/p4/bin; or --p4c docker): skipped program.json"
-        if args.require_p4c:
-            return _error(msg)
-        print(f"note: {msg}")
+        print(f"note: no p4c found ({P4C_SEARCH}): skipped program.json")
+    elif res.p4c is not None and res.p4c.unavailable:
+        return _error(res.p4c.unavailable)
     elif res.p4c is not None and not res.p4c.ok:
         print(res.p4c.output, file=sys.stderr)
         return _error(f"p4c failed on {args.output}/program.p4 ({' '.join(res.p4c.command)})")
@@ -138,6 +201,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     if args.pipeline not in prog.pipelines:
         return _error(f"no pipeline '{args.pipeline}'; {args.file} has {', '.join(prog.pipelines) or 'none'}")
+    problem = _input_problem(args.input) or _output_problem(args.output)
+    if problem:
+        return _error(problem)
     assignment = None
     if args.target:
         pl = _placement(args, g, prog)
@@ -161,11 +227,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             if progress and n_in % 1000 == 0:
                 print("\r" + _progress_bar(read, total, n_in), end="", file=sys.stderr, flush=True)
         outputs += hv.run_batch(args.pipeline, batch, lro=args.lro)
-    except (PcapError, OSError) as e:
+    except PcapError as e:
         return _error(str(e))
+    except OSError as e:
+        return _error(f"cannot read {args.input}: {_os_reason(e)}")
     if progress:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
-    n_out = write_pcap(args.output, (o.data for o in outputs))
+    try:
+        n_out = write_pcap(args.output, (o.data for o in outputs))
+    except OSError as e:
+        return _error(f"cannot write {args.output}: {_os_reason(e)}")
     kinds: dict[str, int] = {}
     for o in outputs:
         kinds[o.kind] = kinds.get(o.kind, 0) + 1
@@ -230,17 +301,45 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+SHELL_TIMEOUT = 5.0
+
+
+def _reachable(addr: str, timeout: float = SHELL_TIMEOUT) -> bool:
+    """Whether a gRPC server answers at addr (p4runtime-shell would only log CRITICAL lines)."""
+    import grpc
+
+    channel = grpc.insecure_channel(addr)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
+
+
 def cmd_shell(args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
+
+    from p4gen.backend.manifest import ManifestError, check_program_json
 
     rc = _enter_up_netns(args.outdir)
     if rc is not None:
         return rc
     out = Path(args.outdir)
+    if not out.is_dir():
+        why = "not a directory" if out.exists() else "no such directory"
+        return _error(f"{out} is not a p4gen build output: {why}")
     for need in ("program.p4info.txtpb", "program.json"):
-        if not (out / need).exists():
+        if not (out / need).is_file():
             return _error(f"{out / need} is missing (p4gen build --require-p4c writes it)")
+    try:
+        check_program_json(out)
+    except ManifestError as e:
+        return _error(str(e))
+    if not _reachable(args.grpc_addr):
+        return _error(f"cannot reach the P4Runtime server at {args.grpc_addr} (no answer in {SHELL_TIMEOUT:g} s)")
     cmd = [sys.executable, "-m", "p4runtime_sh", "--grpc-addr", args.grpc_addr, "--device-id", str(args.device_id),
            "--election-id", ",".join(map(str, args.election_id)),
            "--config", f"{out / 'program.p4info.txtpb'},{out / 'program.json'}"]
@@ -294,6 +393,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
     from p4gen.control.up import UpError, down
 
+    if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
+        return _error(f"{args.outdir} is not a directory (give the OUTDIR of 'p4gen up')")
     try:
         for line in down(Path(args.outdir)):
             print(line)
@@ -321,10 +422,17 @@ def cmd_graph(args: argparse.Namespace) -> int:
             with open(args.placement, encoding="utf-8") as fh:
                 data = json.load(fh)
             placement = {s["id"]: s["target_kind"] for s in data["stages"]}
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            return _error(f"cannot read placement '{args.placement}': {e}")
-    dot_text = to_dot(g, placement)
+        except OSError as e:
+            return _error(f"cannot read placement {args.placement}: {_os_reason(e)}")
+        except (ValueError, KeyError, TypeError) as e:
+            return _error(f"cannot read placement {args.placement}: not a placement.json ({e})")
     ext = os.path.splitext(args.output)[1].lower().lstrip(".")
+    problem = _output_problem(args.output)
+    if problem:
+        return _error(problem)
+    if ext not in ("dot", "svg", "png"):
+        return _error(f"unknown output format '.{ext}' (use .dot, .svg or .png)")
+    dot_text = to_dot(g, placement)
     if ext == "dot":
         data_out = dot_text.encode()
     elif ext in ("svg", "png"):
@@ -348,7 +456,10 @@ def _target_args(p: argparse.ArgumentParser) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from p4gen.backend.manifest import p4gen_version
+
     p = argparse.ArgumentParser(prog="p4gen", description="Network functions to P4 for programmable NICs.")
+    p.add_argument("--version", action="version", version=f"p4gen {p4gen_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("check", help="parse and check .nf files; print diagnostics",
@@ -410,25 +521,31 @@ def make_parser() -> argparse.ArgumentParser:
                              ("shell", cmd_shell, "open p4runtime-shell on the target with the build's P4Info")):
         c = sub.add_parser(name, help=text, description=text + ".")
         c.add_argument("outdir", metavar="OUTDIR", help="a p4gen build output directory")
-        c.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT")
-        c.add_argument("--device-id", type=int, default=0)
-        c.add_argument("--election-id", type=_election, default=(0, 1), metavar="HIGH,LOW")
+        c.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT",
+                       help="the target's P4Runtime server (default: %(default)s)")
+        c.add_argument("--device-id", type=int, default=0, help="P4Runtime device id (default: %(default)s)")
+        c.add_argument("--election-id", type=_election, default=(0, 1), metavar="HIGH,LOW",
+                       help="election id for primary arbitration (default: 0,1)")
         if name == "push":
-            c.add_argument("--batch", type=int, default=256, help="updates per Write request")
+            c.add_argument("--batch", type=int, default=256, help="updates per Write request (default: %(default)s)")
         c.set_defaults(func=func)
     u = sub.add_parser("up", help="run a build locally: BMv2 NIC + hypervisor on veths",
                        description="Create veth pairs, start simple_switch_grpc on loopback gRPC, push OUTDIR and "
                                    "run the hypervisor part over AF_PACKET until Ctrl-C or 'p4gen down OUTDIR'.")
     u.add_argument("outdir", metavar="OUTDIR")
-    u.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT")
+    u.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT",
+                   help="where the switch serves P4Runtime (default: %(default)s)")
     u.add_argument("--prefix", default="p4g", help="name prefix of the veth interfaces (default p4g)")
     u.add_argument("--netns", metavar="NAME",
                    help="network namespace for the NIC and the hypervisor's ends (default: the prefix)")
     u.add_argument("--no-netns", action="store_true", help="run everything in the current network namespace")
     u.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop by itself
     u.set_defaults(func=cmd_up)
-    d = sub.add_parser("down", help="stop what 'p4gen up OUTDIR' started and remove its veths")
-    d.add_argument("outdir", metavar="OUTDIR")
+    d = sub.add_parser("down", help="stop what 'p4gen up OUTDIR' started and remove its veths",
+                       description="Stop what 'p4gen up OUTDIR' started (the switch, the hypervisor process) and "
+                                   "remove what it created (veth pairs, its network namespace), as recorded in "
+                                   "OUTDIR/up.json. Nothing to do when OUTDIR is not up.")
+    d.add_argument("outdir", metavar="OUTDIR", help="the build directory given to 'p4gen up'")
     d.set_defaults(func=cmd_down)
     return p
 
@@ -441,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a file the user named that cannot be read or written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"p4gen: error: {where}{_os_reason(e)}", file=sys.stderr)
+        return 1
     except Exception:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("P4GEN_DEBUG"):
             raise

@@ -218,7 +218,8 @@ def test_docker_p4c_without_docker(tmp_path, monkeypatch):
     if shutil.which("docker"):
         pytest.skip("docker is installed here")
     res = built("examples/vm_offload.nf", tmp_path, p4c="docker")
-    assert res.p4c is not None and not res.p4c.ok and "docker is not installed" in res.p4c.output
+    assert res.p4c is not None and not res.p4c.ok and "docker is unavailable: it is not installed" in res.p4c.output
+    assert res.p4c.unavailable is not None
 
 
 def test_build_needs_a_pipeline(capsys):

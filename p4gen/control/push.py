@@ -201,7 +201,13 @@ def push(outdir: Path, addr: str, device_id: int = 0, election_id: tuple[int, in
     try:
         info = text_format.Parse((outdir / "program.p4info.txtpb").read_text(), p4info_pb2.P4Info())
         desired = text_format.Parse((outdir / "entries.txtpb").read_text(), p4runtime_pb2.WriteRequest())
-    except (OSError, text_format.ParseError) as e:
+    except OSError as e:
+        if not outdir.is_dir():
+            why = "not a directory" if outdir.exists() else "no such directory"
+            raise PushError(f"{outdir} is not a p4gen build output: {why}") from None
+        raise PushError(f"{outdir} is not a p4gen build output: cannot read {e.filename}: {e.strerror or e}") \
+            from None
+    except text_format.ParseError as e:
         raise PushError(f"{outdir} is not a p4gen build output: {e}") from None
     json_path = outdir / "program.json"
     if not json_path.exists():
