@@ -101,10 +101,29 @@ def _placement(args: argparse.Namespace, g, prog):
         nic, hyp = resolve_targets(args.target or [])
         rates = load_rates(args.rates, prog) if args.rates else None
         return place(g, prog, nic, hyp, rates)
-    except (ProfileError, Infeasible) as e:
+    except Infeasible as e:
+        if e.pos is None:
+            _error(e.message)
+        else:  # a @pin the target cannot honour: FILE:LINE:COL, the line and a caret
+            _print_diagnostic(Diagnostic("error", e.message, e.pos))
+        return None
+    except ProfileError as e:
         msg = str(e)
         print(msg if ": error: " in msg else f"p4gen: error: {msg}", file=sys.stderr)
         return None
+
+
+def _print_diagnostic(d: Diagnostic) -> None:
+    """A diagnostic about a DSL file, with its source line and caret."""
+    from pathlib import Path
+
+    sources = {}
+    if d.pos is not None:
+        try:
+            sources[d.pos.file] = Path(d.pos.file).read_bytes().decode("utf-8", "backslashreplace")
+        except OSError:
+            pass
+    print(render(d, sources), end="", file=sys.stderr)
 
 
 def cmd_place(args: argparse.Namespace) -> int:
@@ -172,12 +191,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     except BackendError as e:
         if e.pos is None:
             return _error(str(e))
-        sources = {}
-        try:
-            sources[e.pos.file] = Path(e.pos.file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            pass
-        print(render(Diagnostic("error", str(e), e.pos), sources), end="", file=sys.stderr)
+        _print_diagnostic(Diagnostic("error", str(e), e.pos))
         return 1
     print(f"wrote {args.output}/: " + ", ".join(res.files))
     if res.p4c_missing:
