@@ -79,6 +79,20 @@ def _output_problem(path: str, what: str = "") -> str | None:
     return None
 
 
+def _outdir_problem(path: str) -> str | None:
+    """Why `path` cannot be (made) a directory to write files in, or None."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"cannot write to {path}: it exists and is not a directory"
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        return f"cannot create {path}: {probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"cannot write to {probe}: permission denied"
+    return None
+
+
 def _input_problem(path: str) -> str | None:
     """Why `path` cannot be read as a file, or None."""
     if not os.path.exists(path):
@@ -206,16 +220,76 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_label(o) -> str:
+    """uplink, vm, slow_path, to_nic, or portN for forward(N): the name of an output in the summary
+    and of its pcap under --out-dir."""
+    return f"port{o.port}" if o.kind == "port" else o.kind
+
+
+def _key_text(km, width: int) -> str:
+    from p4gen.frontend.literals import format_value
+
+    kind = {48: "mac", 128: "ipv6"}.get(width, "ipv4" if width == 32 else "int")
+
+    def v(x: int) -> str:
+        return format_value(kind, x, width)
+
+    if km.wildcard:
+        return "_"
+    if km.kind == "lpm":
+        return v(km.value) if km.prefix_len == width else f"{v(km.value)}/{km.prefix_len}"
+    if km.kind == "ternary":
+        full, mask = (1 << width) - 1, km.mask or 0
+        if mask == full:
+            return v(km.value)
+        plen = bin(mask).count("1")
+        if kind in ("ipv4", "ipv6") and mask == (full >> (width - plen)) << (width - plen):
+            return f"{v(km.value)}/{plen}"  # a prefix-shaped mask, as the DSL wrote it
+        return f"{v(km.value)} &&& {v(mask)}"
+    if km.kind == "range":
+        return v(km.value) if km.high == km.value else f"{v(km.value)}..{v(km.high or 0)}"
+    return v(km.value)
+
+
+def _program_counters(prog, hv) -> dict:
+    """The program's own counters after a run: indirect (count(c, i)) and direct (tables with
+    counters = true, per entry that was hit)."""
+    indirect = {}
+    for (nf, name), cells in hv.counters.items():
+        indirect[f"{nf}.{name}"] = [{"index": i, "packets": p, "bytes": b} for i, (p, b) in enumerate(cells)]
+    direct = {}
+    for nf in prog.nfs.values():
+        for t in nf.tables.values():
+            if not t.counters or t.name not in hv.tables:
+                continue
+            widths = [k.field.width for k in t.keys]
+            rows = []
+            for e in hv.tables[t.name].entries:
+                keys = ", ".join(_key_text(k, w) for k, w in zip(e.keys, widths, strict=True))
+                args = ", ".join(str(a) for a in e.args.values())
+                rows.append({"entry": f"({keys}) => {e.action}({args})", "packets": e.packets, "bytes": e.bytes})
+            direct[f"{nf.name}.{t.name}"] = rows
+    return {"indirect": indirect, "direct": direct}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import json
+
     from p4gen.runtime.pcap import PcapError, read_pcap, write_pcap
     from p4gen.runtime.pipeline import HypervisorPipeline
 
+    if args.output is None and args.out_dir is None:
+        return _error("run needs --out OUT.pcap (every output in one file) or --out-dir DIR (one pcap per output)")
     prog, g = _load(args.file)
     if prog is None:
         return 1
     if args.pipeline not in prog.pipelines:
         return _error(f"no pipeline '{args.pipeline}'; {args.file} has {', '.join(prog.pipelines) or 'none'}")
-    problem = _input_problem(args.input) or _output_problem(args.output)
+    problem = _input_problem(args.input)
+    if problem is None and args.output is not None:
+        problem = _output_problem(args.output)
+    if problem is None and args.out_dir is not None:
+        problem = _outdir_problem(args.out_dir)
     if problem:
         return _error(problem)
     assignment = None
@@ -247,20 +321,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _error(f"cannot read {args.input}: {_os_reason(e)}")
     if progress:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
-    try:
-        n_out = write_pcap(args.output, (o.data for o in outputs))
-    except OSError as e:
-        return _error(f"cannot write {args.output}: {_os_reason(e)}")
-    kinds: dict[str, int] = {}
+    by_output: dict[str, list[bytes]] = {}
     for o in outputs:
-        kinds[o.kind] = kinds.get(o.kind, 0) + 1
-    print(f"{args.pipeline}: {n_in} packets in, {n_out} out ({', '.join(f'{k} {v}' for k, v in kinds.items())})")
+        by_output.setdefault(_output_label(o), []).append(o.data)
+    written: list[str] = []
+    try:
+        if args.output is not None:
+            write_pcap(args.output, (o.data for o in outputs))
+            written.append(args.output)
+        if args.out_dir is not None:
+            os.makedirs(args.out_dir, exist_ok=True)
+            for label, frames in by_output.items():
+                path = os.path.join(args.out_dir, f"{label}.pcap")
+                write_pcap(path, frames)
+                written.append(path)
+    except OSError as e:
+        return _error(f"cannot write {e.filename or args.output or args.out_dir}: {_os_reason(e)}")
+    stages = {sid.split("/", 1)[1]: count for sid, count in
+              sorted(hv.stage_packets.items(), key=lambda kv: g.nodes[kv[0]]["stage"].order)}
+    counters = _program_counters(prog, hv)
+    if args.json:
+        print(json.dumps({"pipeline": args.pipeline, "packets_in": n_in, "packets_out": len(outputs),
+                          "outputs": {k: len(v) for k, v in by_output.items()}, "files": written,
+                          "stages": stages, "drops": dict(sorted(hv.drops.items())), "counters": counters},
+                         indent=2))
+        return 0
+    summary = ", ".join(f"{k} {len(v)}" for k, v in by_output.items())
+    print(f"{args.pipeline}: {n_in} packets in, {len(outputs)} out ({summary or 'none'})")
+    if args.out_dir is not None:
+        print(f"wrote {args.out_dir}/: " + (", ".join(f"{k}.pcap" for k in by_output) or "nothing (no output)"))
     print("per stage:")
-    for sid, count in sorted(hv.stage_packets.items(), key=lambda kv: g.nodes[kv[0]]["stage"].order):
-        print(f"  {sid.split('/', 1)[1]:<34} {count}")
+    for name, count in stages.items():
+        print(f"  {name:<34} {count}")
     print("drops by reason:" + ("" if hv.drops else " none"))
     for reason, count in sorted(hv.drops.items()):
         print(f"  {reason:<34} {count}")
+    if counters["indirect"] or counters["direct"]:
+        print("counters:")
+    for name, cells in counters["indirect"].items():
+        if len(cells) == 1:
+            print(f"  {name:<34} {cells[0]['packets']} packets, {cells[0]['bytes']} bytes")
+            continue
+        print(f"  {name:<34} {sum(c['packets'] for c in cells)} packets in {len(cells)} cells")
+        for c in cells:
+            if c["packets"]:
+                print(f"    [{c['index']}]{'':<{29 - len(str(c['index']))}} {c['packets']} packets, {c['bytes']} bytes")
+    for name, rows in counters["direct"].items():
+        print(f"  {name:<34} {sum(r['packets'] for r in rows)} packets (direct, {len(rows)} entries)")
+        for r in rows:
+            if r["packets"]:
+                print(f"    {r['packets']:>6} packets {r['bytes']:>9} bytes  {r['entry']}")
     return 0
 
 
@@ -518,14 +628,20 @@ def make_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_build)
 
     r = sub.add_parser("run", help="run packets from a pcap through the software pipeline",
-                       description="Run IN.pcap through a pipeline in the hypervisor pipeline and write OUT.pcap. "
+                       description="Run IN.pcap through a pipeline in the hypervisor pipeline and write OUT.pcap "
+                                   "(--out) and/or one pcap per output (--out-dir). "
                                    "Without --target every stage runs in software (the reference behaviour); with "
                                    "--target only the stages placed in the hypervisor run, and packets for the NIC "
                                    "are written with the resume point left to the NIC.")
     r.add_argument("file", metavar="FILE")
     r.add_argument("--pipeline", required=True)
     r.add_argument("--in", dest="input", required=True, metavar="IN.pcap")
-    r.add_argument("--out", dest="output", required=True, metavar="OUT.pcap")
+    r.add_argument("--out", dest="output", metavar="OUT.pcap", help="every packet that leaves, in one pcap")
+    r.add_argument("--out-dir", metavar="DIR",
+                   help="one pcap per output: uplink.pcap, vm.pcap, portN.pcap (forward(N)), slow_path.pcap, "
+                        "to_nic.pcap")
+    r.add_argument("--json", action="store_true",
+                   help="print the summary (outputs, stages, drops, the program's counters) as JSON")
     _target_args(r)
     r.add_argument("--lro", action="store_true", help="the VM advertises LRO: coalesce segments for it")
     r.add_argument("--batch", type=int, default=64, help="packets per batch (coalescing flushes per batch)")
