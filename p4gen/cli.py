@@ -251,14 +251,16 @@ def _key_text(km, width: int) -> str:
     return v(km.value)
 
 
-def _program_counters(prog, hv) -> dict:
-    """The program's own counters after a run: indirect (count(c, i)) and direct (tables with
-    counters = true, per entry that was hit)."""
+def _program_counters(prog, hv, pipeline: str) -> dict:
+    """The program's own counters after a run of `pipeline`, for the nfs in it: indirect ones
+    (count(c, i)) and direct ones (tables with counters = true, per entry)."""
+    nfs = [prog.nfs[n] for n in prog.pipelines[pipeline].stages if n in prog.nfs]
     indirect = {}
     for (nf, name), cells in hv.counters.items():
-        indirect[f"{nf}.{name}"] = [{"index": i, "packets": p, "bytes": b} for i, (p, b) in enumerate(cells)]
+        if any(nf == x.name for x in nfs):
+            indirect[f"{nf}.{name}"] = [{"index": i, "packets": p, "bytes": b} for i, (p, b) in enumerate(cells)]
     direct = {}
-    for nf in prog.nfs.values():
+    for nf in nfs:
         for t in nf.tables.values():
             if not t.counters or t.name not in hv.tables:
                 continue
@@ -339,7 +341,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _error(f"cannot write {e.filename or args.output or args.out_dir}: {_os_reason(e)}")
     stages = {sid.split("/", 1)[1]: count for sid, count in
               sorted(hv.stage_packets.items(), key=lambda kv: g.nodes[kv[0]]["stage"].order)}
-    counters = _program_counters(prog, hv)
+    counters = _program_counters(prog, hv, args.pipeline)
     if args.json:
         print(json.dumps({"pipeline": args.pipeline, "packets_in": n_in, "packets_out": len(outputs),
                           "outputs": {k: len(v) for k, v in by_output.items()}, "files": written,
