@@ -62,6 +62,8 @@ def cases(tmp_path, afile) -> list[tuple[list[str], str]]:
         (["shell", f"{t}/nope"], f"{t}/nope is not a p4gen build output: no such directory"),
         (["up", f"{t}/nope"], f"{t}/nope is not a p4gen build output: no such directory"),
         (["down", str(afile)], f"{afile} is not a directory (give the OUTDIR of 'p4gen up')"),
+        (["up", str(afile)], f"{afile} is not a p4gen build output: not a directory"),
+        (["push", str(afile)], f"{afile} is not a p4gen build output: not a directory"),
     ]
 
 

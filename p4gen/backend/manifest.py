@@ -117,7 +117,8 @@ def write_manifest(outdir: Path, manifest: dict) -> None:
 def read_manifest(outdir: Path) -> dict:
     path = outdir / MANIFEST
     if not outdir.is_dir():
-        raise ManifestError(f"{outdir} is not a p4gen build output: no such directory")
+        why = "not a directory" if outdir.exists() else "no such directory"
+        raise ManifestError(f"{outdir} is not a p4gen build output: {why}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
