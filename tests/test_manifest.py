@@ -101,6 +101,15 @@ def test_load_built_placement_is_the_builds_own(project, capsys):
     assert g.number_of_nodes() == len(built)
 
 
+def test_up_accepts_an_unchanged_build_made_with_rates(project, capsys, monkeypatch):
+    out = project / "out"
+    assert build(project, out) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("P4GEN_BMV2", str(project / "no-bmv2"))
+    assert main(["up", str(out)]) == 1  # past the build's checks: stopped only by the missing switch
+    assert one_error(capsys) == "p4gen: error: simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)"
+
+
 @pytest.mark.parametrize("changed", ["lib.nf", "prog.nf", "nic.toml", "rates.toml"])
 def test_up_refuses_a_changed_input_and_names_it(project, capsys, changed):
     out = project / "out"
