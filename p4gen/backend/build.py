@@ -24,7 +24,6 @@ from google.protobuf import text_format
 
 from p4gen.backend.emit import BackendError, LineMap, emit_program
 from p4gen.backend.entries import build_updates, entry_positions, validate_updates
-from p4gen.backend.manifest import P4C_FILES, make_manifest, sha256_file, write_manifest
 from p4gen.backend.model import DROP_REASONS, NicModel, build_model
 from p4gen.backend.p4c import P4cResult, find_p4c, run_p4c
 from p4gen.backend.p4info import build_p4info
@@ -75,6 +74,8 @@ def build(prog: Program, g: nx.DiGraph, placement: Placement, source: str, outdi
           p4c: str | None = "auto", rates: str | None = None) -> BuildResult:
     """Write every artefact and build.json; p4c="auto" finds one, None skips it, "docker" uses the image.
     `rates`: the rates file the placement was made with (recorded as an input)."""
+    from p4gen.backend.manifest import P4C_FILES, make_manifest, sha256_file, write_manifest
+
     nic = placement.problem.nic
     if nic is not None:
         for port, where in forwarded_ports(prog).items():
