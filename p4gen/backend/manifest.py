@@ -26,7 +26,7 @@ P4C_FILES = ("program.json", "program.p4c.p4info.txtpb")
 RUNTIME_FILES = ("up.json", "hypervisor.log", "switch.log")
 # What builds made before build.json existed wrote.
 LEGACY_OUTPUTS = ("program.p4", "program.p4info.txtpb", "entries.txtpb", "entries_origin.json", "placement.json",
-                  "hypervisor_plan.json", "line_map.json", *P4C_FILES)
+                  "hypervisor_plan.json", "hypervisor.py", "line_map.json", *P4C_FILES)
 FORMAT = 1
 
 
