@@ -210,3 +210,15 @@ def test_build_refuses_a_directory_with_foreign_files(project, capsys):
     capsys.readouterr()
     assert build(project, out) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_build_from_before_build_json_may_be_rebuilt(project, capsys):
+    out = project / "out"
+    assert build(project, out) == 0
+    (out / "build.json").unlink()  # as an older p4gen left it
+    capsys.readouterr()
+    assert build(project, out) == 0 and capsys.readouterr().err == ""
+    (out / "build.json").unlink()
+    (out / "mine.txt").write_text("x")
+    assert build(project, out) == 1
+    assert "holds files p4gen did not write (mine.txt)" in one_error(capsys)
