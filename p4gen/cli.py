@@ -47,6 +47,66 @@ def _error(msg: str) -> int:
     return 1
 
 
+P4C_SEARCH = "P4GEN_P4C, p4c-bm2-ss on PATH, /opt/p4/bin; or --p4c docker"
+
+
+def _os_reason(e: OSError) -> str:
+    """`No such file or directory`, not `[Errno 2] No such file or directory: 'x'`."""
+    return e.strerror or str(e)
+
+
+def _output_problem(path: str, what: str = "") -> str | None:
+    """Why `path` cannot be written as a file (checked before any work is done), or None."""
+    what = what or path
+    if os.path.isdir(path):
+        return f"cannot write {what}: it is a directory"
+    parent = os.path.dirname(path) or "."
+    if not os.path.exists(parent):
+        return f"cannot write {what}: directory {parent} does not exist"
+    if not os.path.isdir(parent):
+        return f"cannot write {what}: {parent} is not a directory"
+    existed = os.path.exists(path)
+    try:  # the only sure test (root passes os.access on read-only file systems)
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        return f"cannot write {what}: {_os_reason(e)}"
+    if not existed:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return None
+
+
+def _outdir_problem(path: str) -> str | None:
+    """Why `path` cannot be (made) a directory to write files in, or None."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"cannot write to {path}: it exists and is not a directory"
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        return f"cannot create {path}: {probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"cannot write to {probe}: permission denied"
+    return None
+
+
+def _input_problem(path: str) -> str | None:
+    """Why `path` cannot be read as a file, or None."""
+    if not os.path.exists(path):
+        return f"cannot read {path}: no such file"
+    if os.path.isdir(path):
+        return f"cannot read {path}: it is a directory"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        return f"cannot read {path}: {_os_reason(e)}"
+    return None
+
+
 def _placement(args: argparse.Namespace, g, prog):
     """Run placement for --target/--rates; None after printing the error."""
     from p4gen.place import Infeasible, ProfileError, load_rates, place, resolve_targets
@@ -55,10 +115,29 @@ def _placement(args: argparse.Namespace, g, prog):
         nic, hyp = resolve_targets(args.target or [])
         rates = load_rates(args.rates, prog) if args.rates else None
         return place(g, prog, nic, hyp, rates)
-    except (ProfileError, Infeasible) as e:
+    except Infeasible as e:
+        if e.pos is None:
+            _error(e.message)
+        else:  # a @pin the target cannot honour: FILE:LINE:COL, the line and a caret
+            _print_diagnostic(Diagnostic("error", e.message, e.pos))
+        return None
+    except ProfileError as e:
         msg = str(e)
         print(msg if ": error: " in msg else f"p4gen: error: {msg}", file=sys.stderr)
         return None
+
+
+def _print_diagnostic(d: Diagnostic) -> None:
+    """A diagnostic about a DSL file, with its source line and caret."""
+    from pathlib import Path
+
+    sources = {}
+    if d.pos is not None:
+        try:
+            sources[d.pos.file] = Path(d.pos.file).read_bytes().decode("utf-8", "backslashreplace")
+        except OSError:
+            pass
+    print(render(d, sources), end="", file=sys.stderr)
 
 
 def cmd_place(args: argparse.Namespace) -> int:
@@ -69,6 +148,8 @@ def cmd_place(args: argparse.Namespace) -> int:
     prog, g = _load(args.file)
     if prog is None:
         return 1
+    if args.output and (problem := _output_problem(args.output)):
+        return _error(problem)
     pl = _placement(args, g, prog)
     if pl is None:
         return 1
@@ -89,6 +170,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     from p4gen.backend.build import build
     from p4gen.backend.emit import BackendError
+    from p4gen.backend.manifest import ManifestError, check_outdir
+    from p4gen.backend.p4c import find_p4c
 
     prog, g = _load(args.file)
     if prog is None:
@@ -99,24 +182,36 @@ def cmd_build(args: argparse.Namespace) -> int:
     if pl is None:
         return 1
     p4c = None if args.no_p4c else (args.p4c or "auto")
+    if p4c == "auto" and args.require_p4c and find_p4c() is None:
+        return _error(f"--require-p4c: p4c not found ({P4C_SEARCH})")
+    if p4c not in (None, "auto", "docker") and not (os.path.isfile(p4c) and os.access(p4c, os.X_OK)):
+        return _error(f"--p4c {p4c}: p4c not found (no such executable file)")
+    if p4c == "docker":
+        import shutil
+
+        from p4gen.backend.p4c import docker_problem
+
+        docker = shutil.which("docker")
+        why = "it is not installed" if docker is None else docker_problem(docker)
+        if why is not None:
+            return _error(f"--p4c docker: docker is unavailable: {why}")
     try:
-        res = build(prog, g, pl, args.file, Path(args.output), p4c)
+        check_outdir(Path(args.output), args.force)
+        res = build(prog, g, pl, args.file, Path(args.output), p4c, args.rates)
+    except ManifestError as e:
+        return _error(str(e))
+    except OSError as e:
+        return _error(f"cannot write {e.filename or args.output}: {_os_reason(e)}")
     except BackendError as e:
         if e.pos is None:
             return _error(str(e))
-        sources = {}
-        try:
-            sources[e.pos.file] = Path(e.pos.file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            pass
-        print(render(Diagnostic("error", str(e), e.pos), sources), end="", file=sys.stderr)
+        _print_diagnostic(Diagnostic("error", str(e), e.pos))
         return 1
     print(f"wrote {args.output}/: " + ", ".join(res.files))
     if res.p4c_missing:
-        msg = "no p4c found (P4GEN_P4C, p4c-bm2-ss on PATH, /opt/p4/bin; or --p4c docker): skipped program.json"
-        if args.require_p4c:
-            return _error(msg)
-        print(f"note: {msg}")
+        print(f"note: no p4c found ({P4C_SEARCH}): skipped program.json")
+    elif res.p4c is not None and res.p4c.unavailable:
+        return _error(res.p4c.unavailable)
     elif res.p4c is not None and not res.p4c.ok:
         print(res.p4c.output, file=sys.stderr)
         return _error(f"p4c failed on {args.output}/program.p4 ({' '.join(res.p4c.command)})")
@@ -125,15 +220,80 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_label(o) -> str:
+    """uplink, vm, slow_path, to_nic, or portN for forward(N): the name of an output in the summary
+    and of its pcap under --out-dir."""
+    return f"port{o.port}" if o.kind == "port" else o.kind
+
+
+def _key_text(km, width: int) -> str:
+    from p4gen.frontend.literals import format_value
+
+    kind = {48: "mac", 128: "ipv6"}.get(width, "ipv4" if width == 32 else "int")
+
+    def v(x: int) -> str:
+        return format_value(kind, x, width)
+
+    if km.wildcard:
+        return "_"
+    if km.kind == "lpm":
+        return v(km.value) if km.prefix_len == width else f"{v(km.value)}/{km.prefix_len}"
+    if km.kind == "ternary":
+        full, mask = (1 << width) - 1, km.mask or 0
+        if mask == full:
+            return v(km.value)
+        plen = bin(mask).count("1")
+        if kind in ("ipv4", "ipv6") and mask == (full >> (width - plen)) << (width - plen):
+            return f"{v(km.value)}/{plen}"  # a prefix-shaped mask, as the DSL wrote it
+        return f"{v(km.value)} &&& {v(mask)}"
+    if km.kind == "range":
+        return v(km.value) if km.high == km.value else f"{v(km.value)}..{v(km.high or 0)}"
+    return v(km.value)
+
+
+def _program_counters(prog, hv, pipeline: str) -> dict:
+    """The program's own counters after a run of `pipeline`, for the nfs in it: indirect ones
+    (count(c, i)) and direct ones (tables with counters = true, per entry)."""
+    nfs = [prog.nfs[n] for n in prog.pipelines[pipeline].stages if n in prog.nfs]
+    indirect = {}
+    for (nf, name), cells in hv.counters.items():
+        if any(nf == x.name for x in nfs):
+            indirect[f"{nf}.{name}"] = [{"index": i, "packets": p, "bytes": b} for i, (p, b) in enumerate(cells)]
+    direct = {}
+    for nf in nfs:
+        for t in nf.tables.values():
+            if not t.counters or t.name not in hv.tables:
+                continue
+            widths = [k.field.width for k in t.keys]
+            rows = []
+            for e in hv.tables[t.name].entries:
+                keys = ", ".join(_key_text(k, w) for k, w in zip(e.keys, widths, strict=True))
+                args = ", ".join(str(a) for a in e.args.values())
+                rows.append({"entry": f"({keys}) => {e.action}({args})", "packets": e.packets, "bytes": e.bytes})
+            direct[f"{nf.name}.{t.name}"] = rows
+    return {"indirect": indirect, "direct": direct}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import json
+
     from p4gen.runtime.pcap import PcapError, read_pcap, write_pcap
     from p4gen.runtime.pipeline import HypervisorPipeline
 
+    if args.output is None and args.out_dir is None:
+        return _error("run needs --out OUT.pcap (every output in one file) or --out-dir DIR (one pcap per output)")
     prog, g = _load(args.file)
     if prog is None:
         return 1
     if args.pipeline not in prog.pipelines:
         return _error(f"no pipeline '{args.pipeline}'; {args.file} has {', '.join(prog.pipelines) or 'none'}")
+    problem = _input_problem(args.input)
+    if problem is None and args.output is not None:
+        problem = _output_problem(args.output)
+    if problem is None and args.out_dir is not None:
+        problem = _outdir_problem(args.out_dir)
+    if problem:
+        return _error(problem)
     assignment = None
     if args.target:
         pl = _placement(args, g, prog)
@@ -157,21 +317,62 @@ def cmd_run(args: argparse.Namespace) -> int:
             if progress and n_in % 1000 == 0:
                 print("\r" + _progress_bar(read, total, n_in), end="", file=sys.stderr, flush=True)
         outputs += hv.run_batch(args.pipeline, batch, lro=args.lro)
-    except (PcapError, OSError) as e:
+    except PcapError as e:
         return _error(str(e))
+    except OSError as e:
+        return _error(f"cannot read {args.input}: {_os_reason(e)}")
     if progress:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
-    n_out = write_pcap(args.output, (o.data for o in outputs))
-    kinds: dict[str, int] = {}
+    by_output: dict[str, list[bytes]] = {}
     for o in outputs:
-        kinds[o.kind] = kinds.get(o.kind, 0) + 1
-    print(f"{args.pipeline}: {n_in} packets in, {n_out} out ({', '.join(f'{k} {v}' for k, v in kinds.items())})")
+        by_output.setdefault(_output_label(o), []).append(o.data)
+    written: list[str] = []
+    try:
+        if args.output is not None:
+            write_pcap(args.output, (o.data for o in outputs))
+            written.append(args.output)
+        if args.out_dir is not None:
+            os.makedirs(args.out_dir, exist_ok=True)
+            for label, frames in by_output.items():
+                path = os.path.join(args.out_dir, f"{label}.pcap")
+                write_pcap(path, frames)
+                written.append(path)
+    except OSError as e:
+        return _error(f"cannot write {e.filename or args.output or args.out_dir}: {_os_reason(e)}")
+    stages = {sid.split("/", 1)[1]: count for sid, count in
+              sorted(hv.stage_packets.items(), key=lambda kv: g.nodes[kv[0]]["stage"].order)}
+    counters = _program_counters(prog, hv, args.pipeline)
+    if args.json:
+        print(json.dumps({"pipeline": args.pipeline, "packets_in": n_in, "packets_out": len(outputs),
+                          "outputs": {k: len(v) for k, v in by_output.items()}, "files": written,
+                          "stages": stages, "drops": dict(sorted(hv.drops.items())), "counters": counters},
+                         indent=2))
+        return 0
+    summary = ", ".join(f"{k} {len(v)}" for k, v in by_output.items())
+    print(f"{args.pipeline}: {n_in} packets in, {len(outputs)} out ({summary or 'none'})")
+    if args.out_dir is not None:
+        print(f"wrote {args.out_dir}/: " + (", ".join(f"{k}.pcap" for k in by_output) or "nothing (no output)"))
     print("per stage:")
-    for sid, count in sorted(hv.stage_packets.items(), key=lambda kv: g.nodes[kv[0]]["stage"].order):
-        print(f"  {sid.split('/', 1)[1]:<34} {count}")
+    for name, count in stages.items():
+        print(f"  {name:<34} {count}")
     print("drops by reason:" + ("" if hv.drops else " none"))
     for reason, count in sorted(hv.drops.items()):
         print(f"  {reason:<34} {count}")
+    if counters["indirect"] or counters["direct"]:
+        print("counters:")
+    for name, cells in counters["indirect"].items():
+        if len(cells) == 1:
+            print(f"  {name:<34} {cells[0]['packets']} packets, {cells[0]['bytes']} bytes")
+            continue
+        print(f"  {name:<34} {sum(c['packets'] for c in cells)} packets in {len(cells)} cells")
+        for c in cells:
+            if c["packets"]:
+                print(f"    [{c['index']}]{'':<{29 - len(str(c['index']))}} {c['packets']} packets, {c['bytes']} bytes")
+    for name, rows in counters["direct"].items():
+        print(f"  {name:<34} {sum(r['packets'] for r in rows)} packets (direct, {len(rows)} entries)")
+        for r in rows:
+            if r["packets"]:
+                print(f"    {r['packets']:>6} packets {r['bytes']:>9} bytes  {r['entry']}")
     return 0
 
 
@@ -226,17 +427,45 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+SHELL_TIMEOUT = 5.0
+
+
+def _reachable(addr: str, timeout: float = SHELL_TIMEOUT) -> bool:
+    """Whether a gRPC server answers at addr (p4runtime-shell would only log CRITICAL lines)."""
+    import grpc
+
+    channel = grpc.insecure_channel(addr)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
+
+
 def cmd_shell(args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
+
+    from p4gen.backend.manifest import ManifestError, check_program_json
 
     rc = _enter_up_netns(args.outdir)
     if rc is not None:
         return rc
     out = Path(args.outdir)
+    if not out.is_dir():
+        why = "not a directory" if out.exists() else "no such directory"
+        return _error(f"{out} is not a p4gen build output: {why}")
     for need in ("program.p4info.txtpb", "program.json"):
-        if not (out / need).exists():
+        if not (out / need).is_file():
             return _error(f"{out / need} is missing (p4gen build --require-p4c writes it)")
+    try:
+        check_program_json(out)
+    except ManifestError as e:
+        return _error(str(e))
+    if not _reachable(args.grpc_addr):
+        return _error(f"cannot reach the P4Runtime server at {args.grpc_addr} (no answer in {SHELL_TIMEOUT:g} s)")
     cmd = [sys.executable, "-m", "p4runtime_sh", "--grpc-addr", args.grpc_addr, "--device-id", str(args.device_id),
            "--election-id", ",".join(map(str, args.election_id)),
            "--config", f"{out / 'program.p4info.txtpb'},{out / 'program.json'}"]
@@ -244,33 +473,25 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import json
     import signal
     from pathlib import Path
 
+    from p4gen.backend.manifest import ManifestError, load_built_placement
     from p4gen.backend.p4c import find_tool
     from p4gen.control.links import LinkError, netns_supported
     from p4gen.control.push import PushError
     from p4gen.control.up import Up
-    from p4gen.place import load_profile, place
 
     out = Path(args.outdir)
     try:
-        meta = json.loads((out / "placement.json").read_text())
-    except (OSError, ValueError) as e:
-        return _error(f"{out} is not a p4gen build output: {e}")
+        prog, g, pl = load_built_placement(out)
+    except ManifestError as e:
+        return _error(str(e))
+    if pl.problem.nic is None:
+        return _error(f"{out} was built without a NIC target: nothing to run on a NIC")
     bmv2 = find_tool("P4GEN_BMV2", "simple_switch_grpc")
     if bmv2 is None:
         return _error("simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)")
-    prog, g = _load(meta["program"])
-    if prog is None:
-        return 1
-    if not meta["targets"]["nic_profile"]:
-        return _error(f"{out} was built without a NIC target: nothing to run on a NIC")
-    pl = place(g, prog, load_profile(meta["targets"]["nic_profile"]))
-    built_for = {s["id"]: s["target_kind"] for s in meta["stages"]}
-    if built_for != dict(pl.assignment):
-        return _error(f"{meta['program']} has changed since {out} was built: rebuild it")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     netns = None if args.no_netns else (args.netns or args.prefix)
     if netns and not netns_supported():
@@ -298,6 +519,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
     from p4gen.control.up import UpError, down
 
+    if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
+        return _error(f"{args.outdir} is not a directory (give the OUTDIR of 'p4gen up')")
     try:
         for line in down(Path(args.outdir)):
             print(line)
@@ -325,10 +548,17 @@ def cmd_graph(args: argparse.Namespace) -> int:
             with open(args.placement, encoding="utf-8") as fh:
                 data = json.load(fh)
             placement = {s["id"]: s["target_kind"] for s in data["stages"]}
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            return _error(f"cannot read placement '{args.placement}': {e}")
-    dot_text = to_dot(g, placement)
+        except OSError as e:
+            return _error(f"cannot read placement {args.placement}: {_os_reason(e)}")
+        except (ValueError, KeyError, TypeError) as e:
+            return _error(f"cannot read placement {args.placement}: not a placement.json ({e})")
     ext = os.path.splitext(args.output)[1].lower().lstrip(".")
+    problem = _output_problem(args.output)
+    if problem:
+        return _error(problem)
+    if ext not in ("dot", "svg", "png"):
+        return _error(f"unknown output format '.{ext}' (use .dot, .svg or .png)")
+    dot_text = to_dot(g, placement)
     if ext == "dot":
         data_out = dot_text.encode()
     elif ext in ("svg", "png"):
@@ -352,7 +582,10 @@ def _target_args(p: argparse.ArgumentParser) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from p4gen.backend.manifest import p4gen_version
+
     p = argparse.ArgumentParser(prog="p4gen", description="Network functions to P4 for programmable NICs.")
+    p.add_argument("--version", action="version", version=f"p4gen {p4gen_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("check", help="parse and check .nf files; print diagnostics",
@@ -392,17 +625,25 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--p4c", metavar="PATH|docker", help="the p4c-bm2-ss to use, or 'docker' for the p4lang/p4c image")
     b.add_argument("--require-p4c", action="store_true", help="fail when no p4c is found")
     b.add_argument("--no-p4c", action="store_true", help="do not run p4c")
+    b.add_argument("--force", action="store_true",
+                   help="build into OUTDIR even when it holds files p4gen did not write (they are kept)")
     b.set_defaults(func=cmd_build)
 
     r = sub.add_parser("run", help="run packets from a pcap through the software pipeline",
-                       description="Run IN.pcap through a pipeline in the hypervisor pipeline and write OUT.pcap. "
+                       description="Run IN.pcap through a pipeline in the hypervisor pipeline and write OUT.pcap "
+                                   "(--out) and/or one pcap per output (--out-dir). "
                                    "Without --target every stage runs in software (the reference behaviour); with "
                                    "--target only the stages placed in the hypervisor run, and packets for the NIC "
                                    "are written with the resume point left to the NIC.")
     r.add_argument("file", metavar="FILE")
     r.add_argument("--pipeline", required=True)
     r.add_argument("--in", dest="input", required=True, metavar="IN.pcap")
-    r.add_argument("--out", dest="output", required=True, metavar="OUT.pcap")
+    r.add_argument("--out", dest="output", metavar="OUT.pcap", help="every packet that leaves, in one pcap")
+    r.add_argument("--out-dir", metavar="DIR",
+                   help="one pcap per output: uplink.pcap, vm.pcap, portN.pcap (forward(N)), slow_path.pcap, "
+                        "to_nic.pcap")
+    r.add_argument("--json", action="store_true",
+                   help="print the summary (outputs, stages, drops, the program's counters) as JSON")
     _target_args(r)
     r.add_argument("--lro", action="store_true", help="the VM advertises LRO: coalesce segments for it")
     r.add_argument("--batch", type=int, default=64, help="packets per batch (coalescing flushes per batch)")
@@ -412,25 +653,31 @@ def make_parser() -> argparse.ArgumentParser:
                              ("shell", cmd_shell, "open p4runtime-shell on the target with the build's P4Info")):
         c = sub.add_parser(name, help=text, description=text + ".")
         c.add_argument("outdir", metavar="OUTDIR", help="a p4gen build output directory")
-        c.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT")
-        c.add_argument("--device-id", type=int, default=0)
-        c.add_argument("--election-id", type=_election, default=(0, 1), metavar="HIGH,LOW")
+        c.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT",
+                       help="the target's P4Runtime server (default: %(default)s)")
+        c.add_argument("--device-id", type=int, default=0, help="P4Runtime device id (default: %(default)s)")
+        c.add_argument("--election-id", type=_election, default=(0, 1), metavar="HIGH,LOW",
+                       help="election id for primary arbitration (default: 0,1)")
         if name == "push":
-            c.add_argument("--batch", type=int, default=256, help="updates per Write request")
+            c.add_argument("--batch", type=int, default=256, help="updates per Write request (default: %(default)s)")
         c.set_defaults(func=func)
     u = sub.add_parser("up", help="run a build locally: BMv2 NIC + hypervisor on veths",
                        description="Create veth pairs, start simple_switch_grpc on loopback gRPC, push OUTDIR and "
                                    "run the hypervisor part over AF_PACKET until Ctrl-C or 'p4gen down OUTDIR'.")
     u.add_argument("outdir", metavar="OUTDIR")
-    u.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT")
+    u.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT",
+                   help="where the switch serves P4Runtime (default: %(default)s)")
     u.add_argument("--prefix", default="p4g", help="name prefix of the veth interfaces (default p4g)")
     u.add_argument("--netns", metavar="NAME",
                    help="network namespace for the NIC and the hypervisor's ends (default: the prefix)")
     u.add_argument("--no-netns", action="store_true", help="run everything in the current network namespace")
     u.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop by itself
     u.set_defaults(func=cmd_up)
-    d = sub.add_parser("down", help="stop what 'p4gen up OUTDIR' started and remove its veths")
-    d.add_argument("outdir", metavar="OUTDIR")
+    d = sub.add_parser("down", help="stop what 'p4gen up OUTDIR' started and remove its veths",
+                       description="Stop what 'p4gen up OUTDIR' started (the switch, the hypervisor process) and "
+                                   "remove what it created (veth pairs, its network namespace), as recorded in "
+                                   "OUTDIR/up.json. Nothing to do when OUTDIR is not up.")
+    d.add_argument("outdir", metavar="OUTDIR", help="the build directory given to 'p4gen up'")
     d.set_defaults(func=cmd_down)
     return p
 
@@ -443,6 +690,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a file the user named that cannot be read or written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"p4gen: error: {where}{_os_reason(e)}", file=sys.stderr)
+        return 1
     except Exception:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("P4GEN_DEBUG"):
             raise

@@ -29,8 +29,10 @@ class Diagnostic:
     notes: tuple[Diagnostic, ...] = ()
 
     def headline(self) -> str:
-        where = f"{self.pos}: " if self.pos is not None and self.pos.line > 0 else ""
-        return f"{where}{self.severity}: {self.message}"
+        if self.pos is not None and self.pos.line > 0:
+            return f"{self.pos}: {self.severity}: {self.message}"
+        # Not about a place in a source file (a file that cannot be read): said by p4gen itself.
+        return f"p4gen: {self.severity}: {self.message}" if self.severity != "note" else f"note: {self.message}"
 
 
 @dataclass

@@ -128,7 +128,8 @@ def test_pinned_stage_the_nic_cannot_run_is_an_error(capsys, tmp_path):
     status = main(["place", str(f), "--target", "targets/bmv2-smartnic.toml"])
     err = capsys.readouterr().err
     assert status == 1
-    assert f"{f}:1:1: stage 'p/s' is pinned to the NIC, but bmv2-smartnic lacks 'segment'" in err
+    assert f"{f}:1:1: error: stage 'p/s' is pinned to the NIC, but bmv2-smartnic lacks 'segment'" in err
+    assert err.splitlines()[1:] == ["    @pin(nic)", "    ^"]
     assert "Traceback" not in err
 
 

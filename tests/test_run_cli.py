@@ -67,3 +67,88 @@ def test_progress_bar_on_a_terminal(tmp_path, capsys, monkeypatch):
                  "--out", str(tmp_path / "out.pcap")]) == 0
     err = capsys.readouterr().err
     assert "[############..................]  40%  1000 packets" in err and "2000 packets" in err
+
+
+PORTS_PROGRAM = """\
+const VM1_MAC = 02:00:00:00:01:02;
+nf fw {
+    counter telnet_drops;
+    action deny_telnet() { count(telnet_drops); drop(); }
+    action allow() { }
+    action to_port(port: bit<9>) { forward(port); }
+    action slow() { to_hypervisor(7); }
+    table acl {
+        key = { ipv4.dst: lpm; }
+        actions = { allow; to_port; slow; }
+        default_action = allow();
+        counters = true;
+    }
+    apply {
+        if (meta.l4_dst == 23) { deny_telnet(); } else { acl.apply(); }
+    }
+}
+pipeline tx : vm_egress { fw; }
+flow f { match ethernet.src == VM1_MAC; pipeline tx; }
+entries fw.acl {
+    (10.0.3.0/24) => to_port(3);
+    (10.0.9.0/24) => slow();
+}
+"""
+
+
+@pytest.fixture
+def ports_run(tmp_path):
+    (tmp_path / "p.nf").write_text(PORTS_PROGRAM)
+    frames = ([Ether(src=VM) / IP(src="10.0.1.2", dst="10.0.2.9") / TCP(dport=443)] * 4
+              + [Ether(src=VM) / IP(src="10.0.1.2", dst="10.0.3.7") / TCP(dport=80)] * 3
+              + [Ether(src=VM) / IP(src="10.0.1.2", dst="10.0.9.1") / TCP(dport=80)]
+              + [Ether(src=VM) / IP(src="10.0.1.2", dst="10.0.2.9") / TCP(dport=23)] * 2)
+    wrpcap(str(tmp_path / "in.pcap"), frames)
+    return tmp_path
+
+
+def test_run_names_ports_and_writes_one_pcap_per_output(ports_run, capsys):
+    t = ports_run
+    assert main(["run", str(t / "p.nf"), "--pipeline", "tx", "--in", str(t / "in.pcap"),
+                 "--out-dir", str(t / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "tx: 10 packets in, 8 out (uplink 4, port3 3, slow_path 1)" in out
+    assert f"wrote {t / 'out'}/: uplink.pcap, port3.pcap, slow_path.pcap" in out
+    assert sorted(p.name for p in (t / "out").iterdir()) == ["port3.pcap", "slow_path.pcap", "uplink.pcap"]
+    assert [p[IP].dst for p in rdpcap(str(t / "out" / "port3.pcap"))] == ["10.0.3.7"] * 3
+    assert len(rdpcap(str(t / "out" / "uplink.pcap"))) == 4
+    assert [p[IP].dst for p in rdpcap(str(t / "out" / "slow_path.pcap"))] == ["10.0.9.1"]
+    # The program's own counters: indirect and direct (per entry hit).
+    lines = out.splitlines()
+    assert lines[lines.index("counters:") + 1] == f"  {'fw.telnet_drops':<34} 2 packets, 108 bytes"
+    assert f"  {'fw.acl':<34} 4 packets (direct, 2 entries)" in lines
+    assert "         3 packets       162 bytes  (10.0.3.0/24) => to_port(3)" in lines
+    assert "         1 packets        54 bytes  (10.0.9.0/24) => slow()" in lines
+
+
+def test_run_json(ports_run, capsys):
+    import json
+
+    t = ports_run
+    assert main(["run", str(t / "p.nf"), "--pipeline", "tx", "--in", str(t / "in.pcap"),
+                 "--out", str(t / "all.pcap"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["packets_in"] == 10 and data["packets_out"] == 8
+    assert data["outputs"] == {"uplink": 4, "port3": 3, "slow_path": 1}
+    assert data["files"] == [str(t / "all.pcap")] and len(rdpcap(str(t / "all.pcap"))) == 8
+    assert data["drops"] == {"fw.deny_telnet": 2}
+    assert data["counters"]["indirect"]["fw.telnet_drops"] == [{"index": 0, "packets": 2, "bytes": 108}]
+    assert data["counters"]["direct"]["fw.acl"] == [
+        {"entry": "(10.0.3.0/24) => to_port(3)", "packets": 3, "bytes": 162},
+        {"entry": "(10.0.9.0/24) => slow()", "packets": 1, "bytes": 54}]
+
+
+def test_run_needs_an_output(ports_run, capsys):
+    t = ports_run
+    assert main(["run", str(t / "p.nf"), "--pipeline", "tx", "--in", str(t / "in.pcap")]) == 1
+    assert capsys.readouterr().err == ("p4gen: error: run needs --out OUT.pcap (every output in one file) or "
+                                       "--out-dir DIR (one pcap per output)\n")
+    (t / "afile").write_text("x")
+    assert main(["run", str(t / "p.nf"), "--pipeline", "tx", "--in", str(t / "in.pcap"),
+                 "--out-dir", str(t / "afile")]) == 1
+    assert capsys.readouterr().err == f"p4gen: error: cannot write to {t / 'afile'}: it exists and is not a directory\n"

@@ -8,6 +8,10 @@
     hypervisor.py               the hypervisor's generated control flow, one function per entry point
     program.json                BMv2 JSON            } when p4c is available
     program.p4c.p4info.txtpb    p4c's own P4Info     }
+    build.json                  what the build was made from and what it wrote (p4gen.backend.manifest)
+
+A rebuild removes program.json and p4c's P4Info first: a stale pair from an earlier
+build must never sit next to a new program.p4.
 """
 
 from __future__ import annotations
@@ -71,8 +75,11 @@ def hypervisor_plan(m: NicModel) -> dict:
 
 
 def build(prog: Program, g: nx.DiGraph, placement: Placement, source: str, outdir: Path,
-          p4c: str | None = "auto") -> BuildResult:
-    """Write every artefact; p4c="auto" finds one, None skips it, "docker" uses the image."""
+          p4c: str | None = "auto", rates: str | None = None) -> BuildResult:
+    """Write every artefact and build.json; p4c="auto" finds one, None skips it, "docker" uses the image.
+    `rates`: the rates file the placement was made with (recorded as an input)."""
+    from p4gen.backend.manifest import P4C_FILES, make_manifest, sha256_file, write_manifest
+
     nic = placement.problem.nic
     if nic is not None:
         for port, where in forwarded_ports(prog).items():
@@ -89,26 +96,43 @@ def build(prog: Program, g: nx.DiGraph, placement: Placement, source: str, outdi
     if problems:
         raise BackendError("entries do not match the P4Info:\n" + "\n".join(problems))
     res = BuildResult(outdir, m, line_map)
+    for stale in P4C_FILES:  # made from an earlier program.p4
+        (outdir / stale).unlink(missing_ok=True)
+    written: list[str] = []
 
-    def write(name: str, data: str) -> None:
+    def write(name: str, data: str, shown: bool = True) -> None:
         (outdir / name).write_text(data, encoding="utf-8")
-        res.files.append(name)
+        written.append(name)
+        if shown:
+            res.files.append(name)
 
     write("program.p4", text)
     write("program.p4info.txtpb", text_format.MessageToString(info))
     write("entries.txtpb", text_format.MessageToString(req))
     # The DSL line of each update, in order: `p4gen push` names it when the switch refuses one.
-    (outdir / "entries_origin.json").write_text(json.dumps([str(p) for p in entry_positions(m)]))
+    write("entries_origin.json", json.dumps([str(p) for p in entry_positions(m)]), shown=False)
     write("placement.json", json.dumps(to_json(placement, source), indent=2) + "\n")
     write("hypervisor_plan.json", json.dumps(hypervisor_plan(m), indent=2) + "\n")
     write("hypervisor.py", listing(HypervisorPipeline(prog, g, placement.assignment, HYP), source))
     origins = {str(k): str(v) if v else None for k, v in line_map.lines.items()}
-    (outdir / "line_map.json").write_text(json.dumps(origins))
+    write("line_map.json", json.dumps(origins), shown=False)
+
+    def manifest(p4c_record: dict | None) -> None:
+        outputs = {name: sha256_file(outdir / name) for name in written}
+        write_manifest(outdir, make_manifest(prog, placement, source, rates, outputs, p4c_record))
+
+    manifest(None)  # before p4c: a build interrupted there is still a build of p4gen's
     exe = find_p4c() if p4c == "auto" else p4c
     if exe is None:
         res.p4c_missing = p4c == "auto"
         return res
+    p4_hash = sha256_file(outdir / "program.p4")
     res.p4c = run_p4c(exe, outdir, line_map)
     if res.p4c.ok:
-        res.files += ["program.json", "program.p4c.p4info.txtpb"]
+        res.files += list(P4C_FILES)
+        written.extend(n for n in P4C_FILES if (outdir / n).exists())
+        manifest({"program.p4": p4_hash, "outputs": {n: sha256_file(outdir / n) for n in P4C_FILES}})
+    else:
+        for partial in P4C_FILES:
+            (outdir / partial).unlink(missing_ok=True)
     return res

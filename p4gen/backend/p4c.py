@@ -40,6 +40,7 @@ class P4cResult:
     ok: bool
     command: list[str]
     output: str  # p4c's stdout+stderr, with DSL context added to each located message
+    unavailable: str | None = None  # the tool could not be run at all (not p4c's fault): why
 
 
 def run_p4c(p4c: str, outdir: Path, line_map: LineMap, sources: DiagnosticSink | None = None) -> P4cResult:
@@ -49,17 +50,40 @@ def run_p4c(p4c: str, outdir: Path, line_map: LineMap, sources: DiagnosticSink |
     if p4c == "docker":
         docker = shutil.which("docker")
         if docker is None:
-            return P4cResult(False, ["docker"], "docker is not installed; cannot run the p4lang/p4c image")
+            why = "docker is unavailable: it is not installed (needed by --p4c docker)"
+            return P4cResult(False, ["docker"], why, unavailable=why)
+        why = docker_problem(docker)
+        if why is not None:
+            why = f"docker is unavailable: {why} (needed by --p4c docker)"
+            return P4cResult(False, [docker], why, unavailable=why)
         cmd = [docker, "run", "--rm", "-v", f"{outdir.resolve()}:/work", "-w", "/work", P4C_IMAGE, "p4c-bm2-ss", *args]
     else:
         cmd = [p4c, *args]
     try:
         proc = subprocess.run(cmd, cwd=outdir, capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return P4cResult(False, cmd, f"could not run p4c: {e}")
+    except OSError as e:
+        why = f"cannot run p4c {cmd[0]}: {e.strerror or e}"
+        return P4cResult(False, cmd, why, unavailable=why)
+    except subprocess.TimeoutExpired:
+        return P4cResult(False, cmd, "p4c did not finish in 600 s")
     text = (proc.stdout + proc.stderr).strip()
     ok = proc.returncode == 0 and (outdir / "program.json").exists()
     return P4cResult(ok, cmd, annotate(text, outdir / "program.p4", line_map, sources))
+
+
+def docker_problem(docker: str) -> str | None:
+    """Why docker cannot run containers here (no daemon, no permission), or None."""
+    try:
+        proc = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"'docker info' failed: {getattr(e, 'strerror', None) or e}"
+    if proc.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+    daemon = next((ln for ln in lines if "daemon" in ln.lower()), None)
+    return "cannot connect to the Docker daemon; is it running?" if daemon else (lines[0] if lines else
+                                                                                 "'docker info' failed")
 
 
 def annotate(text: str, program: Path, line_map: LineMap, sources: DiagnosticSink | None) -> str:

@@ -26,6 +26,7 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from p4gen.backend.entries import canonical
+from p4gen.backend.manifest import ManifestError, check_program_json
 
 
 class PushError(Exception):
@@ -200,11 +201,21 @@ def push(outdir: Path, addr: str, device_id: int = 0, election_id: tuple[int, in
     try:
         info = text_format.Parse((outdir / "program.p4info.txtpb").read_text(), p4info_pb2.P4Info())
         desired = text_format.Parse((outdir / "entries.txtpb").read_text(), p4runtime_pb2.WriteRequest())
-    except (OSError, text_format.ParseError) as e:
+    except OSError as e:
+        if not outdir.is_dir():
+            why = "not a directory" if outdir.exists() else "no such directory"
+            raise PushError(f"{outdir} is not a p4gen build output: {why}") from None
+        raise PushError(f"{outdir} is not a p4gen build output: cannot read {e.filename}: {e.strerror or e}") \
+            from None
+    except text_format.ParseError as e:
         raise PushError(f"{outdir} is not a p4gen build output: {e}") from None
     json_path = outdir / "program.json"
     if not json_path.exists():
         raise PushError(f"{json_path} is missing: build with a p4c (p4gen build --require-p4c, or --p4c docker)")
+    try:
+        check_program_json(outdir)
+    except ManifestError as e:
+        raise PushError(str(e)) from None
     device_config = json_path.read_bytes()
     origins_path = outdir / "entries_origin.json"
     origins = json.loads(origins_path.read_text()) if origins_path.exists() else []

@@ -937,7 +937,8 @@ class Checker:
             return
         table = nf.tables.get(d.table)
         if table is None:
-            self.error(f"unknown table '{d.table}' in nf '{d.nf}'", d.table_pos or d.pos)
+            if d.table not in self.declared.get(d.nf, ()):  # else: its declaration had errors
+                self.error(f"unknown table '{d.table}' in nf '{d.nf}'", d.table_pos or d.pos)
             return
         existing = [e for e in self.prog.entries if e.table == table.name and e.nf == nf.name]
         seen: dict[tuple, ast.Pos] = {

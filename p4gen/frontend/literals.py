@@ -53,6 +53,10 @@ def parse_colon_addr(text: str) -> tuple[str, int, int | None]:
     except ValueError:
         if "::" not in addr and addr.count(":") == 5:
             raise LiteralError(f"bad MAC address '{text}'") from None
+        groups = text.split(":")
+        if "/" not in text and "::" not in text and all(1 <= len(g) <= 2 for g in groups):
+            raise LiteralError(f"'{text}' looks like a MAC address, but has {len(groups)} octets; "
+                               "a MAC address has 6 (e.g. 02:00:00:00:00:aa)") from None
         raise LiteralError(f"bad IPv6 address '{text}'") from None
     return "ipv6", value, plen
 

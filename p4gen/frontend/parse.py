@@ -7,6 +7,7 @@ syntax errors all become diagnostics in the sink, with file:line:col.
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -61,8 +62,11 @@ def decode_source(path: str, data: bytes, sink: DiagnosticSink) -> str | None:
     except UnicodeDecodeError as e:
         before = data[: e.start]
         line = before.count(b"\n") + 1
-        col = e.start - (before.rfind(b"\n") + 1) + 1
-        sink.sources[path] = data.decode("utf-8", "replace")
+        line_start = before.rfind(b"\n") + 1
+        # The source line is shown with undecodable bytes escaped (\xe9), and the caret under the
+        # first of them: the column counts characters of that shown line.
+        col = len(data[line_start:e.start].decode("utf-8", "backslashreplace")) + 1
+        sink.sources[path] = data.decode("utf-8", "backslashreplace")
         sink.error(f"file is not UTF-8 text (byte 0x{data[e.start]:02x})", ast.Pos(path, line, col))
         return None
     sink.sources[path] = text
@@ -125,6 +129,8 @@ def parse_text(path: str, text: str, sink: DiagnosticSink) -> ast.SourceFile | N
     # produces cascades of bogus follow-up errors. Semantic checks, which run
     # on files that parse, report every error.
     syntax_errors: list[tuple[int, int, str]] = []
+    expected_set: set[str] = set()
+    found: str | None = None  # the unexpected token's text (None: end of file)
     try:
         tree = lark_parser().parse(text)
     except UnexpectedToken as e:
@@ -134,16 +140,22 @@ def parse_text(path: str, text: str, sink: DiagnosticSink) -> ast.SourceFile | N
         if tok.type == "$END":
             lines = text.splitlines() or [""]
             line, col = len(lines), len(lines[-1]) + 1
+        else:
+            found = str(tok.value)
         expected = getattr(e, "accepts", None) or e.expected
+        expected_set = set(expected)
         syntax_errors.append((line, col, f"unexpected {_token_text(tok)}; expected {_describe_expected(expected)}"))
         tree = None
     except UnexpectedCharacters as e:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
+        found = ch
+        expected_set = set(getattr(e, "allowed", None) or ())
         syntax_errors.append((e.line, e.column, f"unexpected character {ch!r}"))
         tree = None
     except UnexpectedEOF as e:
         lines = text.splitlines() or [""]
-        expected = _describe_expected(set(e.expected))
+        expected_set = set(e.expected)
+        expected = _describe_expected(expected_set)
         syntax_errors.append((len(lines), len(lines[-1]) + 1, f"unexpected end of file; expected {expected}"))
         tree = None
     except UnexpectedInput as e:  # pragma: no cover - other Lark input errors
@@ -152,7 +164,9 @@ def parse_text(path: str, text: str, sink: DiagnosticSink) -> ast.SourceFile | N
 
     if syntax_errors:
         for line, col, msg in syntax_errors:
-            sink.error(msg, ast.Pos(path, max(line, 1), max(col, 1)))
+            pos = ast.Pos(path, max(line, 1), max(col, 1))
+            msg, pos, notes = explain_syntax_error(text, pos, msg, expected_set, found)
+            sink.error(msg, pos, *notes)
         return None
     assert tree is not None
     try:
@@ -160,6 +174,118 @@ def parse_text(path: str, text: str, sink: DiagnosticSink) -> ast.SourceFile | N
     except VisitError as e:  # a bug in a transformer method; surface it
         raise e.orig_exc from None
     return ast.SourceFile(path=path, text=text, decls=tuple(decls))
+
+
+# ---------------------------------------------------------------- better syntax errors
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Words that start a declaration: met where a statement was expected, they mean a block was left open.
+_DECL_WORDS = ("import", "const", "header", "packet", "metadata", "parser", "nf", "segment", "coalesce",
+               "pipeline", "flow", "entries", "action", "table", "counter", "state")
+
+
+def _code_lines(text: str) -> list[str]:
+    """The lines of text with comments and strings blanked out (same lengths, same columns)."""
+    i, n = 0, len(text)
+    buf = []
+    while i < n:
+        c = text[i]
+        if c == "/" and text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            buf.append(" " * (j - i))
+            i = j
+        elif c == "/" and text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            buf.append("".join(ch if ch == "\n" else " " for ch in text[i:j]))
+            i = j
+        elif c == '"':
+            j = text.find('"', i + 1)
+            nl = text.find("\n", i + 1)
+            j = j + 1 if j >= 0 and (nl < 0 or j < nl) else (nl if nl >= 0 else n)
+            buf.append(" " * (j - i))
+            i = j
+        else:
+            buf.append(c)
+            i += 1
+    return "".join(buf).split("\n")
+
+
+def unclosed_brace(text: str) -> tuple[int, int] | None:
+    """(line, col) of the '{' that was left open, or None when every brace is closed.
+
+    Braces are matched as a stack; when a '}' that starts its line closes a '{' whose line is
+    indented differently, that '{' is the likelier one to have lost its '}' (code is indented
+    by its blocks): the first such is taken, else the innermost one still open."""
+    stack: list[tuple[int, int, int]] = []  # line, col, indentation of the '{' line
+    suspect: tuple[int, int] | None = None
+    for ln, line in enumerate(_code_lines(text), start=1):
+        indent = len(line) - len(line.lstrip())
+        for col, ch in enumerate(line, start=1):
+            if ch == "{":
+                stack.append((ln, col, indent))
+            elif ch == "}" and stack:
+                o_ln, o_col, o_indent = stack.pop()
+                if suspect is None and col == indent + 1 and o_indent != indent and o_ln != ln:
+                    suspect = (o_ln, o_col)
+    if not stack:
+        return None
+    return suspect if suspect is not None else (stack[-1][0], stack[-1][1])
+
+
+def _previous_code_end(text: str, line: int, col: int) -> tuple[int, int] | None:
+    """The position just after the last code character before (line, col), when it is on an
+    earlier line (comments and blank lines skipped)."""
+    lines = _code_lines(text)
+    if not 0 < line <= len(lines) or lines[line - 1][: col - 1].strip():
+        return None  # something precedes the token on its own line
+    for ln in range(line - 1, 0, -1):
+        code = lines[ln - 1].rstrip()
+        if code:
+            return ln, len(code) + 1
+    return None
+
+
+def explain_syntax_error(text: str, pos, msg: str, expected: set[str], found: str | None):
+    """Lark's error → (message, position, notes), as a person would put it."""
+    from p4gen.diagnostics import note
+
+    lines = text.split("\n")
+    line_text = lines[pos.line - 1] if 0 < pos.line <= len(lines) else ""
+    # `bits<6>`, `int<8>`: the word the parser stumbled in.
+    start = pos.col - 1
+    while start > 0 and (line_text[start - 1].isalnum() or line_text[start - 1] == "_"):
+        start -= 1
+    m = _WORD.match(line_text, start)
+    if m is not None and m.start() <= pos.col - 1 <= m.end():
+        word = m.group()
+        if word != "bit" and (word.startswith("bit") or word in ("int", "uint", "bits", "byte")):
+            rest = line_text[m.end():]
+            width = re.match(r"\s*<\s*(\d+)\s*>", rest)
+            example = f"bit<{width.group(1)}>" if width else "bit<8>"
+            return (f"unknown type '{word}'; field and parameter types are written bit<N> (e.g. {example})",
+                    type(pos)(pos.file, pos.line, m.start() + 1), ())
+    # An unclosed '{' that the parser only noticed later.
+    brace = unclosed_brace(text)
+    if brace is not None and brace < (pos.line, pos.col):
+        indent = len(line_text) - len(line_text.lstrip())
+        first = _WORD.match(line_text, indent)
+        at = pos
+        if first is not None and first.group() in _DECL_WORDS and found is not None:
+            found, at = first.group(), type(pos)(pos.file, pos.line, indent + 1)
+        if found is None or at is not pos or "RBRACE" in expected:
+            here = "the end of the file" if found is None else f"'{found}' on line {pos.line}"
+            return ("unclosed '{': its '}' is missing",
+                    type(pos)(pos.file, brace[0], brace[1]),
+                    (note(f"the block was still open at {here}", at),))
+    # A missing ';' at the end of the previous line.
+    if "SEMICOLON" in expected and found is not None:
+        prev = _previous_code_end(text, pos.line, pos.col)
+        if prev is not None:
+            return (f"expected ';' at the end of this line (found '{found}' on the next)",
+                    type(pos)(pos.file, prev[0], prev[1]), ())
+    return msg, pos, ()
 
 
 # ---------------------------------------------------------------- transformer

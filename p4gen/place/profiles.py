@@ -60,6 +60,7 @@ class Profile:
     primitive_costs: dict[str, float] = field(default_factory=dict)
     preference_cost: float = 2.0
     path: str = ""
+    builtin: bool = field(default=False, compare=False)  # shipped with p4gen (builtin_profile), not read from `path`
 
     @property
     def is_nic(self) -> bool:
@@ -209,13 +210,19 @@ def load_profile(path: str | Path) -> Profile:
     return parse_profile(text, str(path))
 
 
+def builtin_profile_text(name: str) -> str:
+    """The text of a profile shipped with p4gen (targets/NAME.toml)."""
+    try:
+        return resources.files("p4gen.targets").joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    except ModuleNotFoundError:  # running from a source checkout without install
+        return (Path(__file__).resolve().parents[2] / "targets" / f"{name}.toml").read_text(encoding="utf-8")
+
+
 def builtin_profile(name: str) -> Profile:
     """A profile shipped with p4gen (targets/NAME.toml)."""
-    try:
-        text = resources.files("p4gen.targets").joinpath(f"{name}.toml").read_text(encoding="utf-8")
-    except ModuleNotFoundError:  # running from a source checkout without install
-        text = (Path(__file__).resolve().parents[2] / "targets" / f"{name}.toml").read_text(encoding="utf-8")
-    return parse_profile(text, f"targets/{name}.toml")
+    import dataclasses
+
+    return dataclasses.replace(parse_profile(builtin_profile_text(name), f"targets/{name}.toml"), builtin=True)
 
 
 def resolve_targets(paths: list[str]) -> tuple[Profile | None, Profile]:

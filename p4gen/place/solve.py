@@ -22,13 +22,21 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from p4gen.diagnostics import Pos
 from p4gen.place.problem import HYP, NIC, Problem
 
 Assignment = dict[str, str]
 
 
 class Infeasible(Exception):
-    """No placement satisfies the constraints; the message says which."""
+    """No placement satisfies the constraints; the message says which, `pos` where (a @pin)."""
+
+    def __init__(self, message: str, pos: Pos | None = None):
+        super().__init__(message)
+        self.message, self.pos = message, pos
+
+    def __str__(self) -> str:
+        return f"{self.pos}: {self.message}" if self.pos is not None else self.message
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,7 @@ def forced(prob: Problem) -> dict[str, str]:
             out[s.id] = s.fixed
         elif s.pin == NIC:
             if not s.nic_ok:
-                where = f"{s.pin_pos}: " if s.pin_pos else ""
-                raise Infeasible(f"{where}stage '{s.id}' is pinned to the NIC, but {'; '.join(s.nic_reasons)}")
+                raise Infeasible(f"stage '{s.id}' is pinned to the NIC, but {'; '.join(s.nic_reasons)}", s.pin_pos)
             out[s.id] = NIC
         elif s.pin == HYP or not s.nic_ok:
             out[s.id] = HYP

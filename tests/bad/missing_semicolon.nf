@@ -1,4 +1,4 @@
-// EXPECT: 4:1: error: unexpected 'const'; expected ';'
+// EXPECT: 3:17: error: expected ';' at the end of this line (found 'const' on the next)
 // The first constant lacks its semicolon.
 const VNI = 5001
 const VM_PORT = 2;

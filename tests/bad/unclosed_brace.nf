@@ -1,4 +1,4 @@
-// EXPECT: 7:6: error: unexpected end of file; expected '}'
+// EXPECT: 3:8: error: unclosed '{': its '}' is missing
 // The nf's closing brace is missing.
 nf acl {
     action allow() { }
