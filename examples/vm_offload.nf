@@ -35,6 +35,7 @@ nf acl_out {
         drop();
     }
 
+    @doc("IPv4 egress ACL: allow-list of the scenario; what no entry allows is dropped and counted")
     table acl_out_v4 {
         key = {
             ipv4.dst: ternary;

@@ -296,3 +296,28 @@ def test_p4src_punt_header_is_the_generated_one():
     from p4gen.crossing.p4text import punt_p4
 
     assert (ROOT / "p4src" / "p4gen_punt.p4").read_text() == punt_p4()
+
+
+DOC = b"""
+nf fw {
+    action allow() { }
+    action deny() { drop(); }
+    @doc("IPv4 allow list: the first match decides")
+    table acl { key = { ipv4.dst: lpm; } actions = { allow; deny; } default_action = deny(); }
+    apply { acl.apply(); }
+}
+pipeline out : vm_egress { fw; }
+"""
+
+
+def test_doc_annotation_reaches_p4_and_p4info(tmp_path):
+    """@doc("...") is the control plane's documentation: a comment and @brief in program.p4,
+    preamble.doc.brief in P4Info (as p4c makes it from @brief)."""
+    src = tmp_path / "doc.nf"
+    src.write_bytes(DOC)
+    built(str(src), tmp_path / "out")
+    text = (tmp_path / "out" / "program.p4").read_text()
+    assert "// IPv4 allow list: the first match decides" in text
+    assert '@brief("IPv4 allow list: the first match decides")' in text
+    (table,) = _p4info(tmp_path / "out").tables
+    assert table.preamble.doc.brief == "IPv4 allow list: the first match decides"

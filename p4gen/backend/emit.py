@@ -19,9 +19,10 @@ p4c's error messages.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
-from p4gen.backend.model import NicModel, P4Action, P4Table
+from p4gen.backend.model import NicModel, P4Action, P4Table, annotation_doc
 from p4gen.backend.names import p4_ident
 from p4gen.crossing.p4text import carried_p4, punt_p4, states_p4
 from p4gen.crossing.protocol import CARRIED_PAD, PUNT_HEADER, carried_layout
@@ -464,7 +465,11 @@ class Emitter:
     def table(self, t: P4Table) -> None:
         o = self.out
         tbl = t.table
-        o(f'@name(".{t.name}") @id({t.id:#010x})', tbl.pos)
+        doc = annotation_doc(tbl.annotations)
+        if doc is not None:
+            o(f"// {doc}")
+        brief = f" @brief({json.dumps(doc)})" if doc is not None else ""
+        o(f'@name(".{t.name}") @id({t.id:#010x}){brief}', tbl.pos)
         o.open(f"table {t.p4name}")
         if t.keys:
             o.open("key =")

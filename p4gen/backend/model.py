@@ -110,6 +110,15 @@ def _annotation_id(annos) -> int | None:
     return None
 
 
+def annotation_doc(annos) -> str | None:
+    """The text of `@doc("…")`: the control plane's documentation of an entity (P4Info's
+    preamble.doc.brief, as p4c makes it from `@brief`)."""
+    for a in annos:
+        if a.name == "doc" and a.args:
+            return str(getattr(a.args[0], "value", a.args[0]))
+    return None
+
+
 def _assign_ids(objs: list, prefix: int, annos_of) -> None:
     """p4c's scheme: user @id first, then name hashes in name order, bumping on collision."""
     used: set[int] = set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from p4.config.v1 import p4info_pb2
 
 from p4gen.backend.entries import canonical
-from p4gen.backend.model import NicModel
+from p4gen.backend.model import NicModel, annotation_doc
 
 MATCH_TYPES = {
     "exact": p4info_pb2.MatchField.EXACT,
@@ -49,6 +49,9 @@ def build_p4info(m: NicModel) -> p4info_pb2.P4Info:
     for t in tables:
         pt = info.tables.add()
         pt.preamble.id, pt.preamble.name, pt.preamble.alias = t.id, t.name, alias[t.name]
+        doc = annotation_doc(t.table.annotations)
+        if doc is not None:
+            pt.preamble.doc.brief = doc
         for k in t.keys:
             mf = pt.match_fields.add()
             mf.id, mf.name, mf.bitwidth, mf.match_type = k.id, k.name, k.field.width, MATCH_TYPES[k.match_kind]

@@ -522,7 +522,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         size = 256;
         counters = acl_in_acl_in_v6_counter;
     }
-    @name(".acl_out.acl_out_v4") @id(0x02db312d)
+    // IPv4 egress ACL: allow-list of the scenario; what no entry allows is dropped and counted
+    @name(".acl_out.acl_out_v4") @id(0x02db312d) @brief("IPv4 egress ACL: allow-list of the scenario; what no entry allows is dropped and counted")
     table acl_out_acl_out_v4 {
         key = {
             (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0): ternary @name("ipv4.dst");
