@@ -321,3 +321,16 @@ def test_doc_annotation_reaches_p4_and_p4info(tmp_path):
     assert '@brief("IPv4 allow list: the first match decides")' in text
     (table,) = _p4info(tmp_path / "out").tables
     assert table.preamble.doc.brief == "IPv4 allow list: the first match decides"
+
+
+def test_dsl_constant_names_and_primitive_arguments_in_the_p4(tmp_path):
+    """The P4 a user reads uses the DSL's names: `const bit<32> PUBLIC_IP`, compared by name,
+    and each primitive's comment keeps its arguments."""
+    src = tmp_path / "names.nf"
+    src.write_bytes(b"const UPLINK1 = 1;\nconst DNS_SERVER = 10.9.9.9;\n"
+                    b"nf steer { apply { if (ipv4.dst == DNS_SERVER) { forward(UPLINK1); } } }\n"
+                    b"pipeline out : vm_egress { steer; }\n")
+    built(str(src), tmp_path / "out")
+    text = (tmp_path / "out" / "program.p4").read_text()
+    assert "const bit<32> DNS_SERVER = 32w0xa090909;  // 10.9.9.9" in text
+    assert "== DNS_SERVER)" in text and "// forward(UPLINK1)" in text

@@ -28,6 +28,7 @@ from p4gen.crossing.p4text import carried_p4, punt_p4, states_p4
 from p4gen.crossing.protocol import CARRIED_PAD, PUNT_HEADER, carried_layout
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
+from p4gen.frontend.literals import format_value
 from p4gen.frontend.primitives import INNER_OF, L4_CHECKSUM_FIELDS
 from p4gen.ir.lower import stage_trees
 from p4gen.midend import coreops as C
@@ -95,6 +96,13 @@ class Emitter:
         self.nic = model.placement.problem.nic
         self.tmp = 0
         self.carried = carried_layout(self.prog)  # p4gen_meta_t: the metadata behind the punt header
+        # DSL constants of a fixed width (addresses) keep their names in the P4, unless a name
+        # would clash with another P4 name of the program.
+        taken = {p4_ident(n) for n in (*self.prog.headers, *self.prog.instances, *self.prog.metadata,
+                                       *self.prog.nfs, *(t for nf in self.prog.nfs.values() for t in nf.tables),
+                                       *(a for nf in self.prog.nfs.values() for a in nf.actions))}
+        self.named = [n for n, c in self.prog.consts.items()
+                      if c.width and p4_ident(n) not in taken and not n.upper().startswith("P4GEN")]
 
     # ------------------------------------------------------------ expressions
     def field(self, f: P.FieldRef) -> str:
@@ -126,6 +134,8 @@ class Emitter:
     def expr(self, op: P.Operand, width: int | None = None, params: dict[str, str] | None = None) -> str:
         if isinstance(op, P.ConstVal):
             w = op.width or width
+            if op.name in self.named and op.width == w:
+                return p4_ident(op.name)  # the DSL's own name (const bit<W> NAME = …;)
             v = op.value & ((1 << w) - 1) if w else op.value  # a literal truncated to its width
             return f"{w}w{v:#x}" if w and v > 9 else (f"{w}w{v}" if w else str(v))
         if isinstance(op, P.ParamRef):
@@ -197,6 +207,13 @@ class Emitter:
 
     def constants(self) -> None:
         o = self.out
+        if self.named:
+            o("// ---- the program's constants")
+            for name in self.named:
+                c = self.prog.consts[name]
+                o(f"const bit<{c.width}> {p4_ident(name)} = {c.width}w{c.value:#x};  "
+                  f"// {format_value(c.kind, c.value, c.width)}")
+            o()
         ports = self.nic.ports if self.nic else None
         o("// ---- ports and internal states")
         o(f"const bit<9> P4GEN_PORT_UPLINK = {ports.uplink if ports else 0};")
@@ -513,7 +530,7 @@ class Emitter:
 
     def primitive(self, s: P.PrimOp, nf: str, params=None) -> None:
         """A primitive, as its core operations (p4gen.midend.coreops) translated to P4."""
-        self.out(f"// {s.name}()", s.pos)
+        self.out(f"// {s.name}({', '.join(C.show_operand(a) for a in s.args)})", s.pos)
         for op in C.expand(self.prog, s):
             self.core(op, params)
 

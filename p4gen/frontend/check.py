@@ -148,9 +148,9 @@ class Checker:
             return
         self.const_lits[d.name] = lit
         if isinstance(lit, ast.IntLit):
-            self.prog.consts[d.name] = P.ConstVal(lit.value, "int", None)
+            self.prog.consts[d.name] = P.ConstVal(lit.value, "int", None, d.name)
         else:
-            self.prog.consts[d.name] = P.ConstVal(lit.value, lit.kind, lit.width)
+            self.prog.consts[d.name] = P.ConstVal(lit.value, lit.kind, lit.width, d.name)
 
     # ------------------------------------------------------------ headers
     def header_decl(self, d: ast.HeaderDecl) -> None:

@@ -94,6 +94,7 @@ class ConstVal:
     value: int
     kind: str  # "int" | "ipv4" | "ipv6" | "mac"
     width: int | None  # None for plain integers (fit is checked at use)
+    name: str | None = field(default=None, compare=False)  # the DSL constant it came from, if any
 
 
 @dataclass(frozen=True)

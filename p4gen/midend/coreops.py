@@ -141,7 +141,7 @@ def show_operand(x: P.Operand) -> str:
     if isinstance(x, P.FieldRef):
         return str(x)
     if isinstance(x, P.ConstVal):
-        return str(x.value)
+        return x.name or str(x.value)
     if isinstance(x, P.ParamRef):
         return x.name
     if isinstance(x, P.CounterRef):

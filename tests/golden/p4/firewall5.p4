@@ -26,6 +26,18 @@ header p4gen_t {
     bit<8> reserved;  // 0
 }
 
+// ---- the program's constants
+const bit<48> HOST_MAC = 48w0x200c0a80101;  // 02:00:c0:a8:01:01
+const bit<32> HOST_IP = 32w0xc0a80101;  // 192.168.1.1
+const bit<128> HOST_IP6 = 128w0x20010db8010000000000000000000001;  // 2001:db8:100::1
+const bit<48> TOR_MAC = 48w0x200c0a801fe;  // 02:00:c0:a8:01:fe
+const bit<48> VM1_MAC = 48w0x20000000102;  // 02:00:00:00:01:02
+const bit<32> VM1_IP = 32w0xa000102;  // 10.0.1.2
+const bit<128> VM1_IP6 = 128w0xfd000001000000000000000000000002;  // fd00:1::2
+const bit<32> DNS_RESOLVER = 32w0xa000035;  // 10.0.0.53
+const bit<128> DNS_RESOLVER6 = 128w0xfd000000000000000000000000000053;  // fd00::53
+const bit<32> NTP_SERVER = 32w0xa00007b;  // 10.0.0.123
+
 // ---- ports and internal states
 const bit<9> P4GEN_PORT_UPLINK = 0;
 const bit<9> P4GEN_PORT_HOST = 255;
@@ -340,7 +352,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".fw_in.deny") @id(0x014f6afc)
     action fw_in_deny() {
-        // count()
+        // count(fw_in.fw_in_drops, 0)
         fw_in_fw_in_drops.count(32w0);
         // drop()
         mark_to_drop(standard_metadata);
@@ -351,7 +363,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".fw_out.deny") @id(0x01bf0c1f)
     action fw_out_deny() {
-        // count()
+        // count(fw_out.fw_out_drops, 0)
         fw_out_fw_out_drops.count(32w0);
         // drop()
         mark_to_drop(standard_metadata);
@@ -359,9 +371,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".fw_out.log_deny") @id(0x011fcd38)
     action fw_out_log_deny() {
-        // count()
+        // count(fw_out.fw_out_drops, 0)
         fw_out_fw_out_drops.count(32w0);
-        // to_hypervisor()
+        // to_hypervisor(PUNT_ACL)
         meta.p4gen_state = P4GEN_ST_TO_HV;
         meta.p4gen_code = 8w3;
     }
@@ -471,7 +483,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen_meta.setInvalid();
         }
         else if (standard_metadata.ingress_port == P4GEN_PORT_UPLINK) {
-            if (((hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0) == 48w0x20000000102)) {
+            if (((hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0) == VM1_MAC)) {
                 meta.p4gen_pipeline = 2;
                 meta.p4gen_flow = 2;
                 meta.p4gen_state = P4GEN_ST_RUN;

@@ -26,6 +26,17 @@ header p4gen_t {
     bit<8> reserved;  // 0
 }
 
+// ---- the program's constants
+const bit<48> HOST_MAC = 48w0x200c0a80101;  // 02:00:c0:a8:01:01
+const bit<32> HOST_IP = 32w0xc0a80101;  // 192.168.1.1
+const bit<128> HOST_IP6 = 128w0x20010db8010000000000000000000001;  // 2001:db8:100::1
+const bit<48> TOR_MAC = 48w0x200c0a801fe;  // 02:00:c0:a8:01:fe
+const bit<48> VM1_MAC = 48w0x20000000102;  // 02:00:00:00:01:02
+const bit<32> REMOTE_HV1_IP = 32w0xc0a8020b;  // 192.168.2.11
+const bit<48> REMOTE_HV1_MAC = 48w0x200c0a8020b;  // 02:00:c0:a8:02:0b
+const bit<32> REMOTE_HV2_IP = 32w0xc0a8030c;  // 192.168.3.12
+const bit<48> REMOTE_HV2_MAC = 48w0x200c0a8030c;  // 02:00:c0:a8:03:0c
+
 // ---- ports and internal states
 const bit<9> P4GEN_PORT_UPLINK = 0;
 const bit<9> P4GEN_PORT_HOST = 255;
@@ -352,7 +363,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".geneve_out.encap") @id(0x01488c28)
     action geneve_out_encap(bit<48> hv_mac, bit<32> hv_ip, bit<24> vni) {
-        // geneve_encap()
+        // geneve_encap(HOST_MAC, hv_mac, HOST_IP, hv_ip, vni, 64, 6081)
         meta.p4gen_inner_len = meta.p4gen_rx_len;
         if (hdr.vlan[1].isValid()) {
             hdr.ethernet.ether_type = hdr.vlan[1].ether_type;
@@ -386,7 +397,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.tcp_opt.setInvalid();
         hdr.ethernet.setValid();
         hdr.ethernet.dst = hv_mac;
-        hdr.ethernet.src = 48w0x200c0a80101;
+        hdr.ethernet.src = HOST_MAC;
         hdr.ethernet.ether_type = 0x800;
         hdr.ipv4.setValid();
         hdr.ipv4.version = 4;
@@ -400,7 +411,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.ipv4.ttl = 8w0x40;
         hdr.ipv4.protocol = 0x11;
         hdr.ipv4.hdr_checksum = 0;
-        hdr.ipv4.src = 32w0xc0a80101;
+        hdr.ipv4.src = HOST_IP;
         hdr.ipv4.dst = hv_ip;
         hdr.udp.setValid();
         hash(hdr.udp.src_port, HashAlgorithm.crc16, 16w0, { meta.p4gen_h_src, meta.p4gen_h_dst, meta.p4gen_h_proto, meta.l4_src, meta.l4_dst }, 32w65536);
@@ -420,7 +431,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".geneve_out.encap_vlan") @id(0x01ffae24)
     action geneve_out_encap_vlan(bit<48> hv_mac, bit<32> hv_ip, bit<24> vni, bit<12> vid) {
-        // geneve_encap()
+        // geneve_encap(HOST_MAC, hv_mac, HOST_IP, hv_ip, vni, 64, PORT_GENEVE)
         meta.p4gen_inner_len = meta.p4gen_rx_len;
         if (hdr.vlan[1].isValid()) {
             hdr.ethernet.ether_type = hdr.vlan[1].ether_type;
@@ -454,7 +465,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.tcp_opt.setInvalid();
         hdr.ethernet.setValid();
         hdr.ethernet.dst = hv_mac;
-        hdr.ethernet.src = 48w0x200c0a80101;
+        hdr.ethernet.src = HOST_MAC;
         hdr.ethernet.ether_type = 0x800;
         hdr.ipv4.setValid();
         hdr.ipv4.version = 4;
@@ -468,7 +479,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.ipv4.ttl = 8w0x40;
         hdr.ipv4.protocol = 0x11;
         hdr.ipv4.hdr_checksum = 0;
-        hdr.ipv4.src = 32w0xc0a80101;
+        hdr.ipv4.src = HOST_IP;
         hdr.ipv4.dst = hv_ip;
         hdr.udp.setValid();
         hash(hdr.udp.src_port, HashAlgorithm.crc16, 16w0, { meta.p4gen_h_src, meta.p4gen_h_dst, meta.p4gen_h_proto, meta.l4_src, meta.l4_dst }, 32w65536);
@@ -485,7 +496,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.geneve.protocol_type = 0x6558;
         hdr.geneve.vni = vni;
         hdr.geneve.reserved2 = 0;
-        // push_vlan()
+        // push_vlan(vid, 5)
         hdr.vlan.push_front(1);
         hdr.vlan[0].setValid();
         hdr.vlan[0].pcp = 0;
@@ -499,9 +510,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".geneve_out.unknown_endpoint") @id(0x016870d4)
     action geneve_out_unknown_endpoint() {
-        // count()
+        // count(geneve_out.no_endpoint, 0)
         geneve_out_no_endpoint.count(32w0);
-        // to_hypervisor()
+        // to_hypervisor(PUNT_UNKNOWN_TUNNEL)
         meta.p4gen_state = P4GEN_ST_TO_HV;
         meta.p4gen_code = 8w4;
     }
@@ -510,7 +521,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".qos.mark") @id(0x01db5953)
     action qos_mark(bit<6> dscp) {
-        // set_dscp()
+        // set_dscp(dscp)
         hdr.ipv4.dscp = dscp;
         hdr.ipv6.traffic_class = (((hdr.ipv6.isValid() ? hdr.ipv6.traffic_class : 8w0) & 8w3) | ((bit<8>)dscp << 8w2));
     }

@@ -26,6 +26,19 @@ header p4gen_t {
     bit<8> reserved;  // 0
 }
 
+// ---- the program's constants
+const bit<48> HOST_MAC = 48w0x200c0a80101;  // 02:00:c0:a8:01:01
+const bit<32> HOST_IP = 32w0xc0a80101;  // 192.168.1.1
+const bit<128> HOST_IP6 = 128w0x20010db8010000000000000000000001;  // 2001:db8:100::1
+const bit<48> TOR_MAC = 48w0x200c0a801fe;  // 02:00:c0:a8:01:fe
+const bit<48> VM1_MAC = 48w0x20000000602;  // 02:00:00:00:06:02
+const bit<128> VM1_IP6 = 128w0xfd000006000000000000000000000002;  // fd00:6::2
+const bit<128> VM1_GUA = 128w0x20010db8000600000000000000000002;  // 2001:db8:6::2
+const bit<48> ROUTER_MAC = 48w0x20000000601;  // 02:00:00:00:06:01
+const bit<48> SPINE_A_MAC = 48w0x2000a06ff01;  // 02:00:0a:06:ff:01
+const bit<48> SPINE_B_MAC = 48w0x2000a06ff02;  // 02:00:0a:06:ff:02
+const bit<48> PEER_MAC = 48w0x20000000609;  // 02:00:00:00:06:09
+
 // ---- ports and internal states
 const bit<9> P4GEN_PORT_UPLINK = 0;
 const bit<9> P4GEN_PORT_HOST = 255;
@@ -345,7 +358,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".acl6_in.deny") @id(0x01feaddd)
     action acl6_in_deny() {
-        // count()
+        // count(acl6_in.acl6_in_drops, 0)
         acl6_in_acl6_in_drops.count(32w0);
         // drop()
         mark_to_drop(standard_metadata);
@@ -356,7 +369,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".acl6_out.deny") @id(0x01dd4e66)
     action acl6_out_deny() {
-        // count()
+        // count(acl6_out.acl6_out_drops, 0)
         acl6_out_acl6_out_drops.count(32w0);
         // drop()
         mark_to_drop(standard_metadata);
@@ -370,12 +383,12 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".deliver6.to_vm") @id(0x0114098e)
     action deliver6_to_vm(bit<9> port) {
-        hdr.ethernet.src = 48w0x20000000601;
-        hdr.ethernet.dst = 48w0x20000000602;
+        hdr.ethernet.src = ROUTER_MAC;
+        hdr.ethernet.dst = VM1_MAC;
         // dec_ttl()
         hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
         hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
-        // forward()
+        // forward(port)
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
     }
@@ -384,26 +397,26 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".fwd6.send") @id(0x01f2092a)
     action fwd6_send(bit<48> dmac, bit<9> port) {
-        hdr.ethernet.src = 48w0x20000000601;
+        hdr.ethernet.src = ROUTER_MAC;
         hdr.ethernet.dst = dmac;
-        // forward()
+        // forward(port)
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
     }
     @name(".fwd6.to_neighbor") @id(0x014bf624)
     action fwd6_to_neighbor(bit<48> dmac, bit<9> port) {
-        hdr.ethernet.src = 48w0x20000000601;
+        hdr.ethernet.src = ROUTER_MAC;
         hdr.ethernet.dst = dmac;
         hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
-        // forward()
+        // forward(port)
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
     }
     @name(".fwd6.unroutable") @id(0x0192d626)
     action fwd6_unroutable() {
-        // count()
+        // count(fwd6.no_route, 0)
         fwd6_no_route.count(32w0);
-        // to_hypervisor()
+        // to_hypervisor(PUNT_NO_ROUTE)
         meta.p4gen_state = P4GEN_ST_TO_HV;
         meta.p4gen_code = 8w2;
     }
@@ -529,7 +542,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen_meta.setInvalid();
         }
         else if (standard_metadata.ingress_port == P4GEN_PORT_UPLINK) {
-            if (((hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0) == 48w0x20000000601)) {
+            if (((hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0) == ROUTER_MAC)) {
                 meta.p4gen_pipeline = 2;
                 meta.p4gen_flow = 2;
                 meta.p4gen_state = P4GEN_ST_RUN;

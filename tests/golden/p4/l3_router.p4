@@ -26,6 +26,18 @@ header p4gen_t {
     bit<8> reserved;  // 0
 }
 
+// ---- the program's constants
+const bit<48> HOST_MAC = 48w0x200c0a80101;  // 02:00:c0:a8:01:01
+const bit<32> HOST_IP = 32w0xc0a80101;  // 192.168.1.1
+const bit<128> HOST_IP6 = 128w0x20010db8010000000000000000000001;  // 2001:db8:100::1
+const bit<48> TOR_MAC = 48w0x200c0a801fe;  // 02:00:c0:a8:01:fe
+const bit<48> VM1_MAC = 48w0x20000000102;  // 02:00:00:00:01:02
+const bit<32> VM1_IP = 32w0xa000102;  // 10.0.1.2
+const bit<128> VM1_IP6 = 128w0xfd000001000000000000000000000002;  // fd00:1::2
+const bit<48> GATEWAY_MAC = 48w0x20000000001;  // 02:00:00:00:00:01
+const bit<48> NH_SPINE_A = 48w0x2000a00ff01;  // 02:00:0a:00:ff:01
+const bit<48> NH_SPINE_B = 48w0x2000a00ff02;  // 02:00:0a:00:ff:02
+
 // ---- ports and internal states
 const bit<9> P4GEN_PORT_UPLINK = 0;
 const bit<9> P4GEN_PORT_HOST = 255;
@@ -336,7 +348,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".deliver.not_mine") @id(0x013d833e)
     action deliver_not_mine() {
-        // count()
+        // count(deliver.not_local, 0)
         deliver_not_local.count(32w0);
         // drop()
         mark_to_drop(standard_metadata);
@@ -344,18 +356,18 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".deliver.to_vm") @id(0x0180234a)
     action deliver_to_vm(bit<48> vm_mac, bit<9> port) {
-        hdr.ethernet.src = 48w0x20000000001;
+        hdr.ethernet.src = GATEWAY_MAC;
         hdr.ethernet.dst = vm_mac;
         // dec_ttl()
         hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
         hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
-        // forward()
+        // forward(port)
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
     }
     @name(".router.blackhole") @id(0x01f3bf7d)
     action router_blackhole() {
-        // count()
+        // count(router.no_route, 0)
         router_no_route.count(32w0);
         // drop()
         mark_to_drop(standard_metadata);
@@ -363,20 +375,20 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".router.route") @id(0x01171245)
     action router_route(bit<48> nh_mac, bit<9> port) {
-        hdr.ethernet.src = 48w0x200c0a80101;
+        hdr.ethernet.src = HOST_MAC;
         hdr.ethernet.dst = nh_mac;
         // dec_ttl()
         hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
         hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
-        // forward()
+        // forward(port)
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
     }
     @name(".router.unroutable") @id(0x01334efc)
     action router_unroutable() {
-        // count()
+        // count(router.no_route, 0)
         router_no_route.count(32w0);
-        // to_hypervisor()
+        // to_hypervisor(PUNT_NO_ROUTE)
         meta.p4gen_state = P4GEN_ST_TO_HV;
         meta.p4gen_code = 8w2;
     }
@@ -465,7 +477,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen_meta.setInvalid();
         }
         else if (standard_metadata.ingress_port == P4GEN_PORT_UPLINK) {
-            if ((((hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0) == 32w0xa000102) || ((hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0) == 128w0xfd000001000000000000000000000002))) {
+            if ((((hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0) == VM1_IP) || ((hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0) == VM1_IP6))) {
                 meta.p4gen_pipeline = 2;
                 meta.p4gen_flow = 2;
                 meta.p4gen_state = P4GEN_ST_RUN;

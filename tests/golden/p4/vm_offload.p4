@@ -26,6 +26,17 @@ header p4gen_t {
     bit<8> reserved;  // 0
 }
 
+// ---- the program's constants
+const bit<48> VM1_MAC = 48w0x20000000102;  // 02:00:00:00:01:02
+const bit<32> VM1_IP = 32w0xa000102;  // 10.0.1.2
+const bit<128> VM1_IP6 = 128w0xfd000001000000000000000000000002;  // fd00:1::2
+const bit<48> VTEP_MAC = 48w0x200c0a80101;  // 02:00:c0:a8:01:01
+const bit<32> VTEP_IP = 32w0xc0a80101;  // 192.168.1.1
+const bit<48> REMOTE_VTEP_MAC = 48w0x200c0a80102;  // 02:00:c0:a8:01:02
+const bit<32> REMOTE_VTEP_IP = 32w0xc0a80102;  // 192.168.1.2
+const bit<48> GATEWAY_MAC = 48w0x200000000fe;  // 02:00:00:00:00:fe
+const bit<32> PUBLIC_IP = 32w0xcb00710a;  // 203.0.113.10
+
 // ---- ports and internal states
 const bit<9> P4GEN_PORT_UPLINK = 0;
 const bit<9> P4GEN_PORT_HOST = 255;
@@ -351,7 +362,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".acl_in.deny") @id(0x013c7056)
     action acl_in_deny() {
-        // count()
+        // count(acl_in.acl_in_drops, 0)
         acl_in_acl_in_drops.count(32w0);
         // drop()
         mark_to_drop(standard_metadata);
@@ -362,7 +373,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".acl_out.deny") @id(0x0108a5bb)
     action acl_out_deny() {
-        // count()
+        // count(acl_out.acl_out_drops, 0)
         acl_out_acl_out_drops.count(32w0);
         // drop()
         mark_to_drop(standard_metadata);
@@ -382,7 +393,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".flow_counters.unknown") @id(0x0126f358)
     action flow_counters_unknown() {
-        // count()
+        // count(flow_counters.unknown_flows, 0)
         flow_counters_unknown_flows.count(32w0);
     }
     @name(".overlay_decap.decap") @id(0x019d169d)
@@ -408,7 +419,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".overlay_decap.reject_tunnel") @id(0x01b74f08)
     action overlay_decap_reject_tunnel() {
-        // count()
+        // count(overlay_decap.bad_tunnel, 0)
         overlay_decap_bad_tunnel.count(32w0);
         // drop()
         mark_to_drop(standard_metadata);
@@ -416,7 +427,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".overlay_encap.encap") @id(0x01fd5f91)
     action overlay_encap_encap(bit<48> smac, bit<48> dmac, bit<32> sip, bit<32> dip, bit<24> vni) {
-        // vxlan_encap()
+        // vxlan_encap(smac, dmac, sip, dip, vni, 64, 4789)
         meta.p4gen_inner_len = meta.p4gen_rx_len;
         if (hdr.vlan[1].isValid()) {
             hdr.ethernet.ether_type = hdr.vlan[1].ether_type;
@@ -683,7 +694,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen_meta.setInvalid();
         }
         else if (standard_metadata.ingress_port == P4GEN_PORT_UPLINK) {
-            if ((hdr.vxlan.isValid() || ((hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0) == 32w0xcb00710a))) {
+            if ((hdr.vxlan.isValid() || ((hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0) == PUBLIC_IP))) {
                 meta.p4gen_pipeline = 2;
                 meta.p4gen_flow = 2;
                 meta.p4gen_state = P4GEN_ST_RUN;
