@@ -616,9 +616,12 @@ def make_parser() -> argparse.ArgumentParser:
     pc.set_defaults(func=cmd_place)
 
     b = sub.add_parser("build", help="emit P4 (v1model), P4Info and P4Runtime entries for the NIC part",
-                       description="Place FILE's stages and write program.p4, program.p4info.txtpb, entries.txtpb, "
-                                   "placement.json and hypervisor_plan.json to OUTDIR; with p4c, also program.json "
-                                   "and p4c's own P4Info.")
+                       description="Place FILE's stages and write to OUTDIR: program.p4 (the NIC part), "
+                                   "program.p4info.txtpb, entries.txtpb (initial entries), entries_origin.json (their "
+                                   "DSL lines), placement.json (the split and its reasons), hypervisor_plan.json, "
+                                   "hypervisor.py (the hypervisor's generated code), line_map.json (P4 line -> DSL "
+                                   "line) and build.json (input and output hashes); with p4c, also program.json and "
+                                   "program.p4c.p4info.txtpb.")
     b.add_argument("file", metavar="FILE")
     b.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     _target_args(b)

@@ -50,6 +50,12 @@ def test_graph_dot(tmp_path, capsys):
     assert text.startswith("digraph p4gen {")
     assert '"vm_egress/tso" [label="tso\\nsegment", shape=parallelogram];' in text
     assert 'style=dashed' in text  # dependency edges are drawn
+    assert '[label="parse", shape=invhouse]' in text and "parse\\nparse" not in text  # no doubled labels
+    assert "legend" not in text  # no colours, no legend
+    assert main(["graph", "examples/vm_offload.nf", "--placement", "--target", "targets/bmv2-smartnic.toml",
+                 "-o", str(out)]) == 0
+    text = out.read_text()
+    assert '"legend_nic" [label="runs on nic"' in text and '"legend_hypervisor"' in text
 
 
 def test_graph_svg(tmp_path, capsys):

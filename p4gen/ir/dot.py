@@ -33,12 +33,22 @@ def to_dot(g: nx.DiGraph, placement: dict[str, str] | None = None) -> str:
         lines.append(f"  subgraph cluster_{i} {{")
         lines.append(f"    label={_q(pl + ' (' + sts[0].direction + ')')};")
         for st in sorted(sts, key=lambda s: s.order):
-            attrs = [f"label={_q(st.name + chr(10) + st.kind)}", f"shape={KIND_SHAPES.get(st.kind, 'box')}"]
+            label = st.name if st.name == st.kind else f"{st.name}\n{st.kind}"  # no "parse\nparse"
+            attrs = [f"label={_q(label)}", f"shape={KIND_SHAPES.get(st.kind, 'box')}"]
             target = (placement or {}).get(st.id)
             if target is not None:
                 colour = TARGET_COLOURS.get(target, "#d9d9d9")
                 attrs += ["style=filled", f"fillcolor={_q(colour)}", f"tooltip={_q(target)}"]
             lines.append(f"    {_q(st.id)} [{', '.join(attrs)}];")
+        lines.append("  }")
+    if placement:  # a legend for the colours (and the edge styles)
+        lines.append("  subgraph cluster_legend {")
+        lines.append('    label="legend"; fontsize=9;')
+        for target, colour in TARGET_COLOURS.items():
+            lines.append(f"    {_q('legend_' + target)} [label={_q('runs on ' + target)}, shape=box, style=filled, "
+                         f"fillcolor={_q(colour)}];")
+        lines.append('    "legend_edges" [shape=plaintext, label="solid: control flow (branch / action labels)\n'
+                     'dashed: read-after-write dependency (fields)"];')
         lines.append("  }")
     for u, v, d in g.edges(data=True):
         if d.get("control"):
