@@ -1,4 +1,4 @@
-// vm_offload.nf — the reference scenario (shared/scenario.md): one VM behind
+// vm_offload.nf — the reference scenario (docs/scenario.md): one VM behind
 // the hypervisor, a programmable NIC, a VXLAN overlay and SNAT to the Internet.
 
 const VM1_MAC = 02:00:00:00:01:02;

@@ -529,6 +529,23 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_headers(args: argparse.Namespace) -> int:
+    from p4gen.frontend import check_source
+    from p4gen.frontend.reference import headers_markdown
+
+    if args.file:
+        prog, sink = load_program([args.file])
+        _report(sink)
+        if prog is None:
+            return 1
+        print(headers_markdown(prog, f"Headers of {args.file} (with std.nf)"), end="")
+        return 0
+    prog, sink = check_source("<std>", b"")
+    assert prog is not None, sink.render()
+    print(headers_markdown(prog), end="")
+    return 0
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from p4gen.ir.dot import GraphvizMissing, render, to_dot
 
@@ -593,6 +610,12 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("files", nargs="+", metavar="FILE")
     c.add_argument("-q", "--quiet", action="store_true", help="print diagnostics only")
     c.set_defaults(func=cmd_check)
+
+    hd = sub.add_parser("headers", help="print the header types, instances and metadata fields",
+                        description="A reference of the built-in headers (std.nf): types with their fields, widths "
+                                    "and offsets, the instances and metadata. With FILE, the program's own too.")
+    hd.add_argument("file", metavar="FILE", nargs="?")
+    hd.set_defaults(func=cmd_headers)
 
     gr = sub.add_parser("graph", help="draw the IR graph (.dot, .svg, .png)",
                         description="Write the IR of FILE as a picture. .dot needs nothing extra; "

@@ -1,4 +1,4 @@
-"""Sample captures of the reference scenario (../shared/scenario.md), for `p4gen run`.
+"""Sample captures of the reference scenario (docs/scenario.md), for `p4gen run`.
 
     python examples/traffic/make_traffic.py        (needs scapy: pip install -e '.[test]')
 
