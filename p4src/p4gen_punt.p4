@@ -4,6 +4,7 @@
 const bit<8>  P4GEN_VERSION = 2;
 const bit<16> P4GEN_RESUME_DONE = 0xffff;
 const bit<8>  P4GEN_FLAG_FORWARDED = 0x1;
+const bit<8>  P4GEN_FLAG_L4_DIRTY = 0x2;
 const bit<8>  P4GEN_REASON_PLACEMENT = 0;
 const bit<8>  P4GEN_REASON_FINISHED = 1;
 const bit<8>  P4GEN_REASON_TO_HYPERVISOR = 2;

@@ -124,3 +124,33 @@ def test_hypervisor_finishes_through_the_nic(tmp_path):
     assert out.to == NIC_PORT
     p = crossing(prog).unwrap(out.data)
     assert (p.resume, p.port, p.data) == (None, 3, frame)
+
+
+DIRTY_THEN_WRITE = """
+@pin(nic) nf a { action r() { ipv4.dst = 10.9.9.9; } apply { r(); } }
+@pin(hypervisor) nf b { action w() { tcp.window = 7; } apply { w(); } }
+pipeline out : vm_egress { a -> b; }
+"""
+
+
+@pytest.mark.parametrize("kind", TARGETS)
+def test_l4_checksum_state_crosses(kind, tmp_path):
+    """An address rewrite on the NIC, a TCP rewrite in the hypervisor after it: the checksum the
+    packet leaves with covers both (the 'recompute' state crossed with the packet)."""
+    from scapy.layers.inet import TCP
+
+    prog, g, pl, path = _program(tmp_path, DIRTY_THEN_WRITE)
+    sent = Ether() / IP(src="10.0.1.2", dst="10.0.2.9") / TCP(sport=40000, dport=443, window=100) / Raw(b"d")
+    want = sent.copy()
+    want[IP].dst, want[TCP].window = "10.9.9.9", 7
+    del want[IP].chksum, want[TCP].chksum
+    want = bytes(Ether(bytes(want)))  # scapy computes both checksums
+    soft = SoftwareTarget(prog, g)
+    soft.send("vm", bytes(sent))
+    assert soft.received("uplink") == [want]
+    target = _target(kind, prog, g, pl, path, tmp_path)
+    try:
+        target.send("vm", bytes(sent))
+        assert target.received("uplink") == [want]
+    finally:
+        target.close()

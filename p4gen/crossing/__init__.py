@@ -14,6 +14,7 @@ from p4gen.crossing.numbering import pipeline_name, pipeline_numbers
 from p4gen.crossing.protocol import (
     CARRIED_PAD,
     FLAG_FORWARDED,
+    FLAG_L4_DIRTY,
     PUNT_HEADER,
     RESUME_DONE,
     VERSION,
@@ -26,6 +27,6 @@ from p4gen.crossing.protocol import (
 )
 from p4gen.crossing.states import DROP_REASONS, State
 
-__all__ = ["CARRIED_PAD", "DROP_REASONS", "FLAG_FORWARDED", "PUNT_HEADER", "RESUME_DONE", "VERSION", "Crossing",
-           "Punted", "PuntLayout", "Reason", "State", "carried_layout", "crossing", "pipeline_name",
+__all__ = ["CARRIED_PAD", "DROP_REASONS", "FLAG_FORWARDED", "FLAG_L4_DIRTY", "PUNT_HEADER", "RESUME_DONE", "VERSION",
+           "Crossing", "Punted", "PuntLayout", "Reason", "State", "carried_layout", "crossing", "pipeline_name",
            "pipeline_numbers"]

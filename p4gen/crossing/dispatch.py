@@ -61,13 +61,15 @@ class HostDispatcher:
             if self.prog.pipelines[p.pipeline].direction == "vm_ingress":
                 return [Delivery(VM, p.data)]
             return [self._send(p.pipeline, p.data, self.uplink_port)]
-        return self.route(p.pipeline, self.hv.run(p.pipeline, p.data, resume=p.resume, meta=p.meta, port=p.port))
+        return self.route(p.pipeline, self.hv.run(p.pipeline, p.data, resume=p.resume, meta=p.meta, port=p.port,
+                                                  l4_dirty=p.l4_dirty))
 
     def route(self, pipeline: str, outputs: list[Output]) -> list[Delivery]:
         out = []
         for o in outputs:
             if o.kind == "to_nic":
-                out.append(Delivery(NIC_PORT, self.cross.wrap(pipeline, o.resume, o.data, o.meta, o.port)))
+                out.append(Delivery(NIC_PORT, self.cross.wrap(pipeline, o.resume, o.data, o.meta, o.port,
+                                                              l4_dirty=o.l4_dirty)))
             elif o.kind == "vm":
                 out.append(Delivery(VM, o.data))
             elif o.kind == "slow_path":
@@ -107,13 +109,15 @@ class NicModel:
             return []
         if p.resume is None:  # SEND: nothing left to run
             return [(self.uplink_port if p.port is None else p.port, p.data)]
-        return self._out(p.pipeline, self.nic.run(p.pipeline, p.data, resume=p.resume, meta=p.meta, port=p.port))
+        return self._out(p.pipeline, self.nic.run(p.pipeline, p.data, resume=p.resume, meta=p.meta, port=p.port,
+                                                  l4_dirty=p.l4_dirty))
 
     def _out(self, pipeline: str, outputs: list[Output]) -> list[tuple[int, bytes]]:
         out = []
         for o in outputs:
             if o.kind == "to_hypervisor":
-                out.append((self.host_port, self.cross.wrap(pipeline, o.resume, o.data, o.meta, o.port)))
+                out.append((self.host_port, self.cross.wrap(pipeline, o.resume, o.data, o.meta, o.port,
+                                                            l4_dirty=o.l4_dirty)))
             elif o.kind == "slow_path":
                 out.append((self.host_port, self.cross.wrap(pipeline, None, o.data, reason=Reason.TO_HYPERVISOR,
                                                             code=o.code or 0)))

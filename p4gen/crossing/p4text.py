@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from p4gen.crossing.protocol import FLAG_FORWARDED, PUNT_HEADER, RESUME_DONE, VERSION, PuntLayout, Reason
+from p4gen.crossing.protocol import FLAG_FORWARDED, FLAG_L4_DIRTY, PUNT_HEADER, RESUME_DONE, VERSION, PuntLayout, Reason
 from p4gen.crossing.states import DROP_REASONS, State
 
 
@@ -21,7 +21,8 @@ def punt_p4() -> str:
              "",
              f"const bit<8>  P4GEN_VERSION = {VERSION};",
              f"const bit<16> P4GEN_RESUME_DONE = {RESUME_DONE:#x};",
-             f"const bit<8>  P4GEN_FLAG_FORWARDED = {FLAG_FORWARDED:#x};"]
+             f"const bit<8>  P4GEN_FLAG_FORWARDED = {FLAG_FORWARDED:#x};",
+             f"const bit<8>  P4GEN_FLAG_L4_DIRTY = {FLAG_L4_DIRTY:#x};"]
     lines += [f"const bit<8>  P4GEN_REASON_{r.name} = {int(r)};" for r in Reason]
     lines.append("")
     lines += _header(PUNT_HEADER)

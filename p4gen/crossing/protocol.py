@@ -9,7 +9,9 @@ Hypervisor → NIC: `resume` is the stage the NIC continues at, or RESUME_DONE:
 "send it out of `egress_port`".
 Both ways, FLAG_FORWARDED in `flags` carries a forward() decision already
 taken (the port in `egress_port`), so that a later stage on the other target
-does not lose it. p4gen_meta_t carries the program's metadata fields.
+does not lose it, and FLAG_L4_DIRTY that a rewrite under a TCP/UDP checksum
+happened, so that the target finishing the packet recomputes the checksum
+after its own later rewrites too (as one pass would). p4gen_meta_t carries the program's metadata fields.
 
 The P4 text of all this is generated (p4gen.crossing.p4text); the Python side
 packs and unpacks with the layouts below.
@@ -26,6 +28,7 @@ from p4gen.frontend.program import Program
 VERSION = 2
 RESUME_DONE = 0xFFFF
 FLAG_FORWARDED = 0x01
+FLAG_L4_DIRTY = 0x02  # a field under a TCP/UDP checksum was rewritten: recompute it at the end
 
 
 class Reason(IntEnum):
@@ -103,6 +106,7 @@ class Punted:
     port: int | None  # a forward() decision taken before the crossing
     meta: dict[str, int]
     data: bytes
+    l4_dirty: bool = False
 
 
 class BadPunt(ValueError):
@@ -125,11 +129,12 @@ class Crossing:
         return PUNT_HEADER.size + self.carried.size
 
     def wrap(self, pipeline: str, resume: int | None, data: bytes, meta: dict[str, int] | None = None,
-             port: int | None = None, reason: int = Reason.PLACEMENT, code: int = 0) -> bytes:
+             port: int | None = None, reason: int = Reason.PLACEMENT, code: int = 0, l4_dirty: bool = False) -> bytes:
         numbers = pipeline_numbers(self.prog)
+        flags = (FLAG_FORWARDED if port is not None else 0) | (FLAG_L4_DIRTY if l4_dirty else 0)
         hdr = PUNT_HEADER.pack(version=VERSION, pipeline=numbers[pipeline],
                                resume=RESUME_DONE if resume is None else resume, reason=int(reason), code=code,
-                               egress_port=port or 0, flags=FLAG_FORWARDED if port is not None else 0)
+                               egress_port=port or 0, flags=flags)
         values = {k: v for k, v in (meta or {}).items() if any(k == n for n, _ in self.carried.fields)}
         return hdr + self.carried.pack(**values) + data
 
@@ -145,7 +150,8 @@ class Crossing:
                                           f"{len(self.prog.pipelines)}")
         meta = {k: v for k, v in self.carried.unpack(frame[PUNT_HEADER.size:]).items() if k != CARRIED_PAD}
         return Punted(name, None if h["resume"] == RESUME_DONE else h["resume"], h["reason"], h["code"],
-                      h["egress_port"] if h["flags"] & FLAG_FORWARDED else None, meta, frame[self.size:])
+                      h["egress_port"] if h["flags"] & FLAG_FORWARDED else None, meta, frame[self.size:],
+                      bool(h["flags"] & FLAG_L4_DIRTY))
 
 
 def crossing(prog: Program) -> Crossing:

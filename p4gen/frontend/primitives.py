@@ -24,13 +24,17 @@ INNER_OF = {
 }
 
 
-# Fields whose rewrite invalidates a TCP/UDP checksum (pseudo-header addresses and
-# ports): writing one makes the NIC and the hypervisor recompute L4 checksums.
+# Fields under a TCP/UDP checksum (the pseudo-header and the L4 header itself): writing one
+# makes the target that finishes the packet recompute the L4 checksums (the "dirty" state
+# crosses between NIC and hypervisor with the packet, p4gen.crossing).
 L4_CHECKSUM_FIELDS = frozenset(
     f"{prefix}{hdr}.{fld}"
     for prefix in ("", "inner_")
-    for hdr, fields in (("ipv4", ("src", "dst")), ("ipv6", ("src", "dst")), ("tcp", ("src_port", "dst_port")),
-                        ("udp", ("src_port", "dst_port")))
+    for hdr, fields in (("ipv4", ("src", "dst", "protocol", "total_len", "ihl")),
+                        ("ipv6", ("src", "dst", "next_hdr", "payload_len")),
+                        ("tcp", ("src_port", "dst_port", "seq_no", "ack_no", "data_offset", "res", "flags", "window",
+                                 "urgent_ptr")),
+                        ("udp", ("src_port", "dst_port", "length")))
     for fld in fields
 )
 

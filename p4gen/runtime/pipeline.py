@@ -53,6 +53,7 @@ class Output:
     resume: int | None = None  # to_nic: the stage the NIC continues at
     code: int | None = None  # slow_path: the to_hypervisor() argument
     meta: dict[str, int] | None = None  # to_nic / to_hypervisor: the metadata that travels along (p4gen_meta_t)
+    l4_dirty: bool = False  # to_nic / to_hypervisor: a rewrite under a TCP/UDP checksum happened
 
 
 @dataclass(slots=True)
@@ -119,7 +120,7 @@ class HypervisorPipeline:
         return self.assignment.get(stage_id, HYP) == self.side
 
     def run(self, pipeline: str, frame: bytes, resume: int | None = None,
-            meta: dict[str, int] | None = None, port: int | None = None) -> list[Output]:
+            meta: dict[str, int] | None = None, port: int | None = None, l4_dirty: bool = False) -> list[Output]:
         """One packet through `pipeline` (from the start, or from stage `resume` with the
         metadata it had when it left the other side and the port a forward() there chose)."""
         try:
@@ -132,6 +133,7 @@ class HypervisorPipeline:
             return []
         if meta:
             pkt.meta.update(meta)
+        pkt.l4_dirty = l4_dirty
         ctx = _Ctx(pkt, RUN if resume is None else SKIP, resume, pipeline, port=port)
         if resume is None and not self.classifiers[pipeline](pkt):
             self.drops["no_flow"] += 1
@@ -199,7 +201,7 @@ class HypervisorPipeline:
         if ctx.state == PUNT:
             carried = {name: ctx.pkt.meta.get(name, 0) for name, _w in self.carried.fields if name != CARRIED_PAD}
             ctx.outputs.append(Output("to_nic" if self.side == HYP else "to_hypervisor", data, port=ctx.port,
-                                      resume=ctx.resume, meta=carried))
+                                      resume=ctx.resume, meta=carried, l4_dirty=ctx.pkt.l4_dirty))
         elif ctx.state == TO_HV:
             ctx.outputs.append(Output("slow_path", data, code=ctx.code))
         elif ctx.port is not None:

@@ -10,6 +10,7 @@
 const bit<8>  P4GEN_VERSION = 2;
 const bit<16> P4GEN_RESUME_DONE = 0xffff;
 const bit<8>  P4GEN_FLAG_FORWARDED = 0x1;
+const bit<8>  P4GEN_FLAG_L4_DIRTY = 0x2;
 const bit<8>  P4GEN_REASON_PLACEMENT = 0;
 const bit<8>  P4GEN_REASON_FINISHED = 1;
 const bit<8>  P4GEN_REASON_TO_HYPERVISOR = 2;
@@ -465,6 +466,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             else {
                 meta.p4gen_state = P4GEN_ST_SKIP;
                 meta.p4gen_resume = hdr.p4gen.resume;
+                if ((hdr.p4gen.flags & P4GEN_FLAG_L4_DIRTY) != 0) {
+                    meta.p4gen_l4_dirty = 1;  // recompute TCP/UDP checksums at the end, as one pass would
+                }
                 if ((hdr.p4gen.flags & P4GEN_FLAG_FORWARDED) != 0) {
                     // a forward() taken in the hypervisor stands unless a later stage changes it
                     standard_metadata.egress_spec = (bit<9>)hdr.p4gen.egress_port;
@@ -655,6 +659,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             if (meta.p4gen_forwarded == 1) {
                 hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;
                 hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;
+            }
+            if (meta.p4gen_l4_dirty == 1) {
+                hdr.p4gen.flags = hdr.p4gen.flags | P4GEN_FLAG_L4_DIRTY;
             }
             hdr.p4gen_meta.setValid();
             hdr.p4gen_meta.l4_src = meta.l4_src;
