@@ -642,6 +642,9 @@ class Emitter:
         o(f"hdr.{spec.name}.setInvalid();")
         if self.prog.instances[spec.name].type.varbit is not None:
             o(f"hdr.{spec.name}_opt.setInvalid();")
+        vlan = self.prog.instances.get("vlan")
+        for i in range(vlan.stack if vlan is not None and vlan.stack else 0):
+            o(f"hdr.vlan[{i}].setInvalid();  // the outer frame's 802.1Q tags go with it")
 
     # ------------------------------------------------------------ stage guards
     def stage_guard(self, st: Stage, body) -> None:

@@ -416,11 +416,13 @@ class Program:
         return self.nfs[nf].tables[name]
 
     def deparse_order(self) -> list[str]:
-        """Instances in the order the parser meets them: breadth-first over states from
-        `start`, so siblings (ipv4/ipv6) come before what follows them (tcp/udp) and outer
-        headers before inner ones; instances no state extracts come last. Both the P4
-        deparser and the hypervisor's deparser emit headers in this order."""
-        order: list[str] = []
+        """Instances in an order that agrees with every parse path: a topological order of
+        "the parser can extract A before B", ties broken breadth-first from `start` (siblings
+        such as ipv4/ipv6 before what follows them, outer headers before inner ones), so a
+        header reachable both before and after another (a user header after Ethernet or after
+        an 802.1Q tag) is emitted where every path puts it. Instances no state extracts come
+        last. Both the P4 deparser and the hypervisor's deparser emit headers in this order."""
+        bfs: list[str] = []
         seen = {"start"}
         frontier = ["start"]
         while frontier:
@@ -430,13 +432,45 @@ class Program:
                 if st is None:
                     continue
                 for inst, _ in st.extracts:
-                    if inst not in order:
-                        order.append(inst)
+                    if inst not in bfs:
+                        bfs.append(inst)
                 for _keys, target in st.cases:
                     if target not in seen:
                         seen.add(target)
                         nxt.append(target)
             frontier = nxt
+        before: dict[str, set[str]] = {i: set() for i in bfs}  # instance → instances that precede it
+
+        def firsts(state: str, visiting: frozenset[str] = frozenset()) -> set[str]:
+            """The instances a path entering `state` extracts first."""
+            st = self.parser.get(state)
+            if st is None or state in visiting:
+                return set()
+            if st.extracts:
+                return {st.extracts[0][0]}
+            out: set[str] = set()
+            for _keys, target in st.cases:
+                out |= firsts(target, visiting | {state})
+            return out
+
+        for st in self.parser.values():
+            names = [inst for inst, _ in st.extracts]
+            for a, b in zip(names, names[1:], strict=False):
+                if a != b:
+                    before[b].add(a)
+            if names:
+                for _keys, target in st.cases:
+                    for b in firsts(target):
+                        if b != names[-1] and b in before:
+                            before[b].add(names[-1])
+        order: list[str] = []
+        rank = {inst: k for k, inst in enumerate(bfs)}
+        pending = set(bfs)
+        while pending:
+            ready = [i for i in pending if not (before[i] & pending)]
+            pick = min(ready or pending, key=rank.__getitem__)  # a cycle: fall back to breadth-first
+            order.append(pick)
+            pending.discard(pick)
         return order + [i for i in self.instances if i not in order]
 
     def instance_fields(self, instance: str) -> list[str]:

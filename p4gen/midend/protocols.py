@@ -65,6 +65,9 @@ class TunnelSpec:
     802.1Q tags are stripped first: the tunnel carries the frame untagged (as a VTEP's
     access port does), the innermost tag's EtherType on the inner Ethernet header.
 
+    Decapsulation removes the outer headers, and with them the 802.1Q tags in front of
+    the outer IP header (they belong to the outer frame).
+
     DSCP and ECN of the outer IPv4 header are copied from the inner IP header (IPv4's
     dscp/ecn, IPv6's traffic class): DSCP in the "uniform" model (RFC 2983), so the underlay
     treats the tunnel as its traffic; ECN per RFC 6040's normal mode, so congestion marks

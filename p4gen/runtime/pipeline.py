@@ -449,6 +449,8 @@ class HypervisorPipeline:
                 pkt.opt.pop(outer, None)
         pkt.hdr[tunnel] = None
         pkt.opt.pop(tunnel, None)
+        if "vlan" in pkt.stacks:  # 802.1Q tags in front of the outer IP belong to the outer frame
+            pkt.stacks["vlan"].clear()
 
     # ------------------------------------------------------------ segmentation
     def segment_body(self, st):

@@ -417,6 +417,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.icmp = hdr.inner_icmp;
         hdr.inner_icmp.setInvalid();
         hdr.vxlan.setInvalid();
+        hdr.vlan[0].setInvalid();  // the outer frame's 802.1Q tags go with it
+        hdr.vlan[1].setInvalid();  // the outer frame's 802.1Q tags go with it
     }
     @name(".overlay_decap.reject_tunnel") @id(0x01b74f08)
     action overlay_decap_reject_tunnel() {

@@ -1,0 +1,82 @@
+"""Semantics the program fuzzer (tests/progfuzz.py) found wrong or divergent, each a regression
+test on the software target, the Python split model and (with the tools) BMv2, against frames
+built with scapy."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
+from test_crossing import TARGETS, _program, _target
+
+from p4gen.testing import SoftwareTarget
+
+X1_PROGRAM = """
+header h_x1 { f0: bit<16>; nt: bit<16>; }
+packet { x1: h_x1; }
+parser {
+    override state start {
+        extract(ethernet);
+        transition select(ethernet.ether_type) {
+            0x88b5: s_x1; 0x8100: vlan; 0x0800: ipv4; 0x86dd: ipv6; default: accept;
+        }
+    }
+    override state vlan {
+        extract(vlan.next);
+        transition select(vlan.last.ether_type) {
+            0x88b5: s_x1; 0x8100: vlan; 0x0800: ipv4; 0x86dd: ipv6; default: accept;
+        }
+    }
+    state s_x1 { extract(x1); transition select(x1.nt) { 0x0800: ipv4; 0x86dd: ipv6; default: accept; } }
+}
+@pin(nic) nf a { action w() { ipv4.ttl = 9; } apply { w(); } }
+@pin(hypervisor) nf b { counter seen; action n() { count(seen); } apply { n(); } }
+pipeline pe : vm_egress { a -> b; }
+"""
+
+
+@pytest.mark.parametrize("kind", ["software", *TARGETS])
+def test_a_header_reachable_at_two_depths_is_deparsed_where_parsed(kind, tmp_path):
+    """Ethernet / 802.1Q / user header / IPv4 leaves in that order (the deparser's order agrees
+    with every parse path), and without the tag too."""
+    prog, g, pl, path = _program(tmp_path, X1_PROGRAM)
+    target = SoftwareTarget(prog, g) if kind == "software" else _target(kind, prog, g, pl, path, tmp_path)
+    try:
+        for tags in ([5], []):
+            head = Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe", type=0x8100 if tags else 0x88B5)
+            for vid in tags:
+                head = head / Dot1Q(vlan=vid, type=0x88B5)
+            x1 = Raw(bytes.fromhex("12340800"))
+            sent = bytes(head / x1 / IP(src="10.0.1.2", dst="10.0.2.9", ttl=64) / UDP() / Raw(b"p"))
+            want = Ether(bytes(head / x1 / IP(src="10.0.1.2", dst="10.0.2.9", ttl=9) / UDP() / Raw(b"p")))
+            target.send("vm", sent)
+            assert target.received("uplink") == [bytes(want)], tags
+        assert target.counter("b", "seen") == 2
+    finally:
+        target.close()
+
+
+DECAP = """
+@pin(nic) nf a { action dec() { vxlan_decap(); } apply { if (vxlan.isValid()) { dec(); } } }
+@pin(hypervisor) nf b { counter seen; action n() { count(seen); } apply { n(); } }
+pipeline pi : vm_ingress { a -> b; }
+"""
+
+
+@pytest.mark.parametrize("kind", ["software", *TARGETS])
+def test_decap_removes_the_outer_frames_tags(kind, tmp_path):
+    """A tagged VXLAN packet decapsulated is exactly the inner frame: the outer 802.1Q tag goes
+    with the outer headers."""
+    prog, g, pl, path = _program(tmp_path, DECAP)
+    inner = Ether(src="02:00:00:00:02:09", dst="02:00:00:00:01:02") / IP(src="10.0.2.9", dst="10.0.1.2") / \
+        UDP(sport=53, dport=5353) / Raw(b"answer")
+    sent = Ether(dst="02:00:c0:a8:01:01") / Dot1Q(vlan=100) / IP(src="192.168.1.2", dst="192.168.1.1") / \
+        UDP(sport=50000, dport=4789, chksum=0) / VXLAN(vni=5001) / inner
+    target = SoftwareTarget(prog, g) if kind == "software" else _target(kind, prog, g, pl, path, tmp_path)
+    try:
+        target.send("uplink", bytes(sent))
+        assert target.received("vm") == [bytes(inner)]
+    finally:
+        target.close()
