@@ -80,3 +80,49 @@ def test_decap_removes_the_outer_frames_tags(kind, tmp_path):
         assert target.received("vm") == [bytes(inner)]
     finally:
         target.close()
+
+
+PRECONDITIONS = """
+@pin(nic) nf a {
+    action tag() { push_vlan(9); }
+    action dec() { vxlan_decap(); }
+    action enc() { geneve_encap(0x020000000b01, 0x020000000b02, 192.168.8.1, 192.168.8.2, 7001); }
+    table pick {
+        key = { udp.dst_port: exact; }
+        actions = { tag; dec; enc; }
+        default_action = tag();
+    }
+    apply { pick.apply(); }
+}
+@pin(hypervisor) nf b { counter seen; action n() { count(seen); } apply { n(); } }
+pipeline pe : vm_egress { a -> b; }
+entries a.pick { (1) => dec(); (4789) => enc(); }
+"""
+
+
+@pytest.mark.parametrize("kind", ["software", *TARGETS])
+def test_primitive_preconditions_drop_and_count(kind, tmp_path):
+    """A third 802.1Q tag, a decap of a packet without that tunnel, an encap of a packet that has
+    one: dropped and counted by reason (never a corrupt frame), the same on every target."""
+    prog, g, pl, path = _program(tmp_path, PRECONDITIONS)
+    vm = Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe")
+    ip = IP(src="10.0.1.2", dst="10.0.2.9")
+    two_tags = vm / Dot1Q(vlan=1) / Dot1Q(vlan=2) / ip / UDP(dport=7) / Raw(b"x")
+    one_tag = vm / Dot1Q(vlan=1) / ip / UDP(dport=7) / Raw(b"x")
+    plain_decap = vm / ip / UDP(dport=1) / Raw(b"x")
+    tunnelled = vm / ip / UDP(sport=2, dport=4789) / VXLAN(vni=1) / (vm / ip / UDP() / Raw(b"i"))
+    target = SoftwareTarget(prog, g) if kind == "software" else _target(kind, prog, g, pl, path, tmp_path)
+    try:
+        before = target.drops
+        for frame in (two_tags, plain_decap, tunnelled):
+            target.send("vm", bytes(frame))
+        target.expect_nothing("uplink")
+        after = target.drops
+        for reason in ("vlan_overflow", "no_tunnel", "nested_tunnel"):
+            assert after[reason] == before[reason] + 1, reason
+        target.send("vm", bytes(one_tag))  # the second tag still fits
+        want = Ether(bytes(vm / Dot1Q(vlan=9) / Dot1Q(vlan=1) / ip / UDP(dport=7) / Raw(b"x")))
+        assert target.received("uplink") == [bytes(want)]
+        assert target.counter("b", "seen") == 1
+    finally:
+        target.close()

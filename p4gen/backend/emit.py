@@ -26,6 +26,7 @@ from p4gen.backend.model import NicModel, P4Action, P4Table, annotation_doc
 from p4gen.backend.names import p4_ident
 from p4gen.crossing.p4text import carried_p4, punt_p4, states_p4
 from p4gen.crossing.protocol import CARRIED_PAD, PUNT_HEADER, carried_layout
+from p4gen.crossing.states import DROP_REASONS
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.frontend.literals import format_value
@@ -264,7 +265,7 @@ class Emitter:
                      "bit<1> p4gen_l4_dirty;", "bit<16> p4gen_l4_len;", "bit<16> p4gen_inner_l4_len;",
                      "bit<16> p4gen_inner_len;", "bit<16> p4gen_rx_len;", "bit<16> p4gen_egress_port;",
                      "bit<128> p4gen_h_src;", "bit<128> p4gen_h_dst;", "bit<8> p4gen_h_proto;",
-                     "bit<8> p4gen_h_tos;"):
+                     "bit<8> p4gen_h_tos;", "bit<32> p4gen_drop_cause;"):
             o(line)
         o.close()
         o()
@@ -546,6 +547,11 @@ class Emitter:
         elif isinstance(op, C.Forward):
             o(f"standard_metadata.egress_spec = {self.cast(op.port, C.PORT_WIDTH, params)};")
             o("meta.p4gen_forwarded = 1;")
+        elif isinstance(op, C.DropIf):  # ternaries: no `if` inside an action
+            cond = self.cond(op.cond, params)
+            cause = DROP_REASONS.index(op.reason) + 1
+            o(f"meta.p4gen_drop_cause = ({cond}) ? 32w{cause} : meta.p4gen_drop_cause;  // {op.reason}")
+            o(f"meta.p4gen_state = ({cond}) ? P4GEN_ST_DROP : meta.p4gen_state;")
         elif isinstance(op, C.ToHypervisor):
             o("meta.p4gen_state = P4GEN_ST_TO_HV;")
             o(f"meta.p4gen_code = {self.cast(op.code, C.CODE_WIDTH, params)};")
@@ -841,6 +847,9 @@ class Emitter:
         o.close()
         o.open("else if (meta.p4gen_state == P4GEN_ST_SKIP)")
         o("p4gen_drop(P4GEN_DROP_BAD_RESUME);")
+        o.close()
+        o.open("else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0)")
+        o("p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)")
         o.close()
         o.open("else if (meta.p4gen_state != P4GEN_ST_DONE)")
         o("mark_to_drop(standard_metadata);")

@@ -33,4 +33,8 @@ class State(IntEnum):
 
 # Indices of the NIC's `p4gen.drops` counter (P4GEN_DROP_* in P4): what the NIC drops
 # before any stage runs. The hypervisor counts the same reasons by these names.
-DROP_REASONS = ("malformed", "bad_checksum", "no_flow", "bad_resume", "bad_port")
+# vlan_overflow, no_tunnel and nested_tunnel are drops by a primitive's own semantics
+# (p4gen.midend.coreops.DropIf): a third 802.1Q tag, a decap of a packet without that tunnel,
+# an encap of a packet that already has one.
+DROP_REASONS = ("malformed", "bad_checksum", "no_flow", "bad_resume", "bad_port", "vlan_overflow", "no_tunnel",
+                "nested_tunnel")

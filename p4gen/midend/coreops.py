@@ -11,6 +11,8 @@ hypervisor generator each translate core operations and know no primitive:
     Forward(port)             the packet's fate: leave by a NIC port
     Drop()                    ... discarded
     ToHypervisor(code)        ... to the hypervisor's slow path, with a code
+    DropIf(cond, reason)      the packet's fate when `cond` holds: dropped, counted as `reason`
+                              (a primitive's precondition: one of crossing.DROP_REASONS)
     Count(counter, index)     count the packet (and its bytes) in an indirect counter
     Encap(tunnel, args)       push a tunnel's outer headers (protocols.TunnelSpec)
     Decap(tunnel)             remove them: the inner headers take the outer names
@@ -56,6 +58,12 @@ class Drop:
 
 
 @dataclass(frozen=True)
+class DropIf:
+    cond: P.CondT
+    reason: str
+
+
+@dataclass(frozen=True)
 class ToHypervisor:
     code: P.Operand
 
@@ -77,7 +85,7 @@ class Decap:
     tunnel: TunnelSpec
 
 
-CoreOp = Assign | PushFront | PopFront | Forward | Drop | ToHypervisor | Count | Encap | Decap
+CoreOp = Assign | PushFront | PopFront | Forward | Drop | DropIf | ToHypervisor | Count | Encap | Decap
 
 PORT_WIDTH = 9  # v1model's egress_spec
 CODE_WIDTH = 8  # p4gen_t.code
@@ -112,7 +120,8 @@ def expand(prog: P.Program, s: P.PrimOp) -> list[CoreOp]:
         return [Assign(_f("ipv4", "dscp", 6), sized(a[0], 6)),
                 Assign(tc, P.Arith("|", ecn, P.Arith("<<", sized(a[0], 8), _int(2), 8), 8))]
     if name == "push_vlan":
-        return [PushFront("vlan"),
+        depth = prog.instances["vlan"].stack or 1  # a tag more than the stack holds: dropped, not corrupted
+        return [DropIf(P.ValidC("vlan", depth - 1), "vlan_overflow"), PushFront("vlan"),
                 Assign(_f("vlan", "pcp", 3, 0), sized(a[1], 3)),
                 Assign(_f("vlan", "vid", 12, 0), sized(a[0], 12)),
                 Assign(_f("vlan", "ether_type", 16, 0), _f("ethernet", "ether_type", 16)),
@@ -122,9 +131,12 @@ def expand(prog: P.Program, s: P.PrimOp) -> list[CoreOp]:
         etype = _f("ethernet", "ether_type", 16)
         return [Assign(etype, P.Select(P.ValidC("vlan", 0), inner, etype)), PopFront("vlan")]
     if name in ("vxlan_encap", "geneve_encap"):
-        return [Encap(TUNNELS[name.split("_")[0]], tuple(a))]
+        # One level of tunnel: encapsulating a packet that has one already is dropped (counted).
+        tunnels = tuple(P.ValidC(t) for t in TUNNELS if t in prog.instances)
+        return [DropIf(P.OrC(tunnels), "nested_tunnel"), Encap(TUNNELS[name.split("_")[0]], tuple(a))]
     if name in ("vxlan_decap", "geneve_decap"):
-        return [Decap(TUNNELS[name.split("_")[0]])]
+        tunnel = name.split("_")[0]  # decapsulating a packet without that tunnel: dropped (counted)
+        return [DropIf(P.NotC(P.ValidC(tunnel)), "no_tunnel"), Decap(TUNNELS[tunnel])]
     raise ValueError(f"no core operations for primitive {name}")  # pragma: no cover - the checker knows them
 
 
@@ -154,6 +166,17 @@ def show_operand(x: P.Operand) -> str:
     return repr(x)
 
 
+def _show_cond(c: P.CondT) -> str:
+    if isinstance(c, P.ValidC):
+        return f"{c.instance}{'' if c.index is None else f'[{c.index}]'}.isValid()"
+    if isinstance(c, P.NotC):
+        return f"!{_show_cond(c.operand)}"
+    if isinstance(c, (P.OrC, P.AndC)):
+        joiner = " || " if isinstance(c, P.OrC) else " && "
+        return "(" + joiner.join(_show_cond(o) for o in c.operands) + ")"
+    return repr(c)
+
+
 def show(op: CoreOp) -> str:
     """A core operation as one line of text."""
     if isinstance(op, Assign):
@@ -164,6 +187,8 @@ def show(op: CoreOp) -> str:
         return f"fate: port {show_operand(op.port)}"
     if isinstance(op, Drop):
         return "fate: drop"
+    if isinstance(op, DropIf):
+        return f"fate: drop as {op.reason} if {_show_cond(op.cond)}"
     if isinstance(op, ToHypervisor):
         return f"fate: to_hypervisor code {show_operand(op.code)}"
     if isinstance(op, Count):

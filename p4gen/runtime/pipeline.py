@@ -296,6 +296,13 @@ class HypervisorPipeline:
             def drop(ctx, params):
                 ctx.state, ctx.drop_reason = DROP, where
             return drop
+        if isinstance(op, C.DropIf):
+            holds, reason = self.condition(op.cond), op.reason
+
+            def drop_if(ctx, params):
+                if holds(ctx.pkt, params):
+                    ctx.state, ctx.drop_reason = DROP, reason
+            return drop_if
         if isinstance(op, C.Forward):
             port, pmask = ps.operand(op.port), (1 << C.PORT_WIDTH) - 1
 

@@ -55,6 +55,9 @@ const bit<32> P4GEN_DROP_BAD_CHECKSUM = 1;
 const bit<32> P4GEN_DROP_NO_FLOW = 2;
 const bit<32> P4GEN_DROP_BAD_RESUME = 3;
 const bit<32> P4GEN_DROP_BAD_PORT = 4;
+const bit<32> P4GEN_DROP_VLAN_OVERFLOW = 5;
+const bit<32> P4GEN_DROP_NO_TUNNEL = 6;
+const bit<32> P4GEN_DROP_NESTED_TUNNEL = 7;
 
 header p4gen_meta_t {
     bit<16> l4_src;
@@ -198,6 +201,7 @@ struct metadata_t {
     bit<128> p4gen_h_dst;
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
+    bit<32> p4gen_drop_cause;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -348,7 +352,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(5, CounterType.packets) p4gen_drops;
+    counter(8, CounterType.packets) p4gen_drops;
     @name(".geneve_out.no_endpoint") @id(0x123a473a)
     counter(1, CounterType.packets_and_bytes) geneve_out_no_endpoint;
     @name(".geneve_out.endpoints_v4_counter") @id(0x13315c43)
@@ -365,6 +369,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".geneve_out.encap") @id(0x01488c28)
     action geneve_out_encap(bit<48> hv_mac, bit<32> hv_ip, bit<24> vni) {
         // geneve_encap(HOST_MAC, hv_mac, HOST_IP, hv_ip, vni, 64, 6081)
+        meta.p4gen_drop_cause = ((hdr.vxlan.isValid() || hdr.geneve.isValid())) ? 32w8 : meta.p4gen_drop_cause;  // nested_tunnel
+        meta.p4gen_state = ((hdr.vxlan.isValid() || hdr.geneve.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
         meta.p4gen_inner_len = meta.p4gen_rx_len;
         if (hdr.vlan[1].isValid()) {
             hdr.ethernet.ether_type = hdr.vlan[1].ether_type;
@@ -433,6 +439,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".geneve_out.encap_vlan") @id(0x01ffae24)
     action geneve_out_encap_vlan(bit<48> hv_mac, bit<32> hv_ip, bit<24> vni, bit<12> vid) {
         // geneve_encap(HOST_MAC, hv_mac, HOST_IP, hv_ip, vni, 64, PORT_GENEVE)
+        meta.p4gen_drop_cause = ((hdr.vxlan.isValid() || hdr.geneve.isValid())) ? 32w8 : meta.p4gen_drop_cause;  // nested_tunnel
+        meta.p4gen_state = ((hdr.vxlan.isValid() || hdr.geneve.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
         meta.p4gen_inner_len = meta.p4gen_rx_len;
         if (hdr.vlan[1].isValid()) {
             hdr.ethernet.ether_type = hdr.vlan[1].ether_type;
@@ -498,6 +506,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         hdr.geneve.vni = vni;
         hdr.geneve.reserved2 = 0;
         // push_vlan(vid, 5)
+        meta.p4gen_drop_cause = (hdr.vlan[1].isValid()) ? 32w6 : meta.p4gen_drop_cause;  // vlan_overflow
+        meta.p4gen_state = (hdr.vlan[1].isValid()) ? P4GEN_ST_DROP : meta.p4gen_state;
         hdr.vlan.push_front(1);
         hdr.vlan[0].setValid();
         hdr.vlan[0].pcp = 0;
@@ -779,6 +789,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else if (meta.p4gen_state == P4GEN_ST_SKIP) {
             p4gen_drop(P4GEN_DROP_BAD_RESUME);
+        }
+        else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0) {
+            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)
         }
         else if (meta.p4gen_state != P4GEN_ST_DONE) {
             mark_to_drop(standard_metadata);

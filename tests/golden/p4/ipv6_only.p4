@@ -57,6 +57,9 @@ const bit<32> P4GEN_DROP_BAD_CHECKSUM = 1;
 const bit<32> P4GEN_DROP_NO_FLOW = 2;
 const bit<32> P4GEN_DROP_BAD_RESUME = 3;
 const bit<32> P4GEN_DROP_BAD_PORT = 4;
+const bit<32> P4GEN_DROP_VLAN_OVERFLOW = 5;
+const bit<32> P4GEN_DROP_NO_TUNNEL = 6;
+const bit<32> P4GEN_DROP_NESTED_TUNNEL = 7;
 
 header p4gen_meta_t {
     bit<16> l4_src;
@@ -194,6 +197,7 @@ struct metadata_t {
     bit<128> p4gen_h_dst;
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
+    bit<32> p4gen_drop_cause;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -334,7 +338,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(5, CounterType.packets) p4gen_drops;
+    counter(8, CounterType.packets) p4gen_drops;
     @name(".acl6_in.acl6_in_drops") @id(0x12238803)
     counter(1, CounterType.packets_and_bytes) acl6_in_acl6_in_drops;
     @name(".acl6_out.acl6_out_drops") @id(0x1281e6d2)
@@ -717,6 +721,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else if (meta.p4gen_state == P4GEN_ST_SKIP) {
             p4gen_drop(P4GEN_DROP_BAD_RESUME);
+        }
+        else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0) {
+            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)
         }
         else if (meta.p4gen_state != P4GEN_ST_DONE) {
             mark_to_drop(standard_metadata);

@@ -55,6 +55,9 @@ const bit<32> P4GEN_DROP_BAD_CHECKSUM = 1;
 const bit<32> P4GEN_DROP_NO_FLOW = 2;
 const bit<32> P4GEN_DROP_BAD_RESUME = 3;
 const bit<32> P4GEN_DROP_BAD_PORT = 4;
+const bit<32> P4GEN_DROP_VLAN_OVERFLOW = 5;
+const bit<32> P4GEN_DROP_NO_TUNNEL = 6;
+const bit<32> P4GEN_DROP_NESTED_TUNNEL = 7;
 
 header p4gen_meta_t {
     bit<16> l4_src;
@@ -190,6 +193,7 @@ struct metadata_t {
     bit<128> p4gen_h_dst;
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
+    bit<32> p4gen_drop_cause;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -330,7 +334,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(5, CounterType.packets) p4gen_drops;
+    counter(8, CounterType.packets) p4gen_drops;
     @name(".acl_in.acl_in_drops") @id(0x129298ac)
     counter(1, CounterType.packets_and_bytes) acl_in_acl_in_drops;
     @name(".acl_out.acl_out_drops") @id(0x124e8f08)
@@ -400,6 +404,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".overlay_decap.decap") @id(0x019d169d)
     action overlay_decap_decap() {
         // vxlan_decap()
+        meta.p4gen_drop_cause = (!(hdr.vxlan.isValid())) ? 32w7 : meta.p4gen_drop_cause;  // no_tunnel
+        meta.p4gen_state = (!(hdr.vxlan.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
         hdr.ethernet = hdr.inner_ethernet;
         hdr.inner_ethernet.setInvalid();
         hdr.ipv4 = hdr.inner_ipv4;
@@ -431,6 +437,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".overlay_encap.encap") @id(0x01fd5f91)
     action overlay_encap_encap(bit<48> smac, bit<48> dmac, bit<32> sip, bit<32> dip, bit<24> vni) {
         // vxlan_encap(smac, dmac, sip, dip, vni, 64, 4789)
+        meta.p4gen_drop_cause = ((hdr.vxlan.isValid() || hdr.geneve.isValid())) ? 32w8 : meta.p4gen_drop_cause;  // nested_tunnel
+        meta.p4gen_state = ((hdr.vxlan.isValid() || hdr.geneve.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
         meta.p4gen_inner_len = meta.p4gen_rx_len;
         if (hdr.vlan[1].isValid()) {
             hdr.ethernet.ether_type = hdr.vlan[1].ether_type;
@@ -980,6 +988,9 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else if (meta.p4gen_state == P4GEN_ST_SKIP) {
             p4gen_drop(P4GEN_DROP_BAD_RESUME);
+        }
+        else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0) {
+            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)
         }
         else if (meta.p4gen_state != P4GEN_ST_DONE) {
             mark_to_drop(standard_metadata);
