@@ -75,10 +75,15 @@ FEATURES: dict[str, str] = {
 CI_DISABLED: dict[str, str] = {
     "forward_then_cross": "forward-lost-on-crossing",
     "arith_compare": "unbounded-arith-compare",
-    "arith_shift": "shift-operators-unparsable",
     "parse_field_writes": "reparse-after-rewrite",
     "encap_odd_port": "reparse-after-rewrite",
     "unguarded_decap": "decap-without-tunnel",
+}
+
+
+# Comparisons the bounded CI runs leave out while a known bug makes them fail (bug id).
+CI_RELAXED: dict[str, str] = {
+    "counter_bytes": "counter-bytes-after-crossing",  # byte counts of counters (packet counts stay strict)
 }
 
 
@@ -98,7 +103,8 @@ def describe_disabled(enabled: frozenset[str]) -> str:
     if not off:
         return "progfuzz: all generator features enabled"
     return "progfuzz: generator features disabled (known open bugs): " + ", ".join(
-        f"{f} [{CI_DISABLED.get(f, 'by request')}]" for f in off)
+        f"{f} [{CI_DISABLED.get(f, 'by request')}]" for f in off) + "; comparisons relaxed: " + ", ".join(
+        f"{c} [{b}]" for c, b in CI_RELAXED.items())
 
 
 # ---------------------------------------------------------------- fields
@@ -294,7 +300,8 @@ class ProgramGen:
         if after == "ethernet":
             out += ["    override state start {", "        extract(ethernet);",
                     "        transition select(ethernet.ether_type) {",
-                    f"            {hex(selector)}: s_{inst}; 0x8100: vlan; 0x0800: ipv4; 0x86dd: ipv6; default: accept;",
+                    f"            {hex(selector)}: s_{inst}; 0x8100: vlan; 0x0800: ipv4; 0x86dd: ipv6;",
+                    "            default: accept;",
                     "        }", "    }",
                     f"    state s_{inst} {{ extract({inst}); transition select({inst}.nt) {{ 0x0800: ipv4; "
                     "0x86dd: ipv6; default: accept; } }"]
@@ -619,7 +626,8 @@ class ProgramGen:
         if "arith_compare" in self.f and f.kind == "int" and rng.random() < 0.3:
             a = rng.choice(["+", "-"])
             c = rng.choice([1, 2, 255])
-            return f"{f.name} {a} {c} {op} {rng.choice([0, 1, 254, 255, 256])}"
+            k = rng.choice([v for v in (0, 1, 254, 255, 256) if v < 1 << f.width])  # fits the comparison's width
+            return f"{f.name} {a} {c} {op} {k}"
         if rng.random() < 0.2:
             others = [g for g in self.readable() if g.width == f.width and g.name != f.name]
             if others:
@@ -828,17 +836,17 @@ class SplitModel:
         from p4gen.place import HYP, NIC
 
         pipeline = _pipeline_for(self.prog, port_name)
-        pending, done, hops = [(self.start[pipeline], frame, None, None)], [], 0
+        pending, done, hops = [(self.start[pipeline], frame, None, None, None)], [], 0
         while pending:
-            where, data, resume, meta = pending.pop(0)
-            for o in self.side[where].run(pipeline, data, resume, meta):
+            where, data, resume, meta, port = pending.pop(0)
+            for o in self.side[where].run(pipeline, data, resume, meta, port=port):
                 if o.kind in ("to_nic", "to_hypervisor"):
                     hops += 1
                     self.crossings += 1
                     if hops > self.MAX_CROSSINGS:
                         done.append(("loop", None, b""))
                         continue
-                    pending.append((NIC if o.kind == "to_nic" else HYP, o.data, o.resume, o.meta))
+                    pending.append((NIC if o.kind == "to_nic" else HYP, o.data, o.resume, o.meta, o.port))
                 else:
                     done += _normal([o])
         return done
@@ -896,9 +904,11 @@ class Divergence:
     expected: object
     got: object
     assignment: dict[str, str] = field(default_factory=dict)
+    how: str = "split"  # "split" (SplitModel) | "model_target" (p4gen.testing.ModelTarget)
 
     def report(self) -> str:
-        lines = [f"DIVERGENCE ({self.what}) on {self.profile}", "---- program", self.text.rstrip(), "---- placement"]
+        lines = [f"DIVERGENCE ({self.what}, {self.how}) on {self.profile}", "---- program", self.text.rstrip(),
+                 "---- placement"]
         lines += [f"  {k}: {v}" for k, v in self.assignment.items() if not k.endswith(("/parse", "/classify"))]
         pk = self.packets if self.index < 0 else [self.packets[self.index]]
         lines.append("---- packet(s)")
@@ -922,6 +932,15 @@ def _show(x) -> str:
     if isinstance(x, list):
         return "\n  ".join(f"{k} {p} {d.hex()}  [{_summary(d) if d else ''}]" for k, p, d in x) or "(nothing)"
     return repr(x)
+
+
+def _crash(e: BaseException) -> str:
+    """An exception and where it was raised (the innermost frame of p4gen)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "p4gen" in f.filename]
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} ({frames[-1].line})" if frames else ""
+    return f"{e!r}{where}"
 
 
 class Rejected(Exception):
@@ -950,7 +969,7 @@ def placed(prog, g, profile: str):
 
 
 def compare(prog, g, pl, packets: list[tuple[str, bytes]], text: str = "", profile: str = "",
-            stop_at_first: bool = True) -> list[Divergence]:
+            stop_at_first: bool = True, counter_bytes: bool = True) -> list[Divergence]:
     """Run `packets` through software and through the split; the differences."""
     soft, split = SoftwareModel(prog, g), SplitModel(prog, g, pl)
     out: list[Divergence] = []
@@ -958,12 +977,12 @@ def compare(prog, g, pl, packets: list[tuple[str, bytes]], text: str = "", profi
         try:
             want = soft.send(port, frame)
         except Exception as e:  # noqa: BLE001 - a crash of the reference is reported, not raised
-            out.append(Divergence(text, profile, packets, "crash(software)", i, repr(e), None, pl.assignment))
+            out.append(Divergence(text, profile, packets, "crash(software)", i, _crash(e), None, pl.assignment))
             return out
         try:
             got = split.send(port, frame)
         except Exception as e:  # noqa: BLE001
-            out.append(Divergence(text, profile, packets, "crash(split)", i, want, repr(e), pl.assignment))
+            out.append(Divergence(text, profile, packets, "crash(split)", i, want, _crash(e), pl.assignment))
             return out
         if want != got:
             out.append(Divergence(text, profile, packets, "outputs", i, want, got, pl.assignment))
@@ -973,6 +992,8 @@ def compare(prog, g, pl, packets: list[tuple[str, bytes]], text: str = "", profi
         out.append(Divergence(text, profile, packets, "drops", -1, dict(soft.drops), dict(split.drops),
                               pl.assignment))
     a, b = soft.counters(), split.counters()
+    if not counter_bytes:
+        a, b = ({k: (v[0], 0) for k, v in x.items()} for x in (a, b))
     diff = {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
     if diff:
         packets_differ = any((x or (0, 0))[0] != (y or (0, 0))[0] for x, y in diff.values())
@@ -982,7 +1003,8 @@ def compare(prog, g, pl, packets: list[tuple[str, bytes]], text: str = "", profi
     return out
 
 
-def diverges(text: str, profile: str, packets: list[tuple[str, bytes]]) -> list[Divergence]:
+def diverges(text: str, profile: str, packets: list[tuple[str, bytes]], counter_bytes: bool = True,
+             how: str = "split") -> list[Divergence]:
     """Load, place and compare; [] when the program is rejected or cannot be placed."""
     try:
         prog, g = load(text)
@@ -991,40 +1013,151 @@ def diverges(text: str, profile: str, packets: list[tuple[str, bytes]]) -> list[
     pl = placed(prog, g, profile)
     if pl is None:
         return []
-    return compare(prog, g, pl, packets, text, profile)
+    if how == "model_target":
+        found = model_target_check(prog, g, pl, packets, text, profile)
+        for d in found:
+            d.how = how
+        return found
+    return compare(prog, g, pl, packets, text, profile, counter_bytes=counter_bytes)
+
+
+def _block_end(lines: list[str], i: int) -> int:
+    """The line closing the block that line i opens (braces counted)."""
+    depth = 0
+    for j in range(i, len(lines)):
+        depth += lines[j].count("{") - lines[j].count("}")
+        if depth <= 0:
+            return j
+    return len(lines) - 1
+
+
+def _candidates(lines: list[str]):
+    """Smaller versions of a program, coarse first: whole nfs, entries blocks, tables and
+    actions, then ifs (unwrapped to their then arm, or removed), then single statements."""
+    ranked: list[tuple[int, int, list[str]]] = []
+    for i in range(len(lines) - 1, -1, -1):
+        s = lines[i].strip()
+        words = s.split()
+        if s.endswith("{") and not s.startswith(("parser", "override state", "metadata", "header", "packet")):
+            j = _block_end(lines, i)
+            cand = lines[:i] + lines[j + 1:]
+            rank = 3
+            if s.startswith("} else"):  # drop an else arm: keep the closing brace
+                cand, rank = lines[:i] + ["}"] + lines[j + 1:], 3
+            elif words[0] == "nf" or words[0].startswith("@") and "nf" in words:
+                name = words[words.index("nf") + 1]
+                cand = [ln.replace(f"{name} -> ", "").replace(f" -> {name};", ";")
+                        if ln.startswith("pipeline") else ln for ln in cand]
+                if i > 0 and lines[i - 1].startswith("@"):
+                    cand = cand[:i - 1] + cand[i:]
+                rank = 0
+            elif words[0] == "entries":
+                rank = 1
+            elif "table" in words or "action" in words:
+                rank = 2
+            elif s.startswith("if ("):  # keep the then arm only, without the if around it
+                depth, k = 0, i
+                for k in range(i, j + 1):
+                    depth += lines[k].count("{") - lines[k].count("}")
+                    if k > i and depth == 1 and lines[k].strip().startswith("} else"):
+                        break
+                ranked.append((3, -i, lines[:i] + lines[i + 1:k if k < j else j] + lines[j + 1:]))
+            ranked.append((rank, -i, cand))
+        elif s.endswith(";") and not s.startswith(("key =", "actions =", "default_action", "size =", "pipeline",
+                                                   "header", "packet", "counter", "const", "extract", "meta.l4",
+                                                   "transition")):
+            ranked.append((4, -i, lines[:i] + lines[i + 1:]))
+    ranked.sort(key=lambda x: (x[0], x[1]))
+    for _r, _i, cand in ranked:
+        yield cand
 
 
 def shrink(d: Divergence, budget: float = 20.0) -> Divergence:
-    """A smaller case with a divergence of the same kind: the one packet first, then lines of
+    """A smaller case with a divergence of the same kind: the one packet first, then blocks,
     statements and entries removed while it still diverges (greedy, within `budget` seconds)."""
     end = time.monotonic() + budget
-    packets = [d.packets[d.index]] if d.index >= 0 else d.packets
-    found = diverges(d.text, d.profile, packets)
-    same = [x for x in found if x.what == d.what]
+    same: list[Divergence] = []
+    for packets in ([[d.packets[d.index]]] if d.index >= 0 else [[p] for p in d.packets]):
+        same = [x for x in diverges(d.text, d.profile, packets, how=d.how) if x.what == d.what]
+        if same:
+            break
     if not same:
         packets, same = d.packets, [d]
     best = same[0]
     lines = best.text.splitlines()
-    i = len(lines) - 1
-    while i >= 0 and time.monotonic() < end:
-        s = lines[i].strip()
-        removable = s.endswith(";") and not s.startswith(("key =", "actions =", "default_action", "size =",
-                                                          "pipeline", "header", "packet", "counter", "const"))
-        removable = removable or s.startswith("entries ")
-        if removable:
-            if s.startswith("entries "):
-                j = i
-                while j < len(lines) and lines[j].strip() != "}":
-                    j += 1
-                cand = lines[:i] + lines[j + 1:]
-            else:
-                cand = lines[:i] + lines[i + 1:]
+    progress = True
+    while progress and time.monotonic() < end:
+        progress = False
+        for cand in _candidates(lines):
+            if time.monotonic() > end:
+                break
             text = "\n".join(cand) + "\n"
-            got = [x for x in diverges(text, d.profile, packets) if x.what == d.what]
+            got = [x for x in diverges(text, d.profile, packets, how=d.how) if x.what == d.what]
             if got:
-                lines, best = cand, got[0]
-        i -= 1
+                lines, best, progress = cand, got[0], True
+                break
     return best
+
+
+# ---------------------------------------------------------------- whole targets (p4gen.testing)
+
+OUT_QUEUES = ("uplink", "vm", "slow_path")
+
+
+def target_queues(target, ports) -> dict[str, list[bytes]]:
+    """What a p4gen.testing target delivered since the last call, per queue (empty ones left out)."""
+    out = {}
+    for q in (*OUT_QUEUES, *(f"port{n}" for n in ports)):
+        got = target.received(q)
+        if got:
+            out[q] = got
+    return out
+
+
+def target_counters(prog, target) -> dict[tuple, int]:
+    """Every indirect counter cell's packet count, through the target's own counter()."""
+    return {(nf, c.name, i): target.counter(nf, c.name, i) for nf, n in prog.nfs.items()
+            for c in n.counters.values() for i in range(c.size or 1)}
+
+
+def compare_targets(prog, reference, target, packets: list[tuple[str, bytes]], text: str = "", profile: str = "",
+                    assignment=None, counters: bool = True) -> list[Divergence]:
+    """Software target vs another p4gen.testing target (ModelTarget, Bmv2Target): the packets on
+    every queue, per packet; then the drop totals and every DSL counter's packet count."""
+    ports = set(PORTS) | {0}
+    for i, (port, frame) in enumerate(packets):
+        reference.send(port, frame)
+        try:
+            target.send(port, frame)
+        except Exception as e:  # noqa: BLE001 - a crash (or a dead switch) is reported with the case
+            return [Divergence(text, profile, packets, "crash(target)", i, None, _crash(e), assignment or {})]
+        want, got = target_queues(reference, ports), target_queues(target, ports)
+        if want != got:
+            return [Divergence(text, profile, packets, "outputs", i, _flat(want), _flat(got), assignment or {})]
+    out = []
+    if sum(reference.drops.values()) != sum(target.drops.values()):
+        out.append(Divergence(text, profile, packets, "drops", -1, dict(reference.drops), dict(target.drops),
+                              assignment or {}))
+    if counters:
+        a, b = target_counters(prog, reference), target_counters(prog, target)
+        if a != b:
+            diff = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+            out.append(Divergence(text, profile, packets, "counters", -1, {k: v[0] for k, v in diff.items()},
+                                  {k: v[1] for k, v in diff.items()}, assignment or {}))
+    return out
+
+
+def _flat(queues: dict[str, list[bytes]]) -> list[tuple]:
+    return [(q, None, d) for q, ds in sorted(queues.items()) for d in ds]
+
+
+def model_target_check(prog, g, pl, packets, text: str = "", profile: str = "") -> list[Divergence]:
+    """The library's own split model (p4gen.testing.ModelTarget, over real p4gen_t frames) vs
+    software; also exercises the punt header's encoding, which SplitModel skips."""
+    from p4gen.testing import ModelTarget, SoftwareTarget
+
+    ref = SoftwareTarget(prog, g, pl.problem.nic.ports.uplink if pl.problem.nic else 0)
+    return compare_targets(prog, ref, ModelTarget(prog, g, pl), packets, text, profile, pl.assignment)
 
 
 # ---------------------------------------------------------------- the campaign
@@ -1056,7 +1189,8 @@ class Stats:
 
 
 def fuzz(n_programs: int, n_packets: int, seed: int = 0, feats: frozenset[str] | None = None,
-         profiles=PROFILES, shrink_budget: float = 10.0, log=None) -> Stats:
+         profiles=PROFILES, shrink_budget: float = 10.0, log=None, counter_bytes: bool = True,
+         model_target: bool = True) -> Stats:
     """The campaign: n_programs random programs × n_packets packets on every profile."""
     feats = feats if feats is not None else features()
     st = Stats()
@@ -1087,9 +1221,15 @@ def fuzz(n_programs: int, n_packets: int, seed: int = 0, feats: frozenset[str] |
                 st.packets += 1
                 try:
                     want = soft.send(port, frame)
-                    got = split.send(port, frame)
                 except Exception as e:  # noqa: BLE001 - a crash is a finding
-                    found.append(Divergence(gp.text, profile, packets, "crash", i, None, repr(e), pl.assignment))
+                    found.append(Divergence(gp.text, profile, packets, "crash(software)", i, _crash(e), None,
+                                            pl.assignment))
+                    break
+                try:
+                    got = split.send(port, frame)
+                except Exception as e:  # noqa: BLE001
+                    found.append(Divergence(gp.text, profile, packets, "crash(split)", i, want, _crash(e),
+                                            pl.assignment))
                     break
                 st.delivered += len(want)
                 if want != got:
@@ -1097,7 +1237,11 @@ def fuzz(n_programs: int, n_packets: int, seed: int = 0, feats: frozenset[str] |
                     break
             st.crossings += split.crossings
             if not found:
-                found = compare(prog, g, pl, packets, gp.text, profile)
+                found = compare(prog, g, pl, packets, gp.text, profile, counter_bytes=counter_bytes)
+            if not found and model_target:
+                found = model_target_check(prog, g, pl, packets, gp.text, profile)
+                for d in found:
+                    d.how = "model_target"
             for d in found[:1]:
                 d = shrink(d, shrink_budget) if shrink_budget else d
                 st.divergences.append(d)
@@ -1111,9 +1255,10 @@ def main(argv: list[str]) -> int:
     n = int(argv[1]) if len(argv) > 1 else 40
     p = int(argv[2]) if len(argv) > 2 else 20
     seed = int(argv[3]) if len(argv) > 3 else 0
-    feats = ci_features() if "--ci" in argv else features()
+    ci = "--ci" in argv
+    feats = ci_features() if ci else features()
     print(describe_disabled(feats))
-    st = fuzz(n, p, seed, feats, log=print)
+    st = fuzz(n, p, seed, feats, log=print, counter_bytes=not ci)
     print(st.summary())
     return 1 if st.divergences or st.rejected else 0
 
