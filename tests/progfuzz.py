@@ -1166,6 +1166,187 @@ def model_target_check(prog, g, pl, packets, text: str = "", profile: str = "") 
     return compare_targets(prog, ref, ModelTarget(prog, g, pl), packets, text, profile, pl.assignment)
 
 
+# ---------------------------------------------------------------- known divergences
+
+
+def _eth():
+    from scapy.layers.l2 import Ether
+
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
+def _pk_udp4(ttl: int = 64) -> bytes:
+    from scapy.layers.inet import IP, UDP
+    from scapy.packet import Raw
+
+    return bytes(_eth() / IP(src="10.0.0.1", dst="10.0.0.2", ttl=ttl) / UDP(sport=1, dport=2) / Raw(b"x"))
+
+
+def _pk_tcp4() -> bytes:
+    from scapy.layers.inet import IP, TCP
+    from scapy.packet import Raw
+
+    return bytes(_eth() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1000, dport=80, window=100) / Raw(b"x"))
+
+
+def _pk_tagged_vxlan() -> bytes:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Dot1Q, Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.packet import Raw
+
+    return bytes(_eth() / Dot1Q(vlan=100) / IP(src="192.168.1.2", dst="192.168.1.1") /
+                 UDP(sport=50000, dport=4789, chksum=0) / VXLAN(vni=5001) /
+                 Ether(src="02:00:00:00:0b:01", dst="02:00:00:00:0b:02") / IP(src="10.0.0.1", dst="10.0.0.2") /
+                 UDP(sport=1, dport=2) / Raw(b"x"))
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    """A bug the fuzzer found, as a minimal program and packets.
+
+    check: "split" (the split must equal software on both NIC profiles, through SplitModel
+    and through p4gen.testing.ModelTarget), "no_crash" (the software run must not raise),
+    "v1model_drop" (the software run must drop the packets, as v1model does), "accepts" (the
+    front end must accept the program). status: "open", or "fixed in <commit>"."""
+
+    id: str
+    title: str
+    wrong: str  # which side is wrong w.r.t. P4/v1model semantics, in the finder's judgment
+    program: str
+    packets: tuple  # (port, callable → frame bytes)
+    check: str
+    status: str = "open"
+
+    def frames(self) -> list[tuple[str, bytes]]:
+        return [(port, make()) for port, make in self.packets]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "open"
+
+
+KNOWN_DIVERGENCES: list[KnownBug] = [
+    KnownBug(
+        "forward-lost-on-crossing",
+        "forward(port) in a hypervisor stage followed by a NIC stage: the port was lost at the crossing "
+        "(the packet left on the uplink instead of port 3)",
+        "split (the egress port chosen by forward() must survive later stages, as in one v1model pass)",
+        """@pin(hypervisor)
+nf a { action fwd() { forward(3); } apply { fwd(); } }
+@pin(nic)
+nf b { counter seen; action n() { count(seen); } apply { n(); } }
+pipeline pe : vm_egress { a -> b; }
+""", (("vm", _pk_udp4),), "split", "fixed in 65df585 (found by progfuzz on 111307e)"),
+    KnownBug(
+        "unbounded-arith-compare",
+        "ipv4.ttl + 1 == 0 with ttl 255 was false in Python (unbounded integers) while P4 wraps bit<8> to 0",
+        "software (hypervisor pipeline and the NIC model: P4 arithmetic wraps at the width)",
+        """nf a { action d() { drop(); } apply { if (ipv4.ttl + 1 == 0) { d(); } } }
+pipeline pe : vm_egress { a; }
+""", (("vm", lambda: _pk_udp4(255)),), "v1model_drop", "fixed in acc9ae3"),
+    KnownBug(
+        "shift-operators-unparsable",
+        "'<<' and '>>', in the grammar's MULOP, did not lex: meta.m = meta.m << 1; was a syntax error",
+        "front end (the grammar documents shifts)",
+        """metadata { m: bit<8>; }
+nf a { action s() { meta.m = meta.m << 1; ipv4.ttl = ipv4.ttl >> 1; } apply { s(); } }
+pipeline pe : vm_egress { a; }
+""", (), "accepts", "fixed in acc9ae3 (found by progfuzz on 111307e)"),
+    KnownBug(
+        "decap-without-tunnel",
+        "vxlan_decap() on a packet without VXLAN moves the (invalid) inner headers out: Ethernet/IPv4/UDP "
+        "vanish and software sends a 1-byte frame; the split re-parses it at the crossing and drops it",
+        "both targets' decap (software is the reference, but a decap without the tunnel should leave the "
+        "packet alone, or the checker should require a vxlan.isValid() guard)",
+        """@pin(nic)
+nf a { action dec() { vxlan_decap(); } apply { dec(); } }
+@pin(hypervisor)
+nf b { counter seen; action n() { count(seen); } apply { n(); } }
+pipeline pe : vm_egress { a -> b; }
+""", (("vm", _pk_udp4),), "split"),
+    KnownBug(
+        "decap-without-tunnel-crash",
+        "after a decap of a packet without the tunnel, push_vlan() (or a following encap of a tagged "
+        "packet) raises TypeError in the hypervisor pipeline (it writes ethernet.ether_type of a missing "
+        "Ethernet header)",
+        "software (a valid program and packet must never raise; v1model ignores writes to invalid headers)",
+        """nf a { action dec() { vxlan_decap(); } action tag() { push_vlan(7); } apply { dec(); tag(); } }
+pipeline pe : vm_egress { a; }
+""", (("vm", _pk_udp4),), "no_crash"),
+    KnownBug(
+        "decap-keeps-outer-vlan",
+        "decapsulating an 802.1Q-tagged VXLAN packet keeps the outer tag: the result is the inner Ethernet "
+        "(EtherType 0x0800) followed by the tag's 4 bytes and then IPv4, a corrupt frame that the split "
+        "re-parses as a bad IPv4 header and drops, while software delivers it",
+        "both targets' decap (the outer tags belong to the outer headers it removes, as encap removes the "
+        "inner tags); the split's drop is the consequence",
+        """@pin(nic)
+nf a { action dec() { vxlan_decap(); } apply { if (vxlan.isValid()) { dec(); } } }
+@pin(hypervisor)
+nf b { counter seen; action n() { count(seen); } apply { n(); } }
+pipeline pi : vm_ingress { a -> b; }
+""", (("uplink", _pk_tagged_vxlan),), "split"),
+    KnownBug(
+        "reparse-after-rewrite",
+        "a crossing re-parses the frame, so a rewrite of a field the parser selects on (ipv4.protocol, "
+        "ether_type, udp.dst_port, an encap to an unusual UDP port, a pop_vlan that uncovers a custom "
+        "EtherType) changes which headers exist after the crossing: here tcp.window = 7 in the hypervisor "
+        "is lost because the NIC set ipv4.protocol = 17 and the hypervisor parsed UDP",
+        "split (within one v1model pass the header set does not change when a field is rewritten)",
+        """@pin(nic)
+nf a { action p() { ipv4.protocol = 17; } apply { p(); } }
+@pin(hypervisor)
+nf b { action w() { tcp.window = 7; } apply { w(); } }
+pipeline pe : vm_egress { a -> b; }
+""", (("vm", _pk_tcp4),), "split"),
+    KnownBug(
+        "counter-bytes-after-crossing",
+        "counters after a crossing count the bytes of the frame as it crossed (after push_vlan: +4 bytes; "
+        "on BMv2 also the p4gen_t header), software counts the packet as it entered (v1model "
+        "packet_length)",
+        "split (the byte counts of a counter must not depend on the placement)",
+        """@pin(hypervisor)
+nf a { action t() { push_vlan(5); } apply { t(); } }
+@pin(nic)
+nf b { counter seen; action n() { count(seen); } apply { n(); } }
+pipeline pe : vm_egress { a -> b; }
+""", (("vm", _pk_udp4),), "split"),
+]
+
+
+def reproduce(bug: KnownBug) -> list[str]:
+    """What is still wrong for a known bug ([] when it behaves)."""
+    problems: list[str] = []
+    if bug.check == "accepts":
+        try:
+            load(bug.program)
+        except Rejected as e:
+            problems.append(f"rejected: {e}")
+        return problems
+    prog, g = load(bug.program)
+    frames = bug.frames()
+    if bug.check == "no_crash":
+        soft = SoftwareModel(prog, g)
+        for port, frame in frames:
+            try:
+                soft.send(port, frame)
+            except Exception as e:  # noqa: BLE001 - the finding
+                problems.append(f"software crashed: {_crash(e)}")
+        return problems
+    if bug.check == "v1model_drop":
+        soft = SoftwareModel(prog, g)
+        for port, frame in frames:
+            out = soft.send(port, frame)
+            if out:
+                problems.append(f"software did not drop: {_show(out)}")
+    for profile in PROFILES:
+        for how in ("split", "model_target"):
+            for d in diverges(bug.program, profile, frames, how=how):
+                problems.append(d.report())
+    return problems
+
+
 # ---------------------------------------------------------------- the campaign
 
 
