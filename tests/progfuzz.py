@@ -1040,7 +1040,13 @@ def _candidates(lines: list[str]):
     """Smaller versions of a program, coarse first: whole nfs, entries blocks, tables and
     actions, then ifs (unwrapped to their then arm, or removed), then single statements."""
     ranked: list[tuple[int, int, list[str]]] = []
+    fixed: set[int] = set()  # the parser, header and metadata declarations stay as they are
+    for i, line in enumerate(lines):
+        if line.startswith(("parser", "header", "metadata", "packet")):
+            fixed.update(range(i, _block_end(lines, i) + 1))
     for i in range(len(lines) - 1, -1, -1):
+        if i in fixed:
+            continue
         s = lines[i].strip()
         words = s.split()
         if s.endswith("{") and not s.startswith(("parser", "override state", "metadata", "header", "packet")):
@@ -1377,7 +1383,7 @@ class Stats:
 
 def fuzz(n_programs: int, n_packets: int, seed: int = 0, feats: frozenset[str] | None = None,
          profiles=PROFILES, shrink_budget: float = 10.0, log=None, counter_bytes: bool = True,
-         model_target: bool = True) -> Stats:
+         model_target_every: int = 1) -> Stats:
     """The campaign: n_programs random programs × n_packets packets on every profile."""
     feats = feats if feats is not None else features()
     st = Stats()
@@ -1425,7 +1431,7 @@ def fuzz(n_programs: int, n_packets: int, seed: int = 0, feats: frozenset[str] |
             st.crossings += split.crossings
             if not found:
                 found = compare(prog, g, pl, packets, gp.text, profile, counter_bytes=counter_bytes)
-            if not found and model_target:
+            if not found and model_target_every and k % model_target_every == 0:
                 found = model_target_check(prog, g, pl, packets, gp.text, profile)
                 for d in found:
                     d.how = "model_target"
