@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Every feature of the generator that can be switched off by name. Default: all on.
 FEATURES: dict[str, str] = {
     "custom_header": "a user header after Ethernet (by EtherType) or after UDP (by port)",
+    "custom_header_untagged_only": "a user header after Ethernet that the parser does not expect after a VLAN tag",
+    "custom_header_encap": "tunnel encapsulation in programs with a user header",
     "metadata": "user metadata fields of random widths",
     "arith_assign": "field = field (+ - * & |) value, wrapping at the field's width",
     "arith_shift": "field = field << n / >> n (P4 casts the operand to the target width first)",
@@ -56,7 +58,8 @@ FEATURES: dict[str, str] = {
     "dec_ttl": "dec_ttl()",
     "set_dscp": "set_dscp(d)",
     "vlan": "push_vlan / pop_vlan",
-    "encap": "vxlan_encap / geneve_encap",
+    "encap": "vxlan_encap / geneve_encap, behind a check that the packet is not a tunnel already",
+    "nested_encap": "encapsulation anywhere in actions: of a tunnel packet, or twice",
     "encap_odd_port": "tunnel encapsulation to a UDP port the parser does not know",
     "decap": "vxlan_decap / geneve_decap under a validity check",
     "unguarded_decap": "decapsulation in actions without a validity check",
@@ -68,6 +71,7 @@ FEATURES: dict[str, str] = {
     "flows": "flow declarations matching the source MAC",
     "malformed": "truncated frames and bad IPv4 checksums",
     "tagged_tunnels": "packets: 802.1Q tags in front of VXLAN/Geneve tunnels",
+    "double_tagged": "packets: two 802.1Q tags (the vlan stack's depth)",
 }
 
 # Features switched off in the bounded CI runs because they reach a known open bug (see
@@ -77,6 +81,10 @@ CI_DISABLED: dict[str, str] = {
     "encap_odd_port": "reparse-after-rewrite",
     "unguarded_decap": "decap-without-tunnel",
     "tagged_tunnels": "decap-keeps-outer-vlan",
+    "nested_encap": "nested-encap",
+    "custom_header_untagged_only": "reparse-after-rewrite",
+    "custom_header_encap": "encap-leaves-custom-header",
+    "double_tagged": "push-vlan-full-stack",
 }
 
 
@@ -304,6 +312,12 @@ class ProgramGen:
                     "        }", "    }",
                     f"    state s_{inst} {{ extract({inst}); transition select({inst}.nt) {{ 0x0800: ipv4; "
                     "0x86dd: ipv6; default: accept; } }"]
+            if "custom_header_untagged_only" not in self.f or self.rng.random() < 0.7:
+                # the header may follow 802.1Q tags too, so push_vlan / pop_vlan keep it reachable
+                out += ["    override state vlan {", "        extract(vlan.next);",
+                        "        transition select(vlan.last.ether_type) {",
+                        f"            {hex(selector)}: s_{inst}; 0x8100: vlan; 0x0800: ipv4; 0x86dd: ipv6;",
+                        "            default: accept;", "        }", "    }"]
         else:
             out += ["    override state udp {", "        extract(udp);", "        meta.l4_src = udp.src_port;",
                     "        meta.l4_dst = udp.dst_port;", "        transition select(udp.dst_port) {",
@@ -350,6 +364,16 @@ class ProgramGen:
             lines += self.table(name, self.fresh("t"))
         self.applied: set[str] = set()
         body = self.block(1, rng.randint(1, 4))
+        if "nested_encap" not in self.f and self.encap_ok() and self.on("encap", 0.3):
+            # one encapsulation, of packets that are not tunnels yet, after everything else
+            a = self.fresh("enc")
+            params: list = []
+            stmt = self.action_stmt_encap(params)
+            self.actions[a] = params
+            plist = ", ".join(f"{n}: bit<{w}>" for n, _r, w in params)
+            lines.append(f"    action {a}({plist}) {{ {stmt} }}")
+            body += ["if (!vxlan.isValid() && !geneve.isValid()) {", f"    {a}({', '.join(self.args(params))});",
+                     "}"]
         for t in self.tables:
             if t not in self.applied:
                 body.append(f"{t}.apply();")
@@ -388,7 +412,7 @@ class ProgramGen:
         rng = self.rng
         kinds = ["assign", "assign", "assign"]
         for feat, kind in (("forward", "forward"), ("to_hypervisor", "punt"), ("drop", "drop"), ("dec_ttl", "ttl"),
-                           ("set_dscp", "dscp"), ("vlan", "vlan"), ("encap", "encap"), ("counters", "count"),
+                           ("set_dscp", "dscp"), ("vlan", "vlan"), ("nested_encap", "encap"), ("counters", "count"),
                            ("unguarded_decap", "decap"), ("hash", "hash")):
             if feat in self.f:
                 kinds.append(kind)
@@ -413,14 +437,7 @@ class ProgramGen:
             vid = rng.randrange(4096) if rng.random() < 0.6 else self.param(params, "vid", 12)
             return f"push_vlan({vid}, {rng.randrange(8)});" if rng.random() < 0.5 else f"push_vlan({vid});"
         if k == "encap":
-            tun = rng.choice(["vxlan", "geneve"])
-            vni = rng.randrange(1 << 24) if rng.random() < 0.5 else self.param(params, "vni", 24)
-            args = ["0x020000000a01", "0x020000000a02", "192.168.7.1", "192.168.7.2", str(vni)]
-            if rng.random() < 0.3:
-                args.append(str(rng.choice([1, 64, 255])))
-                if self.on("encap_odd_port", 0.3):
-                    args.append(str(rng.choice([4789, 6081, 1000])))
-            return f"{tun}_encap({', '.join(args)});"
+            return self.action_stmt_encap(params)
         if k == "count":
             if not self.counters:
                 return None
@@ -433,6 +450,22 @@ class ProgramGen:
             srcs = rng.sample([f.name for f in self.readable() if f.width <= 32], 2)
             return f"{tgt.name} = hash({', '.join(srcs)});"
         return None
+
+    def encap_ok(self) -> bool:
+        return self.custom is None or "custom_header_encap" in self.f
+
+    def action_stmt_encap(self, params) -> str | None:
+        rng = self.rng
+        if not self.encap_ok():
+            return None
+        tun = rng.choice(["vxlan", "geneve"])
+        vni = rng.randrange(1 << 24) if rng.random() < 0.5 else self.param(params, "vni", 24)
+        args = ["0x020000000a01", "0x020000000a02", "192.168.7.1", "192.168.7.2", str(vni)]
+        if rng.random() < 0.3:
+            args.append(str(rng.choice([1, 64, 255])))
+            if self.on("encap_odd_port", 0.3):
+                args.append(str(rng.choice([4789, 6081, 1000])))
+        return f"{tun}_encap({', '.join(args)});"
 
     def assign(self, params) -> str:
         rng = self.rng
@@ -772,7 +805,7 @@ class PacketGen:
         else:
             l3 = l3l4("", 0)
             etype = 0x86DD if isinstance(l3, IPv6) else 0x0800
-            tags = rng.choice([0, 0, 0, 1, 1, 2])
+            tags = rng.choice([0, 0, 0, 1, 1, 2] if "double_tagged" in self.f else [0, 0, 0, 1, 1])
             if "tagged_tunnels" not in self.f and (l3.haslayer(VXLAN) or l3.haslayer(GENEVE)):
                 tags = 0
             use_custom = custom is not None and custom.after == "ethernet" and rng.random() < 0.5
@@ -1195,6 +1228,24 @@ def _pk_tcp4() -> bytes:
     return bytes(_eth() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1000, dport=80, window=100) / Raw(b"x"))
 
 
+def _pk_double_tagged() -> bytes:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Dot1Q
+    from scapy.packet import Raw
+
+    return bytes(_eth() / Dot1Q(vlan=1) / Dot1Q(vlan=2) / IP(src="10.0.0.1", dst="10.0.0.2") /
+                 UDP(sport=1, dport=2) / Raw(b"x"))
+
+
+def _pk_custom_tag() -> bytes:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=0x88B5) / Raw(b"\x00\x07\x08\x00") /
+                 IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2) / Raw(b"x"))
+
+
 def _pk_tagged_vxlan() -> bytes:
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Dot1Q, Ether
@@ -1318,6 +1369,65 @@ nf a { action t() { push_vlan(5); } apply { t(); } }
 nf b { counter seen; action n() { count(seen); } apply { n(); } }
 pipeline pe : vm_egress { a -> b; }
 """, (("vm", _pk_udp4),), "split"),
+]
+
+
+KNOWN_DIVERGENCES += [
+    KnownBug(
+        "nested-encap",
+        "an encapsulation of a packet that already has a tunnel (a second encap, or an encap of a received "
+        "VXLAN/Geneve packet) overwrites the inner headers with the outer ones and leaves the first tunnel "
+        "header in place: Ethernet/IPv4/UDP(6081)/VXLAN/Geneve/…, the original Ethernet and IPv4 lost; after "
+        "a crossing the re-parse reads that as different headers",
+        "both targets' encap (a new outer header must be pushed in front of the whole packet); the split "
+        "then diverges from software",
+        """@pin(nic)
+nf a {
+    action e() {
+        vxlan_encap(0x020000000a01, 0x020000000a02, 192.168.7.1, 192.168.7.2, 5001);
+        geneve_encap(0x020000000b01, 0x020000000b02, 192.168.8.1, 192.168.8.2, 7001);
+    }
+    apply { e(); }
+}
+@pin(hypervisor)
+nf b { action w() { inner_ipv4.ttl = 9; } apply { w(); } }
+pipeline pe : vm_egress { a -> b; }
+""", (("vm", _pk_udp4),), "split"),
+    KnownBug(
+        "encap-leaves-custom-header",
+        "an encapsulation does not move a user header (here after Ethernet, EtherType 0x88b5) inward: the "
+        "frame becomes outer Ethernet / user header / outer IPv4 … / inner Ethernet (0x88b5) / inner IPv4, "
+        "a corrupt frame that the split's re-parse drops",
+        "both targets' encap (user headers between Ethernet and IP belong to the inner packet)",
+        """header h_x1 { f0: bit<16>; nt: bit<16>; }
+packet { x1: h_x1; }
+parser {
+    override state start {
+        extract(ethernet);
+        transition select(ethernet.ether_type) {
+            0x88b5: s_x1; 0x8100: vlan; 0x0800: ipv4; 0x86dd: ipv6; default: accept;
+        }
+    }
+    state s_x1 { extract(x1); transition select(x1.nt) { 0x0800: ipv4; 0x86dd: ipv6; default: accept; } }
+}
+@pin(nic)
+nf a { action e() { vxlan_encap(0x020000000a01, 0x020000000a02, 192.168.7.1, 192.168.7.2, 5001); } apply { e(); } }
+@pin(hypervisor)
+nf b { action w() { inner_ipv4.ttl = 9; } apply { w(); } }
+pipeline pe : vm_egress { a -> b; }
+""", (("vm", _pk_custom_tag),), "split"),
+    KnownBug(
+        "push-vlan-full-stack",
+        "push_vlan() on a packet that has two tags (vlan[2] is full) shifts the inner tag out but keeps the "
+        "EtherType chain: the middle tag now says 0x8100 in front of IPv4; software sends that corrupt frame, "
+        "the split's re-parse sees a third tag (stack overflow) and drops it",
+        "both targets (P4 push_front on a full stack); the DSL should drop the packet or refuse a third tag",
+        """@pin(nic)
+nf a { action t() { push_vlan(9); } apply { t(); } }
+@pin(hypervisor)
+nf b { action w() { ipv4.ttl = 9; } apply { w(); } }
+pipeline pe : vm_egress { a -> b; }
+""", (("vm", _pk_double_tagged),), "split"),
 ]
 
 
