@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FEATURES: dict[str, str] = {
     "custom_header": "a user header after Ethernet (by EtherType) or after UDP (by port)",
     "custom_header_untagged_only": "a user header after Ethernet that the parser does not expect after a VLAN tag",
-    "custom_header_encap": "tunnel encapsulation in programs with a user header",
+    "custom_header_tunnel": "tunnel encapsulation and decapsulation in programs with a user header",
     "metadata": "user metadata fields of random widths",
     "arith_assign": "field = field (+ - * & |) value, wrapping at the field's width",
     "arith_shift": "field = field << n / >> n (P4 casts the operand to the target width first)",
@@ -64,7 +64,8 @@ FEATURES: dict[str, str] = {
     "decap": "vxlan_decap / geneve_decap under a validity check",
     "unguarded_decap": "decapsulation in actions without a validity check",
     "parse_field_writes": "rewrites of fields the parser selects on (ether_type, protocol, next_hdr, udp port)",
-    "l4_field_writes": "rewrites of TCP fields outside the checksum's pseudo-header and ports (flags, window)",
+    "l4_field_writes": "rewrites inside a TCP/UDP checksum other than addresses and ports (TCP flags and "
+                       "window, tunnel VNIs, inner headers, a user header after UDP)",
     "counters": "indirect counters and count()",
     "direct_counters": "counters = true on tables",
     "hash": "field = hash(fields)",
@@ -84,7 +85,7 @@ CI_DISABLED: dict[str, str] = {
     "unguarded_decap": "decap-without-tunnel",
     "tagged_tunnels": "decap-keeps-outer-vlan",
     "nested_encap": "nested-encap",
-    "custom_header_encap": "encap-leaves-custom-header",
+    "custom_header_tunnel": "tunnel-leaves-custom-header",
     "vlan_overflow": "push-vlan-full-stack",
     "custom_header_vlan": "deparse-order-reorders-headers",
     "l4_field_writes": "l4-checksum-dirty-lost-on-crossing",
@@ -138,12 +139,14 @@ STD_FIELDS = [
     Fld("ipv4.ttl", 8), Fld("ipv4.dscp", 6), Fld("ipv4.ecn", 2), Fld("ipv4.identification", 16),
     Fld("ipv4.protocol", 8, write="parse"), Fld("ipv4.src", 32, "ipv4"), Fld("ipv4.dst", 32, "ipv4"),
     Fld("ipv6.hop_limit", 8), Fld("ipv6.traffic_class", 8), Fld("ipv6.flow_label", 20),
-    Fld("ipv6.next_hdr", 8, write="parse"), Fld("ipv6.src", 128, "ipv6"), Fld("ipv6.dst", 128, "ipv6"),
-    Fld("tcp.src_port", 16), Fld("tcp.dst_port", 16), Fld("tcp.flags", 8, write="l4"), Fld("tcp.window", 16, write="l4"),
+    Fld("ipv6.next_hdr", 8, write="parse"),
+    Fld("ipv6.src", 128, "ipv6"), Fld("ipv6.dst", 128, "ipv6"),
+    Fld("tcp.src_port", 16), Fld("tcp.dst_port", 16),
+    Fld("tcp.flags", 8, write="l4"), Fld("tcp.window", 16, write="l4"),
     Fld("udp.src_port", 16), Fld("udp.dst_port", 16, write="parse"),
     Fld("icmp.type", 8), Fld("icmp.code", 8),
-    Fld("vxlan.vni", 24), Fld("geneve.vni", 24),
-    Fld("inner_ipv4.dst", 32, "ipv4"), Fld("inner_ipv4.ttl", 8),
+    Fld("vxlan.vni", 24, write="l4"), Fld("geneve.vni", 24, write="l4"),
+    Fld("inner_ipv4.dst", 32, "ipv4", write="l4"), Fld("inner_ipv4.ttl", 8, write="l4"),
     Fld("meta.l4_src", 16), Fld("meta.l4_dst", 16), Fld("meta.ingress_port", 9, write="no"),
 ]
 
@@ -328,7 +331,7 @@ class ProgramGen:
                     "        }", "    }", f"    state s_{inst} {{ extract({inst}); transition accept; }}"]
         out.append("}")
         for n, w in fields:
-            self.fields.append(Fld(f"{inst}.{n}", w, write="parse" if n == "nt" else "yes"))
+            self.fields.append(Fld(f"{inst}.{n}", w, write="parse" if n == "nt" else "l4" if after == "udp" else "yes"))
         return CustomHeader(inst, fields, after, selector)
 
     # ------------------------------------------------------------ nf
@@ -355,7 +358,7 @@ class ProgramGen:
         self.actions: dict[str, list[tuple[str, Fld | str, int]]] = {}  # action → params (name, role, width)
         for _ in range(rng.randint(1, 4)):
             lines += self.action(self.fresh("a"))
-        if self.on("decap", 0.25):
+        if self.encap_ok() and self.on("decap", 0.25):
             tun = rng.choice(["vxlan", "geneve"])
             a = self.fresh("dec")
             self.actions[a] = []
@@ -469,7 +472,7 @@ class ProgramGen:
         return guarded or "vlan_overflow" in self.f
 
     def encap_ok(self) -> bool:
-        return self.custom is None or "custom_header_encap" in self.f
+        return self.custom is None or "custom_header_tunnel" in self.f
 
     def action_stmt_encap(self, params) -> str | None:
         rng = self.rng
@@ -1422,11 +1425,12 @@ nf b { action w() { inner_ipv4.ttl = 9; } apply { w(); } }
 pipeline pe : vm_egress { a -> b; }
 """, (("vm", _pk_udp4),), "split"),
     KnownBug(
-        "encap-leaves-custom-header",
-        "an encapsulation does not move a user header (here after Ethernet, EtherType 0x88b5) inward: the "
-        "frame becomes outer Ethernet / user header / outer IPv4 … / inner Ethernet (0x88b5) / inner IPv4, "
-        "a corrupt frame that the split's re-parse drops",
-        "both targets' encap (user headers between Ethernet and IP belong to the inner packet)",
+        "tunnel-leaves-custom-header",
+        "encap and decap do not move a user header (here after Ethernet, EtherType 0x88b5): after an encap "
+        "the frame is outer Ethernet / user header / outer IPv4 … / inner Ethernet (0x88b5) / inner IPv4; "
+        "after a decap the inner Ethernet (0x0800) is followed by the outer packet's user header; corrupt "
+        "frames that the split's re-parse drops",
+        "both targets' encap/decap (user headers between Ethernet and IP belong to the packet they sit in)",
         """header h_x1 { f0: bit<16>; nt: bit<16>; }
 packet { x1: h_x1; }
 parser {
