@@ -85,6 +85,67 @@ def test_split_equals_software_long(capsys):
     assert st.rejected <= n * 0.05
 
 
+def test_random_programs_build(tmp_path):
+    """p4gen build (P4, P4Info, entries; no p4c) succeeds for random programs on both NIC profiles:
+    a valid, placed program the back end refuses or crashes on is a bug."""
+    from p4gen.backend.build import build
+
+    feats = ci_features()
+    failures = []
+    for k in range(20):
+        gp = ProgramGen(SEED + 5000 + k, feats).generate()
+        prog, g = load(gp.text)
+        for i, profile in enumerate(PROFILES):
+            pl = placed(prog, g, profile)
+            if pl is not None:
+                try:
+                    build(prog, g, pl, "<progfuzz>", tmp_path / f"p{k}_{i}", None)
+                except Exception as e:  # noqa: BLE001 - the finding
+                    failures.append(f"{profile}: {e!r}\n{gp.text}")
+    assert not failures, "\n\n".join(failures[:3])
+
+
+@pytest.mark.p4c
+@pytest.mark.skipif(P4C is None, reason="p4c-bm2-ss not found (P4GEN_P4C, PATH, /opt/p4/bin)")
+def test_random_programs_compile_with_p4c(tmp_path):
+    """Every random program p4gen accepts and places compiles with the real p4c-bm2-ss, and p4c's
+    P4Info agrees with p4gen's: P4GEN_FUZZ_PROGRAMS programs (default 10) on both NIC profiles."""
+    from google.protobuf import text_format
+    from p4.config.v1 import p4info_pb2
+
+    from p4gen.backend.build import build
+
+    feats = ci_features()
+    n = int(os.environ.get("P4GEN_FUZZ_PROGRAMS", "10"))
+    seed = int(os.environ.get("P4GEN_FUZZ_SEED", str(SEED)))
+    failures = []
+    for k in range(n):
+        gp = ProgramGen(seed + k, feats).generate()
+        try:
+            prog, g = load(gp.text)
+        except Rejected:
+            continue
+        for i, profile in enumerate(PROFILES):
+            pl = placed(prog, g, profile)
+            if pl is None:
+                continue
+            out = tmp_path / f"p{k}_{i}"
+            try:
+                build(prog, g, pl, "<progfuzz>", out, P4C)
+            except Exception as e:  # noqa: BLE001 - the finding
+                failures.append(f"{profile}: {e!r}\n{gp.text}")
+                continue
+            if not (out / "program.json").exists():
+                failures.append(f"{profile}: p4c wrote no program.json\n{gp.text}")
+                continue
+            ours = text_format.Parse((out / "program.p4info.txtpb").read_text(), p4info_pb2.P4Info())
+            theirs = text_format.Parse((out / "program.p4c.p4info.txtpb").read_text(), p4info_pb2.P4Info())
+            names = lambda info: sorted(t.preamble.name for t in info.tables)  # noqa: E731
+            if names(ours) != names(theirs):
+                failures.append(f"{profile}: P4Info tables differ {names(ours)} != {names(theirs)}\n{gp.text}")
+    assert not failures, "\n\n".join(failures[:3])
+
+
 @pytest.mark.p4c
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.split("/")[-1].removesuffix(".toml"))
 def test_split_equals_software_on_bmv2(profile, tmp_path, capsys):
