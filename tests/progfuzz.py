@@ -72,6 +72,7 @@ FEATURES: dict[str, str] = {
     "pins": "@pin / @prefer on nfs and tables",
     "flows": "flow declarations matching the source MAC",
     "malformed": "truncated frames and bad IPv4 checksums",
+    "tso": "a segment stage first in vm_egress, and TCP super-packets",
     "tagged_tunnels": "packets: 802.1Q tags in front of VXLAN/Geneve tunnels",
     "vlan_overflow": "push_vlan anywhere (a third tag can overflow vlan[2]); off: only behind !vlan[1].isValid()",
     "custom_header_vlan": "802.1Q tags together with a user header after Ethernet (packets and push_vlan)",
@@ -275,6 +276,11 @@ class ProgramGen:
             pname = "pe" if d == "vm_egress" else "pi"
             pipelines[pname] = d
             stages[pname] = []
+            if d == "vm_egress" and self.on("tso", 0.3):
+                seg = self.fresh("seg")
+                stages[pname].append(seg)
+                mss = "auto" if rng.random() < 0.7 else str(rng.choice([500, 1000, 1400]))
+                out.append(f"segment {seg} {{ mss = {mss}; max_mss = 1460; underlay_mtu = 1500; }}")
             for _ in range(rng.randint(1, 3)):
                 name = self.fresh("nf")
                 stages[pname].append(name)
@@ -770,7 +776,10 @@ class PacketGen:
                 l4 = TCP(sport=g("tcp.src_port", l4src or rng.choice([80, 443, 40000])),
                          dport=g("tcp.dst_port", l4dst or rng.choice([80, 443, 22])),
                          flags=g("tcp.flags", rng.choice([2, 16, 24])), window=g("tcp.window", 8192))
-                body = l4 / Raw(rng.randbytes(rng.randint(0, 24)))
+                size = rng.randint(0, 24)
+                if "tso" in self.f and prefix == "" and rng.random() < 0.15:
+                    size = rng.randint(1400, 4000)  # a super-packet for a segment stage (or an oversize drop)
+                body = l4 / Raw(bytes((i * 7 + size) & 0xFF for i in range(size)))
             elif proto == 17:
                 dport = g("udp.dst_port", l4dst or rng.choice([53, 123, 40000]))
                 choices = ["plain"]
