@@ -73,6 +73,7 @@ FEATURES: dict[str, str] = {
     "flows": "flow declarations matching the source MAC",
     "malformed": "truncated frames and bad IPv4 checksums",
     "tso": "a segment stage first in vm_egress, and TCP super-packets",
+    "counter_index_field": "count(c, field): a counter index read from the packet (out of range too)",
     "tagged_tunnels": "packets: 802.1Q tags in front of VXLAN/Geneve tunnels",
     "vlan_overflow": "push_vlan anywhere (a third tag can overflow vlan[2]); off: only behind !vlan[1].isValid()",
     "custom_header_vlan": "802.1Q tags together with a user header after Ethernet (packets and push_vlan)",
@@ -461,6 +462,9 @@ class ProgramGen:
             if not self.counters:
                 return None
             c, size = rng.choice(self.counters)
+            if "counter_index_field" in self.f and rng.random() < 0.2:  # an index from the packet, maybe too big
+                idx = rng.choice([f for f in self.readable() if f.width <= 32])
+                return f"count({c}, {idx.name});"
             return f"count({c});" if size == 1 or rng.random() < 0.3 else f"count({c}, {rng.randrange(size)});"
         if k == "decap":
             return f"{rng.choice(['vxlan', 'geneve'])}_decap();"
@@ -725,7 +729,6 @@ class PacketGen:
         return w
 
     def one(self, port: str) -> tuple[str, bytes]:
-        from scapy.contrib.geneve import GENEVE
         from scapy.layers.inet import ICMP, IP, TCP, UDP
         from scapy.layers.inet6 import IPv6
         from scapy.layers.l2 import Dot1Q, Ether
@@ -749,10 +752,14 @@ class PacketGen:
                 v = (v << fw) | (x & ((1 << fw) - 1))
             return v.to_bytes(custom.size, "big")
 
+        made = {"tunnel": False}
+
         def l3l4(prefix: str, depth: int):
             """IP + L4 (+ a tunnel when depth 0 and the dice say so) for instance prefix ''/'inner_'."""
-            six = (f"{prefix}ipv6.src" in w or rng.random() < 0.35) and f"{prefix}ipv4.src" not in w \
-                and prefix == ""
+            if prefix == "":
+                six = (f"{prefix}ipv6.src" in w or rng.random() < 0.35) and f"{prefix}ipv4.src" not in w
+            else:  # inner IPv6 takes the values aimed at ipv6.*, which name the inner header after a decap
+                six = rng.random() < 0.3
             if six:
                 ip = IPv6(src=str(ipaddress.IPv6Address(g("ipv6.src", 0xFD00 << 112 | 1))),
                           dst=str(ipaddress.IPv6Address(g("ipv6.dst", 0xFD00 << 112 | 2))),
@@ -795,11 +802,16 @@ class PacketGen:
                 elif shape == "custom":
                     dport = custom.selector
                 l4 = UDP(sport=g("udp.src_port", l4src or rng.choice([53, 50000])), dport=dport)
+                if dport in (4789, 6081) and depth == 0:
+                    made["tunnel"] = True
                 if dport == 4789 and depth == 0:
                     body = l4 / VXLAN(vni=g("vxlan.vni", rng.choice([5001, 7])), flags=0x08) / inner()
                     l4.chksum = 0
                 elif dport == 6081 and depth == 0:
-                    body = l4 / GENEVE(vni=g("geneve.vni", 7001), proto=0x6558) / inner()
+                    opt = rng.choice([0, 0, 1, 2])  # option words
+                    gen = bytes((opt, 0, 0x65, 0x58)) + (g("geneve.vni", 7001) << 8).to_bytes(4, "big") + \
+                        rng.randbytes(4 * opt)
+                    body = l4 / Raw(gen) / inner()
                     l4.chksum = 0
                 elif custom is not None and custom.after == "udp" and dport == custom.selector:
                     body = l4 / Raw(custom_bytes(None)) / Raw(rng.randbytes(rng.randint(0, 16)))
@@ -836,7 +848,7 @@ class PacketGen:
             etype = 0x86DD if isinstance(l3, IPv6) else 0x0800
             use_custom = custom is not None and custom.after == "ethernet" and rng.random() < 0.5
             tags = rng.choice([0, 0, 0, 1, 1, 2])
-            if "tagged_tunnels" not in self.f and (l3.haslayer(VXLAN) or l3.haslayer(GENEVE)):
+            if "tagged_tunnels" not in self.f and made["tunnel"]:
                 tags = 0
             if "custom_header_vlan" not in self.f and use_custom:
                 tags = 0
