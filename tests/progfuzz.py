@@ -75,6 +75,7 @@ FEATURES: dict[str, str] = {
                        "window, tunnel VNIs, inner headers, a user header after UDP)",
     "counters": "indirect counters and count()",
     "direct_counters": "counters = true on tables",
+    "idle_timeout": "idle_timeout = true on tables (the constrained NIC lacks it)",
     "hash": "field = hash(fields)",
     "pins": "@pin / @prefer on nfs and tables",
     "flows": "flow declarations matching the source MAC",
@@ -204,6 +205,7 @@ class GenProgram:
     pool: dict[str, list[int]]  # field → interesting values (entries', conditions', boundaries)
     aims: list[dict[str, int]]  # per entry: field values that hit it
     meta_fields: list[Fld] = field(default_factory=list)
+    ingress_macs: list[int] = field(default_factory=list)  # destination MACs the vm_ingress flow matches
 
 
 class ProgramGen:
@@ -300,9 +302,19 @@ class ProgramGen:
             mac = self.value(Fld("ethernet.src", 48, "mac"))
             flow_macs.append(mac)
             out.append(f"flow fe {{ match ethernet.src == {_mac(mac)}; pipeline pe; }}")
+            if self.on("flows", 0.4):  # a second flow into the same pipeline (the flow index crosses too)
+                mac2 = self.value(Fld("ethernet.src", 48, "mac"))
+                if mac2 != mac:
+                    flow_macs.append(mac2)
+                    out.append(f"flow fe2 {{ match ethernet.src == {_mac(mac2)} || ipv6.isValid(); pipeline pe; }}")
+        ingress_macs: list[int] = []
+        if "pi" in pipelines and self.on("flows", 0.3):
+            mac = self.value(Fld("ethernet.dst", 48, "mac"))
+            ingress_macs.append(mac)
+            out.append(f"flow fi {{ match ethernet.dst == {_mac(mac)} || vxlan.isValid(); pipeline pi; }}")
         out += self.entries
         return GenProgram(self.seed, "\n".join(out) + "\n", self.custom, pipelines, flow_macs, self.pool,
-                          self.aims, self.meta)
+                          self.aims, self.meta, ingress_macs)
 
     def custom_header(self, out: list[str]) -> CustomHeader:
         rng = self.rng
@@ -567,6 +579,8 @@ class ProgramGen:
                  f"        size = {rng.choice([16, 64, 1024])};"]
         if counters:
             lines.append("        counters = true;")
+        if self.on("idle_timeout", 0.1):
+            lines.append("        idle_timeout = true;")
         lines.append("    }")
         self.tables.append(name)
         prio = any(k in ("ternary", "range", "optional") for _, k in keys)
@@ -746,6 +760,8 @@ class PacketGen:
         w = self.want()
         if port == "vm" and gp.flow_macs and rng.random() < 0.9:
             w["ethernet.src"] = rng.choice(gp.flow_macs)
+        if port == "uplink" and gp.ingress_macs and rng.random() < 0.8:
+            w["ethernet.dst"] = rng.choice(gp.ingress_macs)
         custom = gp.custom
 
         def g(name: str, default):
