@@ -36,7 +36,8 @@ SEED = 20261201
 
 def _fail_on(st) -> None:
     if st.divergences:
-        pytest.fail(f"{st.summary()}\n\n" + "\n\n".join(d.report() for d in st.divergences[:3]))
+        index = "\n".join(f"  {d.what} ({d.how}) on {d.profile}: {d.text.splitlines()[0]}" for d in st.divergences)
+        pytest.fail(f"{st.summary()}\n{index}\n\n" + "\n\n".join(d.report() for d in st.divergences[:3]))
 
 
 def test_generated_programs_are_valid():
