@@ -25,7 +25,8 @@ OUTER_TTL = 64
 # Which L4 header's checksum covers which IP header's pseudo-header: both targets recompute
 # these (after a rewrite of an address or port: primitives.L4_CHECKSUM_FIELDS), and the IPv4
 # header checksums of IPV4_HEADERS always.
-L4_CHECKSUM_PAIRS = tuple((f"{inner}{ip}", f"{inner}{l4}") for inner in ("", "inner_") for ip in ("ipv4", "ipv6")
+# Inner pairs first: an outer UDP checksum covers the inner headers, so it is computed last.
+L4_CHECKSUM_PAIRS = tuple((f"{inner}{ip}", f"{inner}{l4}") for inner in ("inner_", "") for ip in ("ipv4", "ipv6")
                           for l4 in ("tcp", "udp"))
 IPV4_HEADERS = ("ipv4", "inner_ipv4")
 
