@@ -43,6 +43,19 @@ class FieldLayout:
             value = f"({value} & {self.mask})"
         return value
 
+    def set_source(self, buf: str, value: str) -> str:
+        """Python source writing `value` (an expression) into this field of the bytearray
+        named `buf`: the same offsets, shift and mask as `set`, for generated code."""
+        b, e, n = self.byte, self.byte + self.nbytes, self.nbytes
+        if self.aligned:
+            if n == 1:
+                return f"{buf}[{b}] = ({value}) & {self.mask}"
+            return f"{buf}[{b}:{e}] = (({value}) & {self.mask}).to_bytes({n}, 'big')"
+        keep = ((1 << (8 * n)) - 1) & ~(self.mask << self.shift)
+        span = f"int.from_bytes({buf}[{b}:{e}], 'big')" if n > 1 else f"{buf}[{b}]"
+        new = f"({span} & {keep}) | ((({value}) & {self.mask}) << {self.shift})"
+        return f"{buf}[{b}] = {new}" if n == 1 else f"{buf}[{b}:{e}] = ({new}).to_bytes({n}, 'big')"
+
     def get(self, buf, base: int = 0) -> int:
         start = base + self.byte
         value = int.from_bytes(buf[start:start + self.nbytes], "big")

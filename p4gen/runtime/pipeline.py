@@ -108,8 +108,9 @@ class HypervisorPipeline:
         # Encap: what each tunnel invalidates once the outer headers moved inward.
         self._cleared = {name: encap_cleared(prog, spec) for name, spec in TUNNELS.items()
                          if set(spec.pushes) <= set(prog.instances)}
+        self._fillers = {name: self._filler(TUNNELS[name]) for name in self._cleared}
         self._flow_ports: dict[tuple[int, ...], int] = {}  # inner 5-tuple → outer UDP source port
-        self._templates: dict[tuple[str, tuple[int, ...]], tuple] = {}
+        self._templates: dict[tuple[str, tuple[int, ...]], tuple[bytes, ...]] = {}
         self.moved = [(o, i) for o, i in INNER_OF.items() if o in prog.instances and i in prog.instances]
         self.direction = {name: pl.direction for name, pl in prog.pipelines.items()}
         self.classifiers = {name: self._compile_classifier(name) for name in prog.pipelines}
@@ -403,48 +404,49 @@ class HypervisorPipeline:
             hdr[outer] = None
         for outer in varparts:
             opt.pop(outer, None)
-        templates = self._outer_templates(spec, args)
-        for inst, template, fills in templates:
-            buf = bytearray(template)
-            for put, what, extra in fills:
-                if what == "src_port":
-                    put(buf, sport)
-                elif what == "inner_dscp":
-                    put(buf, tos >> 2)
-                elif what == "inner_ecn":
-                    put(buf, tos & 3)
-                else:
-                    put(buf, inner_len + extra)
-            hdr[inst] = buf
+        self._fillers[spec.name](hdr, self._outer_templates(spec, args), sport, inner_len, tos)
 
-    def _outer_templates(self, spec: TunnelSpec, args: tuple[int, ...]):
-        """The outer headers for one set of encap arguments, built once from the tunnel's
-        definition: per pushed header its bytes with constants and arguments filled in, and
-        the setters of what is computed per packet (lengths, the UDP source port). The IPv4
-        header checksum is computed at deparse."""
+    def _outer_templates(self, spec: TunnelSpec, args: tuple[int, ...]) -> tuple[bytes, ...]:
+        """The outer headers' bytes for one set of encap arguments, built once from the tunnel's
+        definition: constants and arguments filled in, computed fields 0 (the filler's)."""
         cache = self._templates
         found = cache.get((spec.name, args))
         if found is not None:
             return found
         L = self.parser.inst_layout  # noqa: N806
-        size = {i: L[i].size for i in spec.pushes}
         out = []
-        for k, inst in enumerate(spec.pushes):
-            buf, fills = self._new_header(inst), []
-            below = sum(size[x] for x in spec.pushes[k + 1:])
+        for inst in spec.pushes:
+            buf = self._new_header(inst)
             for name, v in spec.values(inst).items():
-                fl = L[inst][name]
                 if isinstance(v, Arg):
-                    fl.set(buf, args[v.index])
-                elif isinstance(v, Computed):
-                    fills.append((fl.set, v.what, size[inst] + below))
-                else:
-                    fl.set(buf, v)
-            out.append((inst, bytes(buf), tuple(fills)))
+                    L[inst][name].set(buf, args[v.index])
+                elif not isinstance(v, Computed):
+                    L[inst][name].set(buf, v)
+            out.append(bytes(buf))
         if len(cache) >= 4096:  # arguments come from table entries: few; bound it anyway
             cache.clear()
         found = cache[(spec.name, args)] = tuple(out)
         return found
+
+    def _filler(self, spec: TunnelSpec):
+        """Generated once per tunnel: copy the templates into the packet's outer headers and
+        write the per-packet fields (lengths, the UDP source port, the inner DSCP/ECN). The IPv4
+        header checksum is computed at deparse."""
+        L = self.parser.inst_layout  # noqa: N806
+        size = {i: L[i].size for i in spec.pushes}
+        lines = ["def fill(hdr, templates, sport, inner_len, tos):"]
+        for k, inst in enumerate(spec.pushes):
+            below = sum(size[x] for x in spec.pushes[k + 1:])
+            lines.append(f"    b = bytearray(templates[{k}])")
+            for name, v in spec.values(inst).items():
+                if isinstance(v, Computed):
+                    value = {"src_port": "sport", "inner_dscp": "tos >> 2", "inner_ecn": "tos & 3"}.get(
+                        v.what, f"inner_len + {size[inst] + below}")
+                    lines.append("    " + L[inst][name].set_source("b", value))
+            lines.append(f"    hdr[{inst!r}] = b")
+        ns: dict[str, object] = {}
+        exec(compile("\n".join(lines) + "\n", f"<p4gen encap {spec.name}>", "exec"), ns)  # noqa: S102
+        return ns["fill"]
 
     def _decap(self, pkt: Packet, tunnel: str) -> None:
         for outer, inner in self.moved:
