@@ -126,3 +126,35 @@ def test_primitive_preconditions_drop_and_count(kind, tmp_path):
         assert target.counter("b", "seen") == 1
     finally:
         target.close()
+
+
+TWO_INGRESS = """
+nf a { action m() { ipv4.ttl = 11; } apply { m(); } }
+nf b { action m() { ipv4.ttl = 22; } apply { m(); } }
+pipeline first : vm_ingress { a; }
+pipeline second : vm_ingress { b; }
+flow to_first { match ipv4.dst == 10.0.1.2; pipeline first; }
+flow to_second { match ipv4.dst == 10.0.1.3; pipeline second; }
+"""
+
+
+@pytest.mark.parametrize("kind", ["software", *TARGETS])
+def test_two_pipelines_of_one_direction_are_chosen_by_flow(kind, tmp_path):
+    """Packets from the wire enter the pipeline whose flow matches (as the NIC's classifier
+    does), on every target; a packet no flow matches is dropped as no_flow."""
+    prog, g, pl, path = _program(tmp_path, TWO_INGRESS)
+    target = SoftwareTarget(prog, g) if kind == "software" else _target(kind, prog, g, pl, path, tmp_path)
+    try:
+        for dst, ttl in (("10.0.1.2", 11), ("10.0.1.3", 22)):
+            sent = Ether() / IP(src="192.0.2.1", dst=dst, ttl=64) / UDP() / Raw(b"x")
+            want = sent.copy()
+            want[IP].ttl = ttl
+            del want[IP].chksum
+            target.send("uplink", bytes(sent))
+            assert target.received("vm") == [bytes(Ether(bytes(want)))], dst
+        before = target.drops["no_flow"]
+        target.send("uplink", bytes(Ether() / IP(dst="10.0.1.9") / UDP()))
+        target.expect_nothing("vm")
+        assert target.drops["no_flow"] == before + 1
+    finally:
+        target.close()

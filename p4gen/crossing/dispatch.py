@@ -40,14 +40,10 @@ class HostDispatcher:
         self.cross = cross or crossing(hv.prog)
         self.uplink_port = uplink_port
         self.drops: Counter[str] = hv.drops  # one tally with the pipeline's own
-        self.pipelines = {pl.direction: name for name, pl in reversed(list(self.prog.pipelines.items()))}
 
     def from_vm(self, frame: bytes) -> list[Delivery]:
-        name = self.pipelines.get("vm_egress")
-        if name is None:
-            self.drops["no_pipeline"] += 1
-            return []
-        return self.route(name, self.hv.run(name, frame))
+        name, outputs = self.hv.run_direction("vm_egress", frame)
+        return self.route(name, outputs) if name is not None else []
 
     def from_nic(self, frame: bytes) -> list[Delivery]:
         try:
@@ -93,15 +89,15 @@ class NicModel:
         self.cross = cross or crossing(nic.prog)
         self.host_port, self.uplink_port = host_port, uplink_port
         self.drops: Counter[str] = nic.drops
-        self.ingress = next((n for n, pl in self.prog.pipelines.items() if pl.direction == "vm_ingress"), None)
 
     def receive(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
         """A frame in on `port`; the frames out as (port, bytes)."""
         if port != self.host_port:
-            if port != self.uplink_port or self.ingress is None:
+            if port != self.uplink_port:
                 self.drops["bad_port"] += 1
                 return []
-            return self._out(self.ingress, self.nic.run(self.ingress, frame))
+            name, outputs = self.nic.run_direction("vm_ingress", frame)
+            return self._out(name, outputs) if name is not None else []
         try:
             p = self.cross.unwrap(frame)
         except BadPunt:

@@ -113,6 +113,8 @@ class HypervisorPipeline:
         self._templates: dict[tuple[str, tuple[int, ...]], tuple[bytes, ...]] = {}
         self.moved = [(o, i) for o, i in INNER_OF.items() if o in prog.instances and i in prog.instances]
         self.direction = {name: pl.direction for name, pl in prog.pipelines.items()}
+        self.by_direction: dict[str, tuple[str, ...]] = {
+            d: tuple(n for n, pl in prog.pipelines.items() if pl.direction == d) for d in ("vm_egress", "vm_ingress")}
         self.classifiers = {name: self._compile_classifier(name) for name in prog.pipelines}
         self._entries: dict[tuple[str, int | None, bool], Callable[[_Ctx], None]] = {}
 
@@ -141,6 +143,25 @@ class HypervisorPipeline:
             return []
         self.entry(pipeline, resume)(ctx)
         return self._finish(ctx)
+
+    def run_direction(self, direction: str, frame: bytes) -> tuple[str | None, list[Output]]:
+        """A packet entering the system from the VM ("vm_egress") or the wire ("vm_ingress"):
+        the first pipeline of that direction (in declaration order) one of whose flows matches
+        it, or that has no flows, takes it, as the NIC program's classifier does; none:
+        dropped as `no_flow`. Returns the pipeline's name (None when dropped) and the outputs."""
+        names = self.by_direction.get(direction, ())
+        if len(names) == 1:
+            return names[0], self.run(names[0], frame)
+        try:
+            pkt = self.parser.parse(frame)
+        except Malformed as e:
+            self.drops["bad_checksum" if isinstance(e, BadChecksum) else "malformed"] += 1
+            return None, []
+        for name in names:
+            if self.classifiers[name](pkt):
+                return name, self.run(name, frame)
+        self.drops["no_flow"] += 1
+        return None, []
 
     def run_batch(self, pipeline: str, frames, lro: bool = False) -> list[Output]:
         """Packets through `pipeline`; with `lro` (the VM advertises LRO), a coalesce stage merges

@@ -110,7 +110,7 @@ class SoftwareTarget(Target):
         return collections.Counter(self.hv.drops)  # a snapshot, as BMv2's is
 
     def send(self, port: str, frame: bytes) -> None:
-        self._deliver(self.hv.run(_pipeline_for(self.prog, port), frame))
+        self._deliver(self.hv.run_direction("vm_egress" if port == "vm" else "vm_ingress", frame)[1])
 
     def counter(self, nf: str, name: str, index: int = 0) -> int:
         return self.hv.counters[(nf, name)][index][0]
