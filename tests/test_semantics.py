@@ -158,3 +158,33 @@ def test_two_pipelines_of_one_direction_are_chosen_by_flow(kind, tmp_path):
         assert target.drops["no_flow"] == before + 1
     finally:
         target.close()
+
+
+UNMOVABLE = X1_PROGRAM.split("@pin(nic)")[0] + """
+@pin(nic) nf a { action e() { vxlan_encap(0x020000000a01, 0x020000000a02, 192.168.7.1, 192.168.7.2, 5001); }
+                 apply { e(); } }
+@pin(hypervisor) nf b { counter seen; action n() { count(seen); } apply { n(); } }
+pipeline pe : vm_egress { a -> b; }
+"""
+
+
+@pytest.mark.parametrize("kind", ["software", *TARGETS])
+def test_a_tunnel_does_not_carry_a_programs_own_header(kind, tmp_path):
+    """Encapsulating a packet that holds a header of the program's own (which has no inner
+    name) drops it as unmovable_header; a packet without one is encapsulated."""
+    prog, g, pl, path = _program(tmp_path, UNMOVABLE)
+    eth = Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe")
+    plain = eth / IP(src="10.0.1.2", dst="10.0.2.9") / UDP() / Raw(b"p")
+    own = Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe", type=0x88B5) / Raw(bytes.fromhex("12340800")) / \
+        IP(src="10.0.1.2", dst="10.0.2.9") / UDP() / Raw(b"p")
+    target = SoftwareTarget(prog, g) if kind == "software" else _target(kind, prog, g, pl, path, tmp_path)
+    try:
+        before = target.drops["unmovable_header"]
+        target.send("vm", bytes(own))
+        target.expect_nothing("uplink")
+        assert target.drops["unmovable_header"] == before + 1
+        target.send("vm", bytes(plain))
+        (out,) = target.received("uplink")
+        assert Ether(out)[VXLAN].vni == 5001 and bytes(Ether(out)[VXLAN].payload) == bytes(plain)
+    finally:
+        target.close()

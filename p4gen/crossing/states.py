@@ -35,6 +35,7 @@ class State(IntEnum):
 # before any stage runs. The hypervisor counts the same reasons by these names.
 # vlan_overflow, no_tunnel and nested_tunnel are drops by a primitive's own semantics
 # (p4gen.midend.coreops.DropIf): a third 802.1Q tag, a decap of a packet without that tunnel,
-# an encap of a packet that already has one.
+# an encap of a packet that already has one, an encap or decap of a packet with a header of
+# the program's own (which a tunnel cannot carry: only the standard headers have inner names).
 DROP_REASONS = ("malformed", "bad_checksum", "no_flow", "bad_resume", "bad_port", "vlan_overflow", "no_tunnel",
-                "nested_tunnel")
+                "nested_tunnel", "unmovable_header")

@@ -99,6 +99,16 @@ def _int(value: int) -> P.ConstVal:
     return P.ConstVal(value, "int", None)
 
 
+MOVABLE = frozenset(INNER_OF) | frozenset(INNER_OF.values()) | {"vlan"} | frozenset(TUNNELS)
+
+
+def _unmovable(prog: P.Program) -> list[CoreOp]:
+    """A tunnel moves only the standard headers (they have inner names): a packet that holds a
+    header of the program's own is dropped (counted) rather than sent with it misplaced."""
+    own = [P.ValidC(i, 0 if inst.stack else None) for i, inst in prog.instances.items() if i not in MOVABLE]
+    return [DropIf(P.OrC(tuple(own)), "unmovable_header")] if own else []
+
+
 def expand(prog: P.Program, s: P.PrimOp) -> list[CoreOp]:
     """The core operations of one primitive call (arguments already sized by the checker)."""
     a, name = s.args, s.name
@@ -133,10 +143,11 @@ def expand(prog: P.Program, s: P.PrimOp) -> list[CoreOp]:
     if name in ("vxlan_encap", "geneve_encap"):
         # One level of tunnel: encapsulating a packet that has one already is dropped (counted).
         tunnels = tuple(P.ValidC(t) for t in TUNNELS if t in prog.instances)
-        return [DropIf(P.OrC(tunnels), "nested_tunnel"), Encap(TUNNELS[name.split("_")[0]], tuple(a))]
+        return [DropIf(P.OrC(tunnels), "nested_tunnel"), *_unmovable(prog),
+                Encap(TUNNELS[name.split("_")[0]], tuple(a))]
     if name in ("vxlan_decap", "geneve_decap"):
         tunnel = name.split("_")[0]  # decapsulating a packet without that tunnel: dropped (counted)
-        return [DropIf(P.NotC(P.ValidC(tunnel)), "no_tunnel"), Decap(TUNNELS[tunnel])]
+        return [DropIf(P.NotC(P.ValidC(tunnel)), "no_tunnel"), *_unmovable(prog), Decap(TUNNELS[tunnel])]
     raise ValueError(f"no core operations for primitive {name}")  # pragma: no cover - the checker knows them
 
 

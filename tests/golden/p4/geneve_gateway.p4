@@ -58,6 +58,7 @@ const bit<32> P4GEN_DROP_BAD_PORT = 4;
 const bit<32> P4GEN_DROP_VLAN_OVERFLOW = 5;
 const bit<32> P4GEN_DROP_NO_TUNNEL = 6;
 const bit<32> P4GEN_DROP_NESTED_TUNNEL = 7;
+const bit<32> P4GEN_DROP_UNMOVABLE_HEADER = 8;
 
 header p4gen_meta_t {
     bit<16> l4_src;
@@ -352,7 +353,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(8, CounterType.packets) p4gen_drops;
+    counter(9, CounterType.packets) p4gen_drops;
     @name(".geneve_out.no_endpoint") @id(0x123a473a)
     counter(1, CounterType.packets_and_bytes) geneve_out_no_endpoint;
     @name(".geneve_out.endpoints_v4_counter") @id(0x13315c43)
@@ -371,6 +372,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // geneve_encap(HOST_MAC, hv_mac, HOST_IP, hv_ip, vni, 64, 6081)
         meta.p4gen_drop_cause = ((hdr.vxlan.isValid() || hdr.geneve.isValid())) ? 32w8 : meta.p4gen_drop_cause;  // nested_tunnel
         meta.p4gen_state = ((hdr.vxlan.isValid() || hdr.geneve.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
+        meta.p4gen_drop_cause = ((hdr.mytag.isValid())) ? 32w9 : meta.p4gen_drop_cause;  // unmovable_header
+        meta.p4gen_state = ((hdr.mytag.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
         meta.p4gen_inner_len = meta.p4gen_rx_len;
         if (hdr.vlan[1].isValid()) {
             hdr.ethernet.ether_type = hdr.vlan[1].ether_type;
@@ -441,6 +444,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // geneve_encap(HOST_MAC, hv_mac, HOST_IP, hv_ip, vni, 64, PORT_GENEVE)
         meta.p4gen_drop_cause = ((hdr.vxlan.isValid() || hdr.geneve.isValid())) ? 32w8 : meta.p4gen_drop_cause;  // nested_tunnel
         meta.p4gen_state = ((hdr.vxlan.isValid() || hdr.geneve.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
+        meta.p4gen_drop_cause = ((hdr.mytag.isValid())) ? 32w9 : meta.p4gen_drop_cause;  // unmovable_header
+        meta.p4gen_state = ((hdr.mytag.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
         meta.p4gen_inner_len = meta.p4gen_rx_len;
         if (hdr.vlan[1].isValid()) {
             hdr.ethernet.ether_type = hdr.vlan[1].ether_type;

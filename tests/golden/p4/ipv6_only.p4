@@ -60,6 +60,7 @@ const bit<32> P4GEN_DROP_BAD_PORT = 4;
 const bit<32> P4GEN_DROP_VLAN_OVERFLOW = 5;
 const bit<32> P4GEN_DROP_NO_TUNNEL = 6;
 const bit<32> P4GEN_DROP_NESTED_TUNNEL = 7;
+const bit<32> P4GEN_DROP_UNMOVABLE_HEADER = 8;
 
 header p4gen_meta_t {
     bit<16> l4_src;
@@ -338,7 +339,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(8, CounterType.packets) p4gen_drops;
+    counter(9, CounterType.packets) p4gen_drops;
     @name(".acl6_in.acl6_in_drops") @id(0x12238803)
     counter(1, CounterType.packets_and_bytes) acl6_in_acl6_in_drops;
     @name(".acl6_out.acl6_out_drops") @id(0x1281e6d2)

@@ -59,6 +59,7 @@ const bit<32> P4GEN_DROP_BAD_PORT = 4;
 const bit<32> P4GEN_DROP_VLAN_OVERFLOW = 5;
 const bit<32> P4GEN_DROP_NO_TUNNEL = 6;
 const bit<32> P4GEN_DROP_NESTED_TUNNEL = 7;
+const bit<32> P4GEN_DROP_UNMOVABLE_HEADER = 8;
 
 header p4gen_meta_t {
     bit<16> l4_src;
@@ -335,7 +336,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(8, CounterType.packets) p4gen_drops;
+    counter(9, CounterType.packets) p4gen_drops;
     @name(".deliver.not_local") @id(0x12c8a312)
     counter(1, CounterType.packets_and_bytes) deliver_not_local;
     @name(".router.no_route") @id(0x126280f5)
