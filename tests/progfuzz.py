@@ -1374,6 +1374,7 @@ class KnownBug:
 
     check: "split" (the split must equal software on both NIC profiles, through SplitModel
     and through p4gen.testing.ModelTarget), "no_crash" (the software run must not raise),
+    "delivers" (the software target must deliver each packet somewhere),
     "v1model_drop" (the software run must drop the packets, as v1model does), "accepts" (the
     front end must accept the program). status: "open", or "fixed in <commit>"."""
 
@@ -1624,6 +1625,34 @@ pipeline pe : vm_egress { a -> b; }
 ]
 
 
+def _pk_from(src: str) -> bytes:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    return bytes(Ether(src=src, dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.2") /
+                 UDP(sport=1, dport=2) / Raw(b"x"))
+
+
+KNOWN_DIVERGENCES += [
+    KnownBug(
+        "second-pipeline-unreachable",
+        "a program may declare two pipelines of one direction, each with its flows, but the software "
+        "pipeline (SoftwareTarget, HostDispatcher.from_vm) feeds every packet of that direction to the "
+        "first one only: a packet of p2's flow is dropped as no_flow, while the NIC's classifier (emitted "
+        "P4) chooses among the flows of every pipeline starting on the NIC",
+        "software/dispatcher (a flow names its pipeline); for vm_ingress BMv2 would differ from software",
+        """nf a { action m() { ipv4.ttl = 1; } apply { m(); } }
+nf b { action m() { ipv4.ttl = 2; } apply { m(); } }
+pipeline p1 : vm_egress { a; }
+pipeline p2 : vm_egress { b; }
+flow f1 { match ethernet.src == 02:00:00:00:00:01; pipeline p1; }
+flow f2 { match ethernet.src == 02:00:00:00:00:03; pipeline p2; }
+""", (("vm", lambda: _pk_from("02:00:00:00:00:01")), ("vm", lambda: _pk_from("02:00:00:00:00:03"))),
+        "delivers"),
+]
+
+
 def reproduce(bug: KnownBug) -> list[str]:
     """What is still wrong for a known bug ([] when it behaves)."""
     problems: list[str] = []
@@ -1642,6 +1671,16 @@ def reproduce(bug: KnownBug) -> list[str]:
                 soft.send(port, frame)
             except Exception as e:  # noqa: BLE001 - the finding
                 problems.append(f"software crashed: {_crash(e)}")
+        return problems
+    if bug.check == "delivers":
+        from p4gen.testing import SoftwareTarget
+
+        soft_t = SoftwareTarget(prog, g)
+        for port, frame in frames:
+            soft_t.send(port, frame)
+            if not any(soft_t.received(q) for q in ("uplink", "vm", "slow_path")):
+                problems.append(f"software delivered nothing for {_summary(frame)} into {port} "
+                                f"(drops {dict(soft_t.drops)})")
         return problems
     if bug.check == "v1model_drop":
         soft = SoftwareModel(prog, g)
