@@ -273,7 +273,7 @@ class ProgramGen:
         if self.on("metadata", 0.7):
             out.append("metadata {")
             for i in range(rng.randint(1, 3)):
-                w = rng.choice([1, 3, 4, 8, 9, 12, 16, 20, 32, 48])
+                w = rng.choice([1, 3, 4, 7, 8, 9, 12, 16, 20, 32, 48, 64, 128])
                 self.meta.append(Fld(f"meta.m{i}", w))
                 out.append(f"    m{i}: bit<{w}>;")
             out.append("}")
