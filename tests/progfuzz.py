@@ -143,7 +143,7 @@ class Fld:
 
 STD_FIELDS = [
     Fld("ethernet.src", 48, "mac"), Fld("ethernet.dst", 48, "mac"), Fld("ethernet.ether_type", 16, write="parse"),
-    Fld("vlan[0].vid", 12), Fld("vlan[0].pcp", 3),
+    Fld("vlan[0].vid", 12), Fld("vlan[0].pcp", 3), Fld("vlan[1].vid", 12), Fld("vlan.last.ether_type", 16, write="no"),
     Fld("ipv4.ttl", 8), Fld("ipv4.dscp", 6), Fld("ipv4.ecn", 2), Fld("ipv4.identification", 16),
     Fld("ipv4.protocol", 8, write="parse"), Fld("ipv4.src", 32, "ipv4"), Fld("ipv4.dst", 32, "ipv4"),
     Fld("ipv6.hop_limit", 8), Fld("ipv6.traffic_class", 8), Fld("ipv6.flow_label", 20),
@@ -951,20 +951,32 @@ class SplitModel:
         from p4gen.place import HYP, NIC
 
         pipeline = _pipeline_for(self.prog, port_name)
-        pending, done, hops = [(self.start[pipeline], frame, None, None, None)], [], 0
+        pending, done, hops = [(self.start[pipeline], frame, None, None, None, {})], [], 0
         while pending:
-            where, data, resume, meta, port = pending.pop(0)
-            for o in self.side[where].run(pipeline, data, resume, meta, port=port):
+            where, data, resume, meta, port, extra = pending.pop(0)
+            for o in self.side[where].run(pipeline, data, resume, meta, port=port, **extra):
                 if o.kind in ("to_nic", "to_hypervisor"):
                     hops += 1
                     self.crossings += 1
                     if hops > self.MAX_CROSSINGS:
                         done.append(("loop", None, b""))
                         continue
-                    pending.append((NIC if o.kind == "to_nic" else HYP, o.data, o.resume, o.meta, o.port))
+                    pending.append((NIC if o.kind == "to_nic" else HYP, o.data, o.resume, o.meta, o.port,
+                                    self._carried(o)))
                 else:
                     done += _normal([o])
         return done
+
+    # Crossing state beyond metadata and port that the runtime hands over (p4gen.crossing), passed
+    # on when this version of HypervisorPipeline.run takes it.
+    CARRIED = ("l4_dirty",)
+
+    def _carried(self, o) -> dict:
+        import inspect
+
+        if not hasattr(self, "_run_params"):
+            self._run_params = set(inspect.signature(next(iter(self.side.values())).run).parameters)
+        return {k: getattr(o, k) for k in self.CARRIED if k in self._run_params and hasattr(o, k)}
 
     @property
     def drops(self) -> Counter:
