@@ -76,6 +76,7 @@ FEATURES: dict[str, str] = {
     "counters": "indirect counters and count()",
     "direct_counters": "counters = true on tables",
     "idle_timeout": "idle_timeout = true on tables (the constrained NIC lacks it)",
+    "two_pipelines": "a second vm_ingress pipeline with a flow of its own",
     "hash": "field = hash(fields)",
     "pins": "@pin / @prefer on nfs and tables",
     "flows": "flow declarations matching the source MAC",
@@ -97,6 +98,7 @@ CI_DISABLED: dict[str, str] = {
     "custom_header_tunnel": "tunnel-leaves-custom-header",
     "custom_header_untagged_only": "reparse-after-rewrite",
     "vlan_with_tunnels": "encap-length-after-vlan-change",
+    "two_pipelines": "second-pipeline-unreachable",
 }
 
 
@@ -308,10 +310,19 @@ class ProgramGen:
                     flow_macs.append(mac2)
                     out.append(f"flow fe2 {{ match ethernet.src == {_mac(mac2)} || ipv6.isValid(); pipeline pe; }}")
         ingress_macs: list[int] = []
-        if "pi" in pipelines and self.on("flows", 0.3):
+        two = "pi" in pipelines and self.on("two_pipelines", 0.2)
+        if "pi" in pipelines and (two or self.on("flows", 0.3)):
             mac = self.value(Fld("ethernet.dst", 48, "mac"))
             ingress_macs.append(mac)
             out.append(f"flow fi {{ match ethernet.dst == {_mac(mac)} || vxlan.isValid(); pipeline pi; }}")
+        if two:  # a second vm_ingress pipeline, chosen by its own flow
+            name = self.fresh("nf")
+            out += self.nf(name, "vm_ingress")
+            out.append(f"pipeline pi2 : vm_ingress {{ {name}; }}")
+            mac2 = self.value(Fld("ethernet.dst", 48, "mac"))
+            if mac2 != ingress_macs[0]:
+                ingress_macs.append(mac2)
+                out.append(f"flow fi2 {{ match ethernet.dst == {_mac(mac2)}; pipeline pi2; }}")
         out += self.entries
         return GenProgram(self.seed, "\n".join(out) + "\n", self.custom, pipelines, flow_macs, self.pool,
                           self.aims, self.meta, ingress_macs)
