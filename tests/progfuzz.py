@@ -95,10 +95,8 @@ FEATURES: dict[str, str] = {
 CI_DISABLED: dict[str, str] = {
     "parse_field_writes": "reparse-after-rewrite",
     "encap_odd_port": "reparse-after-rewrite",
-    "custom_header_tunnel": "tunnel-leaves-custom-header",
     "custom_header_untagged_only": "reparse-after-rewrite",
     "vlan_with_tunnels": "encap-length-after-vlan-change",
-    "two_pipelines": "second-pipeline-unreachable",
 }
 
 
@@ -1546,7 +1544,7 @@ nf a { action e() { vxlan_encap(0x020000000a01, 0x020000000a02, 192.168.7.1, 192
 @pin(hypervisor)
 nf b { action w() { inner_ipv4.ttl = 9; } apply { w(); } }
 pipeline pe : vm_egress { a -> b; }
-""", (("vm", _pk_custom_tag),), "split"),
+""", (("vm", _pk_custom_tag),), "split", "fixed in 28966be (unmovable_header drop on both targets)"),
     KnownBug(
         "push-vlan-full-stack",
         "push_vlan() on a packet that has two tags (vlan[2] is full) shifts the inner tag out but keeps the "
@@ -1667,7 +1665,7 @@ pipeline p2 : vm_egress { b; }
 flow f1 { match ethernet.src == 02:00:00:00:00:01; pipeline p1; }
 flow f2 { match ethernet.src == 02:00:00:00:00:03; pipeline p2; }
 """, (("vm", lambda: _pk_from("02:00:00:00:00:01")), ("vm", lambda: _pk_from("02:00:00:00:00:03"))),
-        "delivers"),
+        "delivers", "fixed in 06b134d (HypervisorPipeline.run_direction)"),
 ]
 
 
