@@ -930,6 +930,10 @@ def _normal(outputs) -> list[tuple]:
             for o in outputs]
 
 
+def _direction(port: str) -> str:
+    return "vm_egress" if port == "vm" else "vm_ingress"
+
+
 def _pipeline_for(prog, port: str) -> str:
     direction = "vm_egress" if port == "vm" else "vm_ingress"
     return next(name for name, pl in prog.pipelines.items() if pl.direction == direction)
@@ -961,9 +965,16 @@ class SplitModel:
 
         pipeline = _pipeline_for(self.prog, port_name)
         pending, done, hops = [(self.start[pipeline], frame, None, None, None, {})], [], 0
+        first = True
         while pending:
             where, data, resume, meta, port, extra = pending.pop(0)
-            for o in self.side[where].run(pipeline, data, resume, meta, port=port, **extra):
+            if first and hasattr(self.side[where], "run_direction"):
+                # the first pipeline of the direction whose flows match takes the packet
+                pipeline, outputs = self.side[where].run_direction(_direction(port_name), data)
+            else:
+                outputs = self.side[where].run(pipeline, data, resume, meta, port=port, **extra)
+            first = False
+            for o in outputs:
                 if o.kind in ("to_nic", "to_hypervisor"):
                     hops += 1
                     self.crossings += 1
@@ -1004,6 +1015,8 @@ class SoftwareModel:
         self.prog, self.hv = prog, HypervisorPipeline(prog, g)
 
     def send(self, port_name: str, frame: bytes) -> list[tuple]:
+        if hasattr(self.hv, "run_direction"):
+            return _normal(self.hv.run_direction(_direction(port_name), frame)[1])
         return _normal(self.hv.run(_pipeline_for(self.prog, port_name), frame))
 
     @property
