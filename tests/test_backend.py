@@ -334,3 +334,17 @@ def test_dsl_constant_names_and_primitive_arguments_in_the_p4(tmp_path):
     text = (tmp_path / "out" / "program.p4").read_text()
     assert "const bit<32> DNS_SERVER = 32w0xa090909;  // 10.9.9.9" in text
     assert "== DNS_SERVER)" in text and "// forward(UPLINK1)" in text
+
+
+def test_stack_last_in_a_control_is_the_highest_valid_element(tmp_path):
+    """P4 allows `.last` in parsers only: reads and isValid() of `vlan.last` in an apply block
+    become the highest valid element (writes to `.last` the checker refuses)."""
+    src = tmp_path / "last.nf"
+    src.write_bytes(b"nf t { apply { if (vlan.last.isValid() && vlan.last.vid == 7) { vlan[0].pcp = 5; } } }\n"
+                    b"pipeline out : vm_egress { t; }\n")
+    built(str(src), tmp_path / "out")
+    text = (tmp_path / "out" / "program.p4").read_text()
+    control = text[text.index("control P4genIngress"):text.index("control P4genEgress")]
+    assert ".last" not in control
+    assert "(hdr.vlan[1].isValid() ? hdr.vlan[1].vid : (hdr.vlan[0].isValid() ? hdr.vlan[0].vid : 12w0))" in control
+    assert "hdr.vlan[0].isValid() && ((hdr.vlan[1].isValid()" in control

@@ -72,6 +72,11 @@ class _Out:
             self.map.lines[len(self.lines) + 1] = pos
         self.lines.append(("    " * self.depth + text) if text else "")
 
+    def mark(self, pos: Pos | None) -> None:
+        """The next line comes from `pos` (for p4c's errors)."""
+        if pos is not None:
+            self.map.lines[len(self.lines) + 1] = pos
+
     def open(self, text: str, pos: Pos | None = None) -> None:
         # A block with no DSL position is p4gen's own code: say so, so that errors in it
         # are not blamed on whatever DSL line came before.
@@ -124,6 +129,13 @@ class Emitter:
         P4 leaves such reads unspecified, and BMv2 returns whatever an earlier
         packet left in the field, so `ipv4.dst == X` on an IPv6 packet could
         match; the hypervisor reads 0. The validity guard makes both agree."""
+        if f.index == "last" and not self.in_parser:
+            # P4 allows `.last` in parsers only: in a control, the highest valid element.
+            text = f"{f.width}w0"
+            for i in range(self.prog.instances[f.instance].stack or 1):
+                elem = f"hdr.{p4_ident(f.instance)}[{i}]"
+                text = f"({elem}.isValid() ? {elem}.{p4_ident(f.field)} : {text})"
+            return text
         text = self.field(f)
         if self.in_parser or f.instance == "meta" or isinstance(f.index, str):
             return text  # metadata is always valid; next/last name an element only when one exists
@@ -131,7 +143,6 @@ class Emitter:
         return f"({header}.isValid() ? {text} : {f.width}w0)"
 
     in_parser = False  # a parser state reads only what it (or an earlier state) extracted
-
     def expr(self, op: P.Operand, width: int | None = None, params: dict[str, str] | None = None) -> str:
         if isinstance(op, P.ConstVal):
             w = op.width or width
@@ -163,6 +174,8 @@ class Emitter:
 
     def cond(self, c: P.CondT, params=None) -> str:
         if isinstance(c, P.ValidC):
+            if c.index == "last" and not self.in_parser:
+                return f"hdr.{p4_ident(c.instance)}[0].isValid()"  # a last element exists iff the first does
             idx = "" if c.index is None else (f"[{c.index}]" if isinstance(c.index, int) else f".{c.index}")
             return f"hdr.{p4_ident(c.instance)}{idx}.isValid()"
         if isinstance(c, P.BoolC):
@@ -512,14 +525,8 @@ class Emitter:
     def simple_stmt(self, s: P.StmtT, nf: str, params: dict[str, str] | None = None) -> None:
         o = self.out
         if isinstance(s, P.AssignOp):
-            if isinstance(s.value, P.HashOf):
-                fields = ", ".join(self.expr(a, None, params) for a in s.value.args)
-                o(f"hash({self.field(s.target)}, HashAlgorithm.crc16, (bit<{s.target.width}>)0, {{ {fields} }}, "
-                  f"(bit<32>){1 << min(s.target.width, 31)});", s.pos)
-            else:
-                o(f"{self.field(s.target)} = {self.cast(s.value, s.target.width, params)};", s.pos)
-            if s.target.key in L4_PSEUDO:
-                o("meta.p4gen_l4_dirty = 1;")
+            self.out.mark(s.pos)
+            self.core(C.Assign(s.target, s.value), params)
         elif isinstance(s, P.CallActionOp):
             a = self.m.actions[(nf, s.action)]
             args = ", ".join(self.cast(x, p.width, params) for x, p in zip(s.args, a.params, strict=True))
@@ -538,7 +545,12 @@ class Emitter:
     def core(self, op: C.CoreOp, params=None) -> None:
         o = self.out
         if isinstance(op, C.Assign):
-            o(f"{self.field(op.target)} = {self.cast(op.value, op.target.width, params)};")
+            if isinstance(op.value, P.HashOf):
+                fields = ", ".join(self.expr(a, None, params) for a in op.value.args)
+                o(f"hash({self.field(op.target)}, HashAlgorithm.crc16, (bit<{op.target.width}>)0, {{ {fields} }}, "
+                  f"(bit<32>){1 << min(op.target.width, 31)});")
+            else:
+                o(f"{self.field(op.target)} = {self.cast(op.value, op.target.width, params)};")
             if op.target.key in L4_PSEUDO:
                 o("meta.p4gen_l4_dirty = 1;")
         elif isinstance(op, C.Drop):
