@@ -499,7 +499,7 @@ class Emitter:
         doc = annotation_doc(tbl.annotations)
         if doc is not None:
             o(f"// {doc}")
-        brief = f" @brief({json.dumps(doc)})" if doc is not None else ""
+        brief = f" @brief({json.dumps(doc, ensure_ascii=False)})" if doc is not None else ""
         o(f'@name(".{t.name}") @id({t.id:#010x}){brief}', tbl.pos)
         o.open(f"table {t.p4name}")
         if t.keys:
