@@ -481,37 +481,59 @@ def cmd_up(args: argparse.Namespace) -> int:
     from p4gen.control.links import LinkError, netns_supported
     from p4gen.control.push import PushError
     from p4gen.control.up import Up
+    from p4gen.control.vmns import load_vm_spec
 
     out = Path(args.outdir)
     try:
         prog, g, pl = load_built_placement(out)
     except ManifestError as e:
         return _error(str(e))
-    if pl.problem.nic is None:
-        return _error(f"{out} was built without a NIC target: nothing to run on a NIC")
-    bmv2 = find_tool("P4GEN_BMV2", "simple_switch_grpc")
-    if bmv2 is None:
-        return _error("simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)")
+    if args.target:  # run the build's program as this target set places it (e.g. hypervisor-only)
+        args.rates = None
+        pl = _placement(args, g, prog)
+        if pl is None:
+            return 1
+        if pl.problem.nic is not None:
+            return _error("up --target takes a hypervisor profile (targets/hypervisor.toml); "
+                          "for a NIC, build with it and run 'p4gen up OUTDIR'")
+    try:
+        vm = load_vm_spec(args.vm, netns=args.vm_netns, mac=args.vm_mac, mtu=args.vm_mtu,
+                          addresses=args.vm_addr, routes=args.vm_route, neighbours=args.vm_neigh)
+    except LinkError as e:
+        return _error(str(e))
+    bmv2 = None
+    if pl.problem.nic is not None:
+        bmv2 = find_tool("P4GEN_BMV2", "simple_switch_grpc")
+        if bmv2 is None:
+            return _error("simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin); "
+                          "'p4gen up OUTDIR --target targets/hypervisor.toml' runs without a NIC")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     netns = None if args.no_netns else (args.netns or args.prefix)
     if netns and not netns_supported():
         print("note: network namespaces unavailable (needs root and iproute2): the NIC runs in this one")
         netns = None
     try:
-        up = Up(prog, g, pl, out, bmv2, args.grpc_addr, args.prefix, netns)
+        up = Up(prog, g, pl, out, args.prefix, bmv2=bmv2, grpc_addr=args.grpc_addr, netns=netns, vm=vm,
+                wire_netns=args.wire_netns, lro=args.lro, switch_log=args.switch_log)
     except (LinkError, PushError) as e:  # UpError is a LinkError
         return _error(str(e))
     where = f" in network namespace {netns}" if netns else ""
-    print(f"up: NIC {args.grpc_addr}{where}; VM side {args.prefix}-vm, wire side {args.prefix}-wire; "
-          f"logs in {out}. Ctrl-C or 'p4gen down {out}' to stop.", flush=True)
+    what = f"NIC {args.grpc_addr}{where}" if bmv2 else f"hypervisor only{where}"
+    vm_side = f"{vm.ifname} in network namespace {vm.netns}" if vm else f"{args.prefix}-vm"
+    wire_side = f"{args.prefix}-wire" + (f" in network namespace {args.wire_netns}" if args.wire_netns else "")
+    print(f"up: {what}; VM side {vm_side}, wire side {wire_side}; logs in {out}. "
+          f"Ctrl-C or 'p4gen down {out}' to stop.", flush=True)
+    code = 0
     try:
         up.serve(args.seconds)
     except KeyboardInterrupt:
         pass
+    except LinkError as e:
+        code = _error(str(e))
     finally:
         up.close()
     print("down", flush=True)
-    return 0
+    return code
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -687,10 +709,27 @@ def make_parser() -> argparse.ArgumentParser:
         if name == "push":
             c.add_argument("--batch", type=int, default=256, help="updates per Write request (default: %(default)s)")
         c.set_defaults(func=func)
-    u = sub.add_parser("up", help="run a build locally: BMv2 NIC + hypervisor on veths",
+    u = sub.add_parser("up", help="run a build locally: BMv2 NIC + hypervisor (or the hypervisor alone) on veths",
                        description="Create veth pairs, start simple_switch_grpc on loopback gRPC, push OUTDIR and "
-                                   "run the hypervisor part over AF_PACKET until Ctrl-C or 'p4gen down OUTDIR'.")
+                                   "run the hypervisor part over AF_PACKET until Ctrl-C or 'p4gen down OUTDIR'. "
+                                   "A build without a NIC part (or --target targets/hypervisor.toml) runs the "
+                                   "whole program in the hypervisor, with no switch.")
     u.add_argument("outdir", metavar="OUTDIR")
+    u.add_argument("--target", action="append", metavar="PROFILE",
+                   help="run the build's program placed on this profile instead (a hypervisor profile: no NIC)")
+    u.add_argument("--vm", metavar="VM.toml", help="put the VM's end into a network namespace configured as this "
+                   "VM (see examples/vm1.toml)")
+    u.add_argument("--vm-netns", metavar="NAME", help="the VM's namespace (created; deleted on down)")
+    u.add_argument("--vm-mac", metavar="MAC", help="the VM's MAC address")
+    u.add_argument("--vm-mtu", type=int, metavar="N", help="the VM's MTU (default 1500)")
+    u.add_argument("--vm-addr", action="append", metavar="CIDR", help="an address of the VM (repeatable)")
+    u.add_argument("--vm-route", action="append", metavar="ROUTE", help="an 'ip route' of the VM, e.g. "
+                   "'default via 10.0.1.1' (repeatable)")
+    u.add_argument("--vm-neigh", action="append", metavar="'IP MAC'", help="a static neighbour of the VM "
+                   "(repeatable; nothing answers ARP on p4gen's side)")
+    u.add_argument("--wire-netns", metavar="NAME", help="move the wire end into this existing namespace (a peer)")
+    u.add_argument("--lro", action="store_true", help="the VM accepts coalesced (GSO) packets: coalesce for it")
+    u.add_argument("--switch-log", action="store_true", help="let BMv2 log every packet to OUTDIR/bmv2.log (slow)")
     u.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT",
                    help="where the switch serves P4Runtime (default: %(default)s)")
     u.add_argument("--prefix", default="p4g", help="name prefix of the veth interfaces (default p4g)")

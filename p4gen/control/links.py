@@ -23,9 +23,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from p4gen.runtime.virtio import PLAIN, VnetHdr
+from p4gen.runtime.virtio import SIZE as VNET_SIZE
+
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
+PACKET_VNET_HDR = 15
+PACKET_STATISTICS = 6
+SO_RCVBUFFORCE, SO_SNDBUFFORCE = 33, 32
+TPACKET_STATS = struct.Struct("=II")  # struct tpacket_stats: tp_packets, tp_drops
 TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
 AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
@@ -55,13 +62,27 @@ def delete_links(links: Iterable[str]) -> None:
 
 
 class PacketSocket:
-    """A raw AF_PACKET socket on one interface that reads frames exactly as they were sent."""
+    """A raw AF_PACKET socket on one interface that reads frames exactly as they were sent.
 
-    def __init__(self, ifname: str, blocking: bool = True):
+    With `vnet`, every frame travels with its virtio-net header (PACKET_VNET_HDR,
+    p4gen.runtime.virtio): what a Linux stack behind the link left to its device
+    (partial checksums, GSO super-packets) comes with each frame read, and frames
+    written carry what the device tells the stack (GSO packets, verified checksums)."""
+
+    def __init__(self, ifname: str, blocking: bool = True, vnet: bool = False, buffer: int = 0):
         self.ifname = ifname
+        self.vnet = vnet
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
+            if buffer:  # a switch's queue: room for bursts (root may exceed net.core.rmem_max)
+                for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+                    try:
+                        self.sock.setsockopt(socket.SOL_SOCKET, force, buffer)
+                    except OSError:
+                        self.sock.setsockopt(socket.SOL_SOCKET, plain, buffer)
             self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            if vnet:
+                self.sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
             self.sock.bind((ifname, ETH_P_ALL))  # CPython puts the protocol in network order
         except OSError:
             self.sock.close()
@@ -71,19 +92,33 @@ class PacketSocket:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, frame: bytes) -> int:
+    def send(self, frame: bytes, vnet: VnetHdr = PLAIN) -> int:
+        if self.vnet:
+            return self.sock.send(vnet.pack() + frame) - VNET_SIZE
         return self.sock.send(frame)
 
     def recv(self) -> bytes:
         """One frame, with a VLAN tag the kernel took off put back (BlockingIOError if none waits)."""
+        return self.recv_vnet()[0]
+
+    def recv_vnet(self) -> tuple[bytes, VnetHdr]:
+        """One frame and its virtio-net header (PLAIN on a socket without `vnet`)."""
         data, ancillary, _flags, _addr = self.sock.recvmsg(MAX_FRAME, socket.CMSG_SPACE(AUXDATA.size))
+        vnet = PLAIN
+        if self.vnet:
+            vnet, data = VnetHdr.unpack(data), data[VNET_SIZE:]
         for level, kind, blob in ancillary:
             if level == SOL_PACKET and kind == PACKET_AUXDATA and len(blob) >= AUXDATA.size:
                 status, _len, _snap, _mac, _net, tci, tpid = AUXDATA.unpack_from(blob)
-                if status & TP_STATUS_VLAN_VALID:
+                if status & TP_STATUS_VLAN_VALID:  # (csum_start already counts the tag: packet(7))
                     tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID and tpid else 0x8100
                     data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
-        return data
+        return data, vnet
+
+    def stats(self) -> tuple[int, int]:
+        """(frames received, frames the kernel dropped because the queue was full) since the
+        last call (PACKET_STATISTICS resets on read)."""
+        return TPACKET_STATS.unpack(self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, TPACKET_STATS.size))
 
     def close(self) -> None:
         self.sock.close()
@@ -95,8 +130,8 @@ class PacketSocket:
         self.close()
 
 
-def packet_socket(ifname: str, blocking: bool = True) -> PacketSocket:
-    return PacketSocket(ifname, blocking)
+def packet_socket(ifname: str, blocking: bool = True, vnet: bool = False, buffer: int = 0) -> PacketSocket:
+    return PacketSocket(ifname, blocking, vnet, buffer)
 
 
 # ---------------------------------------------------------------- network namespaces

@@ -2,18 +2,30 @@
 
     VM side  <-veth->  hypervisor pipeline  <-veth (host port)->  BMv2 NIC  <-veth (uplink)->  wire side
 
-`up` creates the veth pairs, starts simple_switch_grpc on loopback gRPC, pushes
-the build, and runs the hypervisor part in the foreground over AF_PACKET:
-frames from the VM go through the hypervisor's stages and on to the NIC's host
-port with the punt header; frames the NIC punts continue in the hypervisor and
-go to the VM (or back to the NIC). Everything it creates is recorded in
-OUTDIR/up.json; Ctrl-C, SIGTERM or `p4gen down OUTDIR` removes it. Logs go to
-OUTDIR (switch.log, hypervisor.log). The test side of each veth pair (`*-vm`,
-`*-wire`) is for the user: send into `p4g-vm` as the VM, watch `p4g-wire`.
+or, for a hypervisor-only build (targets/hypervisor.toml), with no NIC at all:
+
+    VM side  <-veth->  hypervisor pipeline  <-veth (uplink)->  wire side
+
+`up` creates the veth pairs, starts simple_switch_grpc on loopback gRPC (without
+per-packet logging unless asked), pushes the build, and runs the hypervisor part
+in the foreground over AF_PACKET: frames from the VM go through the hypervisor's
+stages and on to the NIC's host port with the punt header; frames the NIC punts
+continue in the hypervisor and go to the VM (or back to the NIC). The VM's link
+speaks virtio-net (PACKET_VNET_HDR): partial checksums are completed and GSO
+super-packets cut where the program says; towards the VM, with `lro`, segments
+are coalesced into GSO packets. The I/O loop drains each socket in batches and
+sleeps in `select` only when every socket is empty.
+
+Everything it creates is recorded in OUTDIR/up.json; Ctrl-C, SIGTERM, the
+switch dying, or `p4gen down OUTDIR` removes it. Logs go to OUTDIR
+(switch.log, hypervisor.log). The user's ends of the links are `PREFIX-vm`
+(or, with a VM spec, the VM's interface inside its namespace) and `PREFIX-wire`
+(optionally moved into an existing namespace, e.g. a peer's).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -22,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from p4gen.control.links import (
@@ -34,11 +47,14 @@ from p4gen.control.links import (
     veth_across,
 )
 from p4gen.control.push import push
-from p4gen.crossing.dispatch import NIC_PORT, VM, HostDispatcher
+from p4gen.control.vmns import VmSpec, configure
+from p4gen.crossing.dispatch import NIC_PORT, VM, WIRE, Delivery, HostDispatcher
 from p4gen.place import HYP, Placement
 from p4gen.runtime.pipeline import HypervisorPipeline
 
 STATE = "up.json"
+BATCH = 64  # frames read from one socket before the others get a turn
+SOCKET_BUFFER = 8 << 20  # bytes queued per link before the kernel drops (counted as <link>_queue_full)
 
 
 class UpError(LinkError):
@@ -91,66 +107,96 @@ def down(outdir: Path) -> list[str]:
     for link in state.get("links", []):
         if subprocess.run(["ip", "link", "del", link], capture_output=True, check=False).returncode == 0:
             done.append(f"deleted {link}")
-    if state.get("netns") and netns_delete(state["netns"]):
-        done.append(f"deleted network namespace {state['netns']}")
+    namespaces = state.get("netns") or []
+    for ns in [namespaces] if isinstance(namespaces, str) else namespaces:
+        if netns_delete(ns):
+            done.append(f"deleted network namespace {ns}")
     path.unlink(missing_ok=True)  # `up` removes it too when it exits on our SIGTERM
     return done
 
 
 class Up:
-    """The NIC (in network namespace `netns` when given) and the hypervisor, wired and running.
+    """The NIC (in network namespace `netns` when given) and the hypervisor, wired and running;
+    without a NIC in the placement, the hypervisor alone between the VM's link and the wire's.
 
     With a namespace, the switch, its gRPC server, its ports and the hypervisor's ends
     live in it, so nothing else on the host sees or disturbs them; only the user's two
-    ends (PREFIX-vm, PREFIX-wire) are in the current namespace."""
+    ends stay outside: PREFIX-wire (here, or in `wire_netns`) and the VM's (PREFIX-vm
+    here, or inside the namespace of `vm`, configured as that VM)."""
 
-    def __init__(self, prog, graph, placement: Placement, outdir: Path, bmv2: str, grpc_addr: str, prefix: str,
-                 netns: str | None = None):
+    def __init__(self, prog, graph, placement: Placement, outdir: Path, prefix: str, *, bmv2: str | None = None,
+                 grpc_addr: str = "127.0.0.1:9559", netns: str | None = None, vm: VmSpec | None = None,
+                 wire_netns: str | None = None, lro: bool = False, switch_log: bool = False):
         self.prog, self.placement, self.outdir = prog, placement, outdir
         nic = placement.problem.nic
-        if nic is None:
-            raise UpError("p4gen up needs a NIC placement (--target targets/bmv2-smartnic.toml)")
+        if nic is not None and bmv2 is None:
+            raise UpError("this build has a NIC part: simple_switch_grpc is needed")
         if os.geteuid() != 0:
             raise UpError("p4gen up creates veth pairs: run it as root")
         if (outdir / STATE).exists():
             raise UpError(f"{outdir / STATE} exists: already up? run p4gen down {outdir} first")
+        self.lro = lro
         self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
-        self.dispatch = HostDispatcher(self.hv, nic.ports.uplink)
-        self.names = {"uplink": (f"{prefix}-up", f"{prefix}-wire"), "host": (f"{prefix}-host", f"{prefix}-hv"),
-                      "vm": (f"{prefix}-vmh", f"{prefix}-vm")}
+        hyp = placement.problem.hyp
+        uplink = (nic or hyp).ports.uplink if (nic or hyp) is not None else 0  # forward(uplink): the wire
+        self.dispatch = HostDispatcher(self.hv, uplink, nic=nic is not None)
+        self.names = {"uplink": (f"{prefix}-up", f"{prefix}-wire"), "vm": (f"{prefix}-vmh", f"{prefix}-vm")}
+        if nic is not None:
+            self.names["host"] = (f"{prefix}-host", f"{prefix}-hv")
         self.netns = netns
-        self.state = {"links": [], "pids": [os.getpid()], "grpc_addr": grpc_addr, "netns": None}
+        self.switch: subprocess.Popen | None = None
+        self.state: dict = {"links": [], "pids": [os.getpid()], "grpc_addr": grpc_addr if nic else None,
+                            "netns": []}
         self.log = open(outdir / "hypervisor.log", "a")
+        self.errors = 0
         try:
             if netns:
                 netns_add(netns)
-                self.state["netns"] = netns  # ours to delete from now on (not one that was there)
+                self.state["netns"].append(netns)  # ours to delete from now on (not one that was there)
                 self.save()
-            # The VM hands the hypervisor TSO super-frames (virtio GSO): its link takes 64 KiB.
-            # The host port carries segments plus the punt header; the wire, plain 1500-byte IP.
-            mtus = {"vm": 65535, "host": 9000, "uplink": 1500}
-            user_side = {"uplink": 1, "vm": 1}  # which end of the pair is the user's (stays out here)
+            if vm is not None:
+                netns_add(vm.netns)
+                self.state["netns"].append(vm.netns)
+                self.save()
+            # The VM's link: its MTU (the VM hands over super-packets as GSO, with their
+            # metadata); without a VM spec the user's end takes raw 64 KiB frames too. The
+            # host port carries segments plus the punt header; the wire, plain 1500-byte IP.
+            mtus = {"vm": vm.mtu if vm else 65535, "host": 9000, "uplink": 1500}
+            user_ns = {"uplink": wire_netns, "vm": None}
             for role, (a, b) in self.names.items():
-                veth_across(a, b, netns, None if role in user_side else netns, mtus[role])
-                self.state["links"].append(b if netns and role in user_side else a)
+                b_ns = user_ns[role] if role in user_ns else netns
+                veth_across(a, b, netns, b_ns, mtus[role])
+                # delete from our end (in netns) when there is one, else from the user's
+                self.state["links"].append(b if netns and role in user_ns and b_ns is None else a)
                 self.save()
-            self.switch = subprocess.Popen(
-                (["ip", "netns", "exec", netns] if netns else []) +
-                [bmv2, "-i", f"{nic.ports.uplink}@{self.names['uplink'][0]}",
-                 "-i", f"{nic.ports.host}@{self.names['host'][0]}", "--no-p4", "--log-file",
-                 str(outdir / "bmv2"), "--", "--grpc-server-addr", grpc_addr],
-                stdout=open(outdir / "switch.log", "w"), stderr=subprocess.STDOUT)
-            self.state["pids"].append(self.switch.pid)
-            self.save()
-            wait_for_switch(self.switch, grpc_addr, outdir / "switch.log", netns=netns)
-            self.note(self._push(grpc_addr))
+            if vm is not None:
+                configure(vm, self.names["vm"][1])
+            if nic is not None:
+                self._start_switch(bmv2, grpc_addr, nic, switch_log)
             self.sock = {}
             with in_netns(netns):
-                for role, ifname in (("host", self.names["host"][1]), ("vm", self.names["vm"][0])):
-                    self.sock[role] = packet_socket(ifname)
+                self.sock["vm"] = packet_socket(self.names["vm"][0], blocking=False, vnet=True, buffer=SOCKET_BUFFER)
+                if nic is not None:
+                    self.sock["host"] = packet_socket(self.names["host"][1], blocking=False, buffer=SOCKET_BUFFER)
+                else:
+                    self.sock["wire"] = packet_socket(self.names["uplink"][0], blocking=False, buffer=SOCKET_BUFFER)
         except Exception:
             self.close()
             raise
+
+    def _start_switch(self, bmv2: str, grpc_addr: str, nic, switch_log: bool) -> None:
+        netns = self.netns
+        logging = ["--log-file", str(self.outdir / "bmv2"), "--log-flush"] if switch_log else []
+        self.switch = subprocess.Popen(
+            (["ip", "netns", "exec", netns] if netns else []) +
+            [bmv2, "-i", f"{nic.ports.uplink}@{self.names['uplink'][0]}",
+             "-i", f"{nic.ports.host}@{self.names['host'][0]}", "--no-p4", *logging,
+             "--", "--grpc-server-addr", grpc_addr],
+            stdout=open(self.outdir / "switch.log", "w"), stderr=subprocess.STDOUT)
+        self.state["pids"].append(self.switch.pid)
+        self.save()
+        wait_for_switch(self.switch, grpc_addr, self.outdir / "switch.log", netns=netns)
+        self.note(self._push(grpc_addr))
 
     def _push(self, grpc_addr: str) -> str:
         if self.netns is None:
@@ -172,36 +218,97 @@ class Up:
         self.log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
         self.log.flush()
 
-    def _take(self, deliveries) -> None:
-        """The dispatcher's decisions (p4gen.crossing.dispatch), carried out on the sockets."""
+    # ------------------------------------------------------------ forwarding
+    def _take(self, deliveries: list[Delivery], to_vm: list[Delivery]) -> None:
+        """The dispatcher's decisions (p4gen.crossing.dispatch), carried out on the sockets;
+        the VM's frames wait for the end of the batch (coalescing)."""
         for d in deliveries:
             if d.to == NIC_PORT:
-                self.sock["host"].send(d.data)
+                self._send("host", d.data)
+            elif d.to == WIRE:
+                self._send("wire", d.data)
             elif d.to == VM:
-                self.sock["vm"].send(d.data)
+                to_vm.append(d)
             else:  # the slow path: to_hypervisor() packets, for the operator to see
                 self.note(f"slow path (code {d.code}): {len(d.data)} bytes")
 
-    def serve(self, stop_after: float | None = None) -> None:
-        """Forward until a signal (or `stop_after` seconds, for tests)."""
-        end = time.time() + stop_after if stop_after else None
-        while end is None or time.time() < end:
-            ready, _, _ = select.select(list(self.sock.values()), [], [], 0.2)
-            for s in ready:
-                data = s.recv()
-                if s is self.sock["vm"]:
-                    self._take(self.dispatch.from_vm(data))
+    def _send(self, role: str, data: bytes, vnet=None) -> None:
+        sock = self.sock[role]
+        try:
+            if vnet is None:
+                sock.send(data)
+            else:
+                sock.send(data, vnet)
+        except BlockingIOError:
+            self.dispatch.drops[f"{role}_busy"] += 1  # the link's queue is full: dropped, as a NIC would
+        except OSError as e:
+            self.dispatch.drops[f"{role}_{errno.errorcode.get(e.errno, 'error').lower()}"] += 1
+
+    def _receive(self, role: str, sock, to_vm: list[Delivery]) -> int:
+        """Up to BATCH frames from one socket, through the dispatcher; how many were read."""
+        n = 0
+        while n < BATCH:
+            try:
+                frame, vnet = sock.recv_vnet()
+            except BlockingIOError:
+                break
+            n += 1
+            try:
+                if role == "vm":
+                    deliveries = self.dispatch.from_vm(frame, vnet)
+                elif role == "host":
+                    deliveries = self.dispatch.from_nic(frame)
                 else:
-                    self._take(self.dispatch.from_nic(data))
+                    deliveries = self.dispatch.from_wire(frame)
+            except Exception:  # a bug of ours must not take the host's traffic down: count, log once
+                self.dispatch.drops["internal_error"] += 1
+                self.errors += 1
+                if self.errors <= 3:
+                    self.note(f"internal error on a {len(frame)}-byte frame from {role}:\n{traceback.format_exc()}")
+                continue
+            self._take(deliveries, to_vm)
+        return n
+
+    def serve(self, stop_after: float | None = None) -> None:
+        """Forward until a signal (or `stop_after` seconds, for tests); raises UpError when the
+        switch dies."""
+        end = time.time() + stop_after if stop_after else None
+        socks = list(self.sock.items())
+        while end is None or time.time() < end:
+            busy = 0
+            to_vm: list[Delivery] = []
+            for role, s in socks:
+                busy += self._receive(role, s, to_vm)
+            if to_vm:
+                for data, vnet in self.dispatch.for_vm(to_vm, self.lro):
+                    self._send("vm", data, vnet)
+            if busy:
+                continue
+            if self.switch is not None and self.switch.poll() is not None:
+                raise UpError(f"simple_switch_grpc exited ({self.switch.returncode}); see "
+                              f"{self.outdir / 'switch.log'}")
+            select.select([s for _, s in socks], [], [], 0.2)
+
+    def queue_drops(self) -> dict[str, int]:
+        """Frames each link's receive queue dropped since the last call (we were too slow)."""
+        out = {}
+        for role, s in getattr(self, "sock", {}).items():
+            _n, dropped = s.stats()
+            if dropped:
+                self.dispatch.drops[f"{role}_queue_full"] += dropped
+                out[role] = dropped
+        return out
 
     def close(self) -> None:
+        if getattr(self, "sock", None):
+            self.queue_drops()
         for s in getattr(self, "sock", {}).values():
             s.close()
-        stop_switch(getattr(self, "switch", None))
+        stop_switch(self.switch)
         self.state["pids"] = [p for p in self.state["pids"] if p != os.getpid()]
         delete_links(self.state["links"])
-        if self.state["netns"]:
-            netns_delete(self.state["netns"])
+        for ns in self.state["netns"]:
+            netns_delete(ns)
         (self.outdir / STATE).unlink(missing_ok=True)
         self.note(f"down; drops: {dict(self.hv.drops)}")
         self.log.close()

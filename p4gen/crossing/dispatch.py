@@ -4,10 +4,13 @@
 VM and from the NIC's host port, runs the hypervisor's stages, and says where
 each resulting frame goes: to the VM, to the NIC (already wrapped in p4gen_t;
 finished packets go out of the NIC with RESUME_DONE and the port), or to the
-slow path (to_hypervisor()). `NicModel` is the NIC's side of the same protocol
-in Python (the placed program's NIC stages run by the hypervisor's generator),
-for testing the split without BMv2: it mirrors what the emitted P4 does with
-the punt header.
+slow path (to_hypervisor()). Without a NIC (a hypervisor-only placement) the
+hypervisor owns the wire link itself: frames come `from_wire` and go to WIRE.
+`for_vm` is the last step towards the VM: with LRO, a batch's segments are
+coalesced and each frame gets the virtio-net header it is written with.
+`NicModel` is the NIC's side of the same protocol in Python (the placed
+program's NIC stages run by the hypervisor's generator), for testing the
+split without BMv2: it mirrors what the emitted P4 does with the punt header.
 """
 
 from __future__ import annotations
@@ -17,33 +20,66 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from p4gen.crossing.protocol import BadPunt, Crossing, Reason, crossing
+from p4gen.runtime.virtio import PLAIN, VnetHdr
 
 if TYPE_CHECKING:
     from p4gen.runtime.pipeline import HypervisorPipeline, Output
 
-VM, NIC_PORT, SLOW_PATH = "vm", "nic", "slow_path"
+VM, NIC_PORT, SLOW_PATH, WIRE = "vm", "nic", "slow_path", "wire"
 
 
 @dataclass(frozen=True)
 class Delivery:
-    to: str  # VM | NIC_PORT (a wrapped frame for the host port) | SLOW_PATH
+    to: str  # VM | NIC_PORT (a wrapped frame for the host port) | SLOW_PATH | WIRE (no NIC)
     data: bytes
     code: int = 0  # SLOW_PATH: to_hypervisor()'s argument
+    pipeline: str = ""  # the pipeline that sent it (VM: whether it ends in a coalesce stage)
 
 
 class HostDispatcher:
     """The hypervisor side of the host port for one placed program."""
 
-    def __init__(self, hv: HypervisorPipeline, uplink_port: int, cross: Crossing | None = None):
+    def __init__(self, hv: HypervisorPipeline, uplink_port: int, cross: Crossing | None = None, nic: bool = True):
         self.hv = hv
         self.prog = hv.prog
         self.cross = cross or crossing(hv.prog)
         self.uplink_port = uplink_port
+        self.nic = nic  # False: hypervisor-only, the uplink is our own WIRE link
         self.drops: Counter[str] = hv.drops  # one tally with the pipeline's own
+        self._gro: dict[str, object] = {}
 
-    def from_vm(self, frame: bytes) -> list[Delivery]:
-        name, outputs = self.hv.run_direction("vm_egress", frame)
+    def from_vm(self, frame: bytes, vnet: VnetHdr | None = None) -> list[Delivery]:
+        """A frame the VM sent, with its virtio-net header (checksum and GSO requests)."""
+        name, outputs = self.hv.run_direction("vm_egress", frame, vnet)
         return self.route(name, outputs) if name is not None else []
+
+    def from_wire(self, frame: bytes) -> list[Delivery]:
+        """A frame from the wire, when there is no NIC in front of the hypervisor."""
+        name, outputs = self.hv.run_direction("vm_ingress", frame)
+        return self.route(name, outputs) if name is not None else []
+
+    def for_vm(self, deliveries: list[Delivery], lro: bool) -> list[tuple[bytes, VnetHdr]]:
+        """The VM's frames of one batch as written to its link: with `lro` (the VM accepts
+        coalesced packets), the segments of pipelines that end in a coalesce stage are
+        merged (p4gen.runtime.gro) and go as GSO packets; everything else as it is."""
+        if not lro:
+            return [(d.data, PLAIN) for d in deliveries]
+        out: list[tuple[bytes, VnetHdr]] = []
+        by_pipeline: dict[str, list[bytes]] = {}
+        for d in deliveries:
+            by_pipeline.setdefault(d.pipeline, []).append(d.data)
+        for name, frames in by_pipeline.items():
+            gro = self._coalescer(name)
+            out += gro.coalesce_vnet(frames) if gro is not None else [(f, PLAIN) for f in frames]
+        return out
+
+    def _coalescer(self, pipeline: str):
+        if pipeline not in self._gro:
+            from p4gen.runtime.gro import Coalescer
+
+            stage = self.hv.coalesce_stage(pipeline) if pipeline in self.prog.pipelines else None
+            self._gro[pipeline] = Coalescer(self.prog, stage.max_size) if stage is not None else None
+        return self._gro[pipeline]
 
     def from_nic(self, frame: bytes) -> list[Delivery]:
         try:
@@ -55,29 +91,34 @@ class HostDispatcher:
             return [Delivery(SLOW_PATH, p.data, p.code)]
         if p.resume is None:  # the pipeline finished on the NIC: deliver where it ends
             if self.prog.pipelines[p.pipeline].direction == "vm_ingress":
-                return [Delivery(VM, p.data)]
-            return [self._send(p.pipeline, p.data, self.uplink_port)]
+                return [Delivery(VM, p.data, pipeline=p.pipeline)]
+            return self._send(p.pipeline, p.data, self.uplink_port)
         return self.route(p.pipeline, self.hv.run(p.pipeline, p.data, resume=p.resume, meta=p.meta, port=p.port,
                                                   l4_dirty=p.l4_dirty))
 
     def route(self, pipeline: str, outputs: list[Output]) -> list[Delivery]:
-        out = []
+        out: list[Delivery] = []
         for o in outputs:
             if o.kind == "to_nic":
                 out.append(Delivery(NIC_PORT, self.cross.wrap(pipeline, o.resume, o.data, o.meta, o.port,
                                                               l4_dirty=o.l4_dirty)))
             elif o.kind == "vm":
-                out.append(Delivery(VM, o.data))
+                out.append(Delivery(VM, o.data, pipeline=pipeline))
             elif o.kind == "slow_path":
                 out.append(Delivery(SLOW_PATH, o.data, o.code or 0))
             elif o.kind == "port":
-                out.append(self._send(pipeline, o.data, o.port))
-            else:  # "uplink": the wire is reached through the NIC
-                out.append(self._send(pipeline, o.data, self.uplink_port))
+                out += self._send(pipeline, o.data, o.port)
+            else:  # "uplink": the wire, reached through the NIC when there is one
+                out += self._send(pipeline, o.data, self.uplink_port)
         return out
 
-    def _send(self, pipeline: str, data: bytes, port: int | None) -> Delivery:
-        return Delivery(NIC_PORT, self.cross.wrap(pipeline, None, data, port=port))
+    def _send(self, pipeline: str, data: bytes, port: int | None) -> list[Delivery]:
+        if self.nic:
+            return [Delivery(NIC_PORT, self.cross.wrap(pipeline, None, data, port=port))]
+        if port in (None, self.uplink_port):
+            return [Delivery(WIRE, data)]
+        self.drops["no_link"] += 1  # a NIC port that a hypervisor-only host does not have
+        return []
 
 
 class NicModel:

@@ -72,3 +72,14 @@ def chunk_sums(payload, size: int) -> list[int]:
         else:
             sums.append(payload[n - 1] << 8)
     return sums
+
+
+def complete_partial(frame: bytes, start: int, offset: int) -> bytes:
+    """Finish a checksum a sender left to the device (virtio NEEDS_CSUM, Linux CHECKSUM_PARTIAL):
+    the field at start + offset holds the pseudo-header sum; the checksum covers everything
+    from `start` to the end of the frame, that field included."""
+    at = start + offset
+    if start < 0 or at + 2 > len(frame):
+        raise ValueError(f"checksum at {start}+{offset} lies outside a {len(frame)}-byte frame")
+    value = (~fold(word_sum(frame[start:])) & 0xFFFF) or 0xFFFF  # as skb_checksum_help: UDP's 0 means none
+    return frame[:at] + value.to_bytes(2, "big") + frame[at + 2:]

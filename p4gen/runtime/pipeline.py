@@ -29,14 +29,26 @@ from p4gen.crossing.protocol import CARRIED_PAD, carried_layout
 from p4gen.crossing.states import State
 from p4gen.frontend import program as P
 from p4gen.frontend.primitives import INNER_OF
+from p4gen.ir.lower import stage_trees
 from p4gen.midend import coreops as C
 from p4gen.midend.coreops import encap_cleared
-from p4gen.midend.protocols import SRC_PORT_BASE, SRC_PORT_HASH_WIDTHS, TUNNELS, Arg, Computed, TunnelSpec
+from p4gen.midend.protocols import (
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    SRC_PORT_BASE,
+    SRC_PORT_HASH_WIDTHS,
+    TUNNELS,
+    Arg,
+    Computed,
+    TunnelSpec,
+)
 from p4gen.place import HYP
+from p4gen.runtime.checksum import complete_partial
 from p4gen.runtime.control_flow import EntryPoint
 from p4gen.runtime.packet import BadChecksum, Malformed, Packet, PacketParser, crc16
 from p4gen.runtime.tables import TableRuntime
 from p4gen.runtime.tso import Drop, Segmenter
+from p4gen.runtime.virtio import F_NEEDS_CSUM, VnetHdr
 
 # The state machine's states (p4gen.crossing.states), as plain ints for the generated code.
 RUN, SKIP, DROP, DONE, PUNT, TO_HV, CONSUMED = (int(State.RUN), int(State.SKIP), int(State.DROP), int(State.DONE),
@@ -117,15 +129,34 @@ class HypervisorPipeline:
             d: tuple(n for n, pl in prog.pipelines.items() if pl.direction == d) for d in ("vm_egress", "vm_ingress")}
         self.classifiers = {name: self._compile_classifier(name) for name in prog.pipelines}
         self._entries: dict[tuple[str, int | None, bool], Callable[[_Ctx], None]] = {}
+        self._keeps_super_packets = self._super_packet_stages()
+        self._l4_csum_at = {proto: L[inst]["checksum"].byte
+                            for proto, inst in ((IPPROTO_TCP, "tcp"), (IPPROTO_UDP, "udp")) if inst in L}
 
     # ------------------------------------------------------------ public
     def here(self, stage_id: str) -> bool:
         return self.assignment.get(stage_id, HYP) == self.side
 
     def run(self, pipeline: str, frame: bytes, resume: int | None = None,
-            meta: dict[str, int] | None = None, port: int | None = None, l4_dirty: bool = False) -> list[Output]:
+            meta: dict[str, int] | None = None, port: int | None = None, l4_dirty: bool = False,
+            vnet: VnetHdr | None = None) -> list[Output]:
         """One packet through `pipeline` (from the start, or from stage `resume` with the
-        metadata it had when it left the other side and the port a forward() there chose)."""
+        metadata it had when it left the other side and the port a forward() there chose).
+
+        `vnet`: what the VM's virtio-net header asked of the device (p4gen.runtime.virtio):
+        a checksum to complete, a super-packet to cut at its `gso_size`."""
+        gso_size = 0
+        if vnet is not None and (vnet.flags & F_NEEDS_CSUM or vnet.gso_type):
+            taken = self._offloads(pipeline, frame, vnet)
+            if taken is None:
+                return []
+            frame, dirty, gso_size, segments = taken
+            l4_dirty = l4_dirty or dirty
+            if segments is not None:  # cut here already: each segment runs as the VM's own packet
+                out: list[Output] = []
+                for f in segments:
+                    out += self.run(pipeline, f, resume, meta, port)
+                return out
         try:
             pkt = self.parser.parse(frame)
         except BadChecksum:
@@ -137,6 +168,7 @@ class HypervisorPipeline:
         if meta:
             pkt.meta.update(meta)
         pkt.l4_dirty = l4_dirty
+        pkt.gso_size = gso_size
         ctx = _Ctx(pkt, RUN if resume is None else SKIP, resume, pipeline, port=port)
         if resume is None and not self.classifiers[pipeline](pkt):
             self.drops["no_flow"] += 1
@@ -144,14 +176,16 @@ class HypervisorPipeline:
         self.entry(pipeline, resume)(ctx)
         return self._finish(ctx)
 
-    def run_direction(self, direction: str, frame: bytes) -> tuple[str | None, list[Output]]:
-        """A packet entering the system from the VM ("vm_egress") or the wire ("vm_ingress"):
-        the first pipeline of that direction (in declaration order) one of whose flows matches
-        it, or that has no flows, takes it, as the NIC program's classifier does; none:
-        dropped as `no_flow`. Returns the pipeline's name (None when dropped) and the outputs."""
+    def run_direction(self, direction: str, frame: bytes, vnet: VnetHdr | None = None
+                      ) -> tuple[str | None, list[Output]]:
+        """A packet entering the system from the VM ("vm_egress", with the VM's virtio-net
+        header when it has one) or the wire ("vm_ingress"): the first pipeline of that
+        direction (in declaration order) one of whose flows matches it, or that has no flows,
+        takes it, as the NIC program's classifier does; none: dropped as `no_flow`. Returns
+        the pipeline's name (None when dropped) and the outputs."""
         names = self.by_direction.get(direction, ())
         if len(names) == 1:
-            return names[0], self.run(names[0], frame)
+            return names[0], self.run(names[0], frame, vnet=vnet)
         try:
             pkt = self.parser.parse(frame)
         except Malformed as e:
@@ -159,9 +193,67 @@ class HypervisorPipeline:
             return None, []
         for name in names:
             if self.classifiers[name](pkt):
-                return name, self.run(name, frame)
+                return name, self.run(name, frame, vnet=vnet)
         self.drops["no_flow"] += 1
         return None, []
+
+    # ------------------------------------------------------------ the VM's offload requests
+    def _offloads(self, pipeline: str, frame: bytes, vnet: VnetHdr
+                  ) -> tuple[bytes, bool, int, list[bytes] | None] | None:
+        """Take over what a virtio guest left to its device (None: dropped, counted).
+
+        NEEDS_CSUM on the packet's own TCP/UDP checksum marks it L4-dirty: whichever target
+        finishes the packet computes that checksum once, after every rewrite under it (the
+        flag crosses with the packet in p4gen_t). A partial checksum anywhere else is
+        completed now. A TCP super-packet keeps its `gso_size` for the pipeline's
+        segmentation stage when the hypervisor reaches one before anything else; otherwise
+        it is cut here at `gso_size`, as the VM would have sent it without TSO."""
+        try:
+            f = self.segmenter.locate(frame)
+        except Drop:
+            self.drops["malformed"] += 1
+            return None
+        dirty = False
+        if vnet.needs_csum:
+            own = f is not None and vnet.csum_start == f.l4 and vnet.csum_offset == self._l4_csum_at.get(f.protocol)
+            if own:
+                dirty = True
+            else:
+                try:
+                    frame = complete_partial(frame, vnet.csum_start, vnet.csum_offset)
+                except ValueError:
+                    self.drops["bad_offload"] += 1
+                    return None
+        if not vnet.gso_type:
+            return frame, dirty, 0, None
+        if not vnet.tcp_gso or f is None or f.protocol != IPPROTO_TCP:
+            self.drops["unsupported_gso"] += 1
+            return None
+        if self._keeps_super_packets.get(pipeline, False):
+            return frame, dirty, vnet.gso_size, None
+        try:
+            return frame, False, 0, self.segmenter.cut(frame, f, self.segmenter.tcp_header_len(frame, f),
+                                                       vnet.gso_size)
+        except Drop as e:
+            self.drops[e.reason] += 1
+            return None
+
+    def _super_packet_stages(self) -> dict[str, bool]:
+        """Per pipeline: whether its first stages in the hypervisor include a segmentation stage
+        before any stage placed elsewhere (so a super-packet may travel as one until there)."""
+        out = {}
+        for name, tree in stage_trees(self.g).items():
+            keeps = False
+            for st in tree.stages():
+                if st.kind in ("parse", "classify"):
+                    continue
+                if not self.here(st.id):
+                    break
+                if st.kind == "segment":
+                    keeps = True
+                    break
+            out[name] = keeps
+        return out
 
     def run_batch(self, pipeline: str, frames, lro: bool = False) -> list[Output]:
         """Packets through `pipeline`; with `lro` (the VM advertises LRO), a coalesce stage merges
@@ -169,14 +261,19 @@ class HypervisorPipeline:
         out: list[Output] = []
         for f in frames:
             out += self.run(pipeline, f)
-        stages = [self.prog.coalesces[s] for s in self.prog.pipelines[pipeline].stages if s in self.prog.coalesces]
-        if not lro or not stages:
+        stage = self.coalesce_stage(pipeline)
+        if not lro or stage is None:
             return out
         from p4gen.runtime.gro import Coalescer
 
-        gro = Coalescer(self.prog, stages[0].max_size)
+        gro = Coalescer(self.prog, stage.max_size)
         to_vm = [o.data for o in out if o.kind == "vm"]
         return [o for o in out if o.kind != "vm"] + [Output("vm", d) for d in gro.coalesce(to_vm)]
+
+    def coalesce_stage(self, pipeline: str) -> P.Coalesce | None:
+        """The pipeline's receive-coalescing stage, if it has one (applied when the VM has LRO)."""
+        stages = [self.prog.coalesces[s] for s in self.prog.pipelines[pipeline].stages if s in self.prog.coalesces]
+        return stages[0] if stages else None
 
     # ------------------------------------------------------------ control
     def _compile_classifier(self, pipeline: str) -> Callable[[Packet], bool]:
@@ -501,15 +598,16 @@ class HypervisorPipeline:
                 ip_len = ip6.size + ip6["payload_len"].get(pkt.hdr["ipv6"])
             else:
                 ip_len = None
-            if ip_len is not None and ip_len + most <= seg.underlay_mtu:
+            vm_mss, pkt.gso_size = pkt.gso_size, 0  # past this stage, segments are plain packets
+            if ip_len is not None and ip_len + most <= seg.underlay_mtu and not vm_mss:
                 return  # fits on every path: no need to predict this packet's path
-            frame = self.parser.deparse(ctx.pkt)
+            dirty, pkt.l4_dirty = pkt.l4_dirty, False  # segments get fresh checksums anyway
+            frame = self.parser.deparse(pkt)
+            pkt.l4_dirty = dirty
             try:
                 overhead = self._predict_overhead(ctx, frame, nxt.order)
-                if seg.mss is not None:
-                    frames = self.segmenter.segment(frame, seg.mss, seg.underlay_mtu, overhead)
-                else:
-                    frames = self.segmenter.segment(frame, seg.max_mss, seg.underlay_mtu, overhead)
+                frames = self.segmenter.segment(frame, seg.max_mss if seg.mss is None else seg.mss,
+                                                seg.underlay_mtu, overhead, vm_mss)
             except Drop as e:
                 ctx.state, ctx.drop_reason = DROP, e.reason
                 return

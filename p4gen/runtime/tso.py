@@ -115,22 +115,30 @@ class Segmenter:
         return hlen
 
     # ------------------------------------------------------------ segmentation
-    def segment(self, frame: bytes, max_mss: int, underlay_mtu: int, overhead: int) -> list[bytes]:
+    def segment(self, frame: bytes, max_mss: int, underlay_mtu: int, overhead: int,
+                vm_mss: int = 0) -> list[bytes]:
         """Cut `frame` for a path that adds `overhead` bytes inside the outer IP packet.
 
-        Frames that fit pass unchanged. Raises Drop('oversize') for a non-TCP
-        packet that cannot fit, Drop('malformed') for broken headers."""
+        `vm_mss`: a VM's super-packet (virtio GSO) with the segment size the VM asked for;
+        it is cut to at most that even where it would fit the path. Frames that fit pass
+        unchanged. Raises Drop('oversize') for a non-TCP packet that cannot fit,
+        Drop('malformed') for broken headers."""
         f = self.locate(frame)
         if f is None:  # not IP: the MTU limits the frame after the L2 header
             if len(frame) - self.eth.size + overhead > underlay_mtu:
                 raise Drop("oversize")
             return [frame]
-        if f.ip_len + overhead <= underlay_mtu:
+        fits = f.ip_len + overhead <= underlay_mtu
+        if fits and not vm_mss:
             return [frame]
         if f.protocol != IPPROTO_TCP:
+            if fits:
+                return [frame]
             raise Drop("oversize")
         tcp_hlen = self.tcp_header_len(frame, f)
-        mss = auto_mss(max_mss, underlay_mtu, overhead, f.ip_hlen, tcp_hlen)
+        if fits and f.ip_len - f.ip_hlen - tcp_hlen <= vm_mss:
+            return [frame]
+        mss = auto_mss(min(max_mss, vm_mss) if vm_mss else max_mss, underlay_mtu, overhead, f.ip_hlen, tcp_hlen)
         if mss <= 0:
             raise Drop("oversize")
         return self.cut(frame, f, tcp_hlen, mss)
