@@ -300,23 +300,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         if pl is None:
             return 1
         assignment = dict(pl.assignment)
+    vnets = None
+    if args.vnet:
+        from p4gen.runtime.virtio import read_sidecar
+
+        try:
+            vnets = iter(read_sidecar(args.vnet))
+        except OSError as e:
+            return _error(f"cannot read {args.vnet}: {_os_reason(e)}")
+        except ValueError as e:
+            return _error(str(e))
     hv = HypervisorPipeline(prog, g, assignment)
     outputs = []
     n_in = 0
     batch: list[bytes] = []
+    batch_vnet: list | None = [] if vnets is not None else None
     progress = sys.stderr.isatty()
     read, total = 24, os.path.getsize(args.input) if os.path.isfile(args.input) else 0  # pcap header: 24 bytes
     try:
         for frame in read_pcap(args.input):
             batch.append(frame)
             n_in += 1
+            if batch_vnet is not None:
+                v = next(vnets, None)
+                if v is None:
+                    return _error(f"{args.vnet} has fewer lines than {args.input} has frames ({n_in - 1})")
+                batch_vnet.append(v)
             if len(batch) >= args.batch:
-                outputs += hv.run_batch(args.pipeline, batch, lro=args.lro)
+                outputs += hv.run_batch(args.pipeline, batch, lro=args.lro, vnets=batch_vnet)
                 batch = []
+                batch_vnet = [] if batch_vnet is not None else None
             read += 16 + len(frame)
             if progress and n_in % 1000 == 0:
                 print("\r" + _progress_bar(read, total, n_in), end="", file=sys.stderr, flush=True)
-        outputs += hv.run_batch(args.pipeline, batch, lro=args.lro)
+        outputs += hv.run_batch(args.pipeline, batch, lro=args.lro, vnets=batch_vnet)
+        if vnets is not None and next(vnets, None) is not None:
+            return _error(f"{args.vnet} has more lines than {args.input} has frames ({n_in})")
     except PcapError as e:
         return _error(str(e))
     except OSError as e:
@@ -694,6 +713,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="print the summary (outputs, stages, drops, the program's counters) as JSON")
     _target_args(r)
     r.add_argument("--lro", action="store_true", help="the VM advertises LRO: coalesce segments for it")
+    r.add_argument("--vnet", metavar="IN.vnet", help="each input frame's virtio-net header, one JSON object per "
+                   "line (pcap has no place for it), e.g. {\"flags\": 1, \"csum_start\": 34, \"csum_offset\": 16}"
+                   " for a partial checksum, {\"gso_type\": 1, \"gso_size\": 1448, ...} for a TSO super-packet")
     r.add_argument("--batch", type=int, default=64, help="packets per batch (coalescing flushes per batch)")
     r.set_defaults(func=cmd_run)
 

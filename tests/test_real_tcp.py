@@ -49,12 +49,6 @@ def rx_dropped(ns: str, dev: str) -> int:
     return stats["dropped"] + stats.get("over_errors", 0)
 
 
-def leftovers(tag: str) -> list[str]:
-    links = [line for line in realnet.sh("ip", "-o", "link").splitlines() if f"{tag}-" in line]
-    spaces = [line for line in realnet.sh("ip", "netns", "list").splitlines() if tag in line.split()[0]]
-    return links + spaces
-
-
 def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str) -> None:
     out = build(tmp_path, target)
     vm_ns, peer_ns = f"{tag}vm", f"{tag}peer"
@@ -95,7 +89,7 @@ def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str) -> Non
         subprocess.run(["ip", "netns", "del", peer_ns], capture_output=True, check=False)
     assert code == 0, up.text()
     assert "down" in up.text()
-    assert leftovers(tag) == []
+    assert realnet.leftovers(tag) == []
     assert not (out / "up.json").exists()
 
 

@@ -255,12 +255,17 @@ class HypervisorPipeline:
             out[name] = keeps
         return out
 
-    def run_batch(self, pipeline: str, frames, lro: bool = False) -> list[Output]:
+    def run_batch(self, pipeline: str, frames, lro: bool = False, vnets=None) -> list[Output]:
         """Packets through `pipeline`; with `lro` (the VM advertises LRO), a coalesce stage merges
-        the batch's segments for the VM (flushing at the end of the batch)."""
+        the batch's segments for the VM (flushing at the end of the batch). `vnets`: each
+        frame's virtio-net header, for frames from a VM (p4gen.runtime.virtio)."""
         out: list[Output] = []
-        for f in frames:
-            out += self.run(pipeline, f)
+        if vnets is None:
+            for f in frames:
+                out += self.run(pipeline, f)
+        else:
+            for f, v in zip(frames, vnets, strict=True):
+                out += self.run(pipeline, f, vnet=v)
         stage = self.coalesce_stage(pipeline)
         if not lro or stage is None:
             return out

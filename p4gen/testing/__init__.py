@@ -2,7 +2,8 @@
 
 A test is written once against `Target`:
 
-    target.send("vm", frame)            # or "uplink"
+    target.send("vm", frame)            # or "uplink"; from the VM, optionally with
+                                        #   vnet=VnetHdr(...) (partial checksum, GSO)
     target.expect("uplink", frame)      # the next packet out of that port, byte for byte
     target.expect_nothing("vm")
     target.drops                        # drops by reason (both sides)
@@ -39,6 +40,7 @@ from p4gen.crossing.dispatch import NIC_PORT, SLOW_PATH, VM, Delivery, HostDispa
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, NIC, Placement
 from p4gen.runtime.pipeline import HypervisorPipeline, Output
+from p4gen.runtime.virtio import VnetHdr
 
 
 class ExpectationError(AssertionError):
@@ -56,7 +58,9 @@ class Target:
         self.queues: dict[str, collections.deque[bytes]] = collections.defaultdict(collections.deque)
         self.uplink_port = uplink_port  # forward() to this NIC port is the wire
 
-    def send(self, port: str, frame: bytes) -> None:  # pragma: no cover - interface
+    def send(self, port: str, frame: bytes, vnet: VnetHdr | None = None) -> None:  # pragma: no cover
+        """A frame into the system at `port` ("vm" or "uplink"); from the VM with the virtio-net
+        header a Linux guest would give it (p4gen.runtime.virtio)."""
         raise NotImplementedError
 
     def received(self, port: str) -> list[bytes]:
@@ -109,8 +113,11 @@ class SoftwareTarget(Target):
     def drops(self) -> collections.Counter:
         return collections.Counter(self.hv.drops)  # a snapshot, as BMv2's is
 
-    def send(self, port: str, frame: bytes) -> None:
-        self._deliver(self.hv.run_direction("vm_egress" if port == "vm" else "vm_ingress", frame)[1])
+    def send(self, port: str, frame: bytes, vnet: VnetHdr | None = None) -> None:
+        if port == "vm":
+            self._deliver(self.hv.run_direction("vm_egress", frame, vnet)[1])
+        else:
+            self._deliver(self.hv.run_direction("vm_ingress", frame)[1])
 
     def counter(self, nf: str, name: str, index: int = 0) -> int:
         return self.hv.counters[(nf, name)][index][0]
@@ -139,10 +146,10 @@ class ModelTarget(Target):
     def counter(self, nf: str, name: str, index: int = 0) -> int:
         return self.hv.counters[(nf, name)][index][0] + self.nic_hv.counters[(nf, name)][index][0]
 
-    def send(self, port: str, frame: bytes) -> None:
+    def send(self, port: str, frame: bytes, vnet: VnetHdr | None = None) -> None:
         pipeline = _pipeline_for(self.prog, port)
         if self.placement.problem.pipelines[pipeline][0] == HYP:
-            pending = self._take(self.dispatch.from_vm(frame))
+            pending = self._take(self.dispatch.from_vm(frame, vnet))
         else:
             pending = [(self.uplink_port, frame)]
         for _ in range(10_000):  # a frame crosses a bounded number of times; never loop forever
@@ -213,7 +220,7 @@ class Bmv2Target(Target):
         self.logdir = Path(tempfile.mkdtemp(prefix="p4gen-bmv2-"))
         self.switch = subprocess.Popen(
             [bmv2, *(a for port, name in self.ports.items() for a in ("-i", f"{port}@{self.links[name][0]}")),
-             "--no-p4", "--log-file", str(self.logdir / "bmv2"), "--", "--grpc-server-addr", self.addr],
+             "--no-p4", "--", "--grpc-server-addr", self.addr],
             stdout=open(self.logdir / "switch.out", "w"), stderr=subprocess.STDOUT)
         try:
             wait_for_switch(self.switch, self.addr, self.logdir / "switch.out")
@@ -253,12 +260,12 @@ class Bmv2Target(Target):
         finally:
             client.channel.close()
 
-    def send(self, port: str, frame: bytes) -> None:
+    def send(self, port: str, frame: bytes, vnet: VnetHdr | None = None) -> None:
         self._check_alive()
         pipeline = _pipeline_for(self.prog, port)
         start = self.placement.problem.pipelines[pipeline][0]
         if start == HYP:
-            self._take(self.dispatch.from_vm(frame))
+            self._take(self.dispatch.from_vm(frame, vnet))
         else:
             self.sock["uplink"].send(frame)
         self._pump()

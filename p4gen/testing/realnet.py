@@ -156,8 +156,14 @@ def transfer(vm_ns: str, peer_ns: str, upload: bool, nbytes: int, seed: int, por
 def connect_fails(vm_ns: str, port: int, seconds: float = 1.5) -> str:
     """Try vm1 → peer:port; 'timeout' when something dropped the SYN, 'refused' when the peer
     answered with RST, 'connected' otherwise."""
-    code = ("import socket,sys\ns=socket.socket();s.settimeout(%r)\n"
-            "try:\n s.connect((%r,%d));print('connected')\n"
-            "except socket.timeout:print('timeout')\nexcept ConnectionRefusedError:print('refused')\n"
-            % (seconds, PEER_ADDR, port))
+    code = (f"import socket\ns=socket.socket();s.settimeout({seconds!r})\n"
+            f"try:\n s.connect(({PEER_ADDR!r},{port}));print('connected')\n"
+            "except socket.timeout:print('timeout')\nexcept ConnectionRefusedError:print('refused')\n")
     return sh(sys.executable, "-c", code, ns=vm_ns).strip()
+
+
+def leftovers(tag: str) -> list[str]:
+    """Links and namespaces whose names carry `tag` (what `up --prefix TAG` would create)."""
+    links = [line for line in sh("ip", "-o", "link").splitlines() if f"{tag}-" in line]
+    spaces = [line for line in sh("ip", "netns", "list").splitlines() if line and tag in line.split()[0]]
+    return links + spaces
