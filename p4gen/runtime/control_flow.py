@@ -120,7 +120,7 @@ class EntryPoint:
             lines += [f"{pad}ctx.state = PUNT", f"{pad}ctx.resume = {st.order}", f"{pad}return"]
             return "gone"
         if not self.dry:
-            lines.append(f"{pad}SP[{st.id!r}] += 1")
+            lines.append(f"{pad}SP[{st.id!r}] += ctx.pkt.segs")
         return "run"
 
     def _stage(self, lines: list[str], st, ind: int, body) -> bool:

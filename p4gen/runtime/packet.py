@@ -42,12 +42,15 @@ class Packet:
     l4_dirty: bool = False
     length: int = 0  # bytes as received (v1model's packet_length)
     gso_size: int = 0  # a VM's TCP super-packet (virtio GSO): the segment size the VM asked for
+    segs: int = 1  # a train (p4gen.midend.trains): the segments this super-packet stands for
+    train_mss: int = 0  # ... and the MSS they are cut with at the end
 
     def copy(self) -> Packet:
         """An independent copy (header bytes copied; the payload is immutable and shared)."""
         return Packet({k: None if v is None else bytearray(v) for k, v in self.hdr.items()},
                       {k: [bytearray(b) for b in v] for k, v in self.stacks.items()}, dict(self.opt),
-                      self.payload, dict(self.meta), self.l4_dirty, self.length, self.gso_size)
+                      self.payload, dict(self.meta), self.l4_dirty, self.length, self.gso_size, self.segs,
+                      self.train_mss)
 
     def valid(self, inst: str, index: int | str | None = None) -> bool:
         if inst in self.stacks:

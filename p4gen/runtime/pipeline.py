@@ -42,6 +42,7 @@ from p4gen.midend.protocols import (
     Computed,
     TunnelSpec,
 )
+from p4gen.midend.trains import train_problem
 from p4gen.place import HYP
 from p4gen.runtime.checksum import complete_partial
 from p4gen.runtime.control_flow import EntryPoint
@@ -66,6 +67,7 @@ class Output:
     code: int | None = None  # slow_path: the to_hypervisor() argument
     meta: dict[str, int] | None = None  # to_nic / to_hypervisor: the metadata that travels along (p4gen_meta_t)
     l4_dirty: bool = False  # to_nic / to_hypervisor: a rewrite under a TCP/UDP checksum happened
+    vnet: VnetHdr | None = None  # a super-packet left whole for the kernel's GSO to cut (kernel_gso)
 
 
 @dataclass(slots=True)
@@ -130,6 +132,11 @@ class HypervisorPipeline:
         self.classifiers = {name: self._compile_classifier(name) for name in prog.pipelines}
         self._entries: dict[tuple[str, int | None, bool], Callable[[_Ctx], None]] = {}
         self._keeps_super_packets = self._super_packet_stages()
+        self.trains = True  # False: always the reference path (cut first, every segment runs every stage)
+        self.kernel_gso = False  # set by a runner whose wire is a Linux link: plain TCP trains leave whole
+        trees = stage_trees(graph)
+        self.train_problems = {st.id: train_problem(prog, tree, st) for tree in trees.values()
+                               for st in tree.stages() if st.kind == "segment"}
         self._l4_csum_at = {proto: L[inst]["checksum"].byte
                             for proto, inst in ((IPPROTO_TCP, "tcp"), (IPPROTO_UDP, "udp")) if inst in L}
 
@@ -316,11 +323,13 @@ class HypervisorPipeline:
         if ctx.state == CONSUMED:
             return ctx.outputs
         if ctx.state == DROP:
-            self.drops[ctx.drop_reason or "dropped"] += 1
+            self.drops[ctx.drop_reason or "dropped"] += ctx.pkt.segs
             return ctx.outputs
         if ctx.state == SKIP:
             self.drops["bad_resume"] += 1
             return ctx.outputs
+        if ctx.pkt.segs > 1:
+            return self._finish_train(ctx)
         data = self.parser.deparse(ctx.pkt)
         if ctx.state == PUNT:
             carried = {name: ctx.pkt.meta.get(name, 0) for name, _w in self.carried.fields if name != CARRIED_PAD}
@@ -332,6 +341,34 @@ class HypervisorPipeline:
             ctx.outputs.append(Output("port", data, port=ctx.port))
         else:
             ctx.outputs.append(Output("uplink" if self.direction[ctx.pipeline] == "vm_egress" else "vm", data))
+        return ctx.outputs
+
+    def _finish_train(self, ctx: _Ctx) -> list[Output]:
+        """A train reached its fate: cut it now, the headers rewritten once for all segments
+        (p4gen.midend.trains); each segment leaves as the reference path would send it. With
+        `kernel_gso`, a plain TCP train for the wire leaves whole, for the kernel to cut."""
+        pkt = ctx.pkt
+        mss, pkt.segs, pkt.train_mss, pkt.l4_dirty = pkt.train_mss, 1, 0, False  # the cut sets the checksums
+        data = self.parser.deparse(pkt)
+        if self.kernel_gso and ctx.state == DONE and self.direction[ctx.pipeline] == "vm_egress":
+            vnet = self.segmenter.gso_header(data, mss)
+            if vnet is not None:
+                kind = "port" if ctx.port is not None else "uplink"
+                ctx.outputs.append(Output(kind, data, port=ctx.port, vnet=vnet))
+                return ctx.outputs
+        segments = self.segmenter.replicate(data, mss)
+        if ctx.state == PUNT:
+            carried = {name: pkt.meta.get(name, 0) for name, _w in self.carried.fields if name != CARRIED_PAD}
+            kind = "to_nic" if self.side == HYP else "to_hypervisor"
+            ctx.outputs += [Output(kind, seg, port=ctx.port, resume=ctx.resume, meta=dict(carried))
+                            for seg in segments]
+        elif ctx.state == TO_HV:
+            ctx.outputs += [Output("slow_path", seg, code=ctx.code) for seg in segments]
+        elif ctx.port is not None:
+            ctx.outputs += [Output("port", seg, port=ctx.port) for seg in segments]
+        else:
+            kind = "uplink" if self.direction[ctx.pipeline] == "vm_egress" else "vm"
+            ctx.outputs += [Output(kind, seg) for seg in segments]
         return ctx.outputs
 
     def entry(self, pipeline: str, resume: int | None, dry: bool = False) -> Callable[[_Ctx], None]:
@@ -358,7 +395,7 @@ class HypervisorPipeline:
                 default_action(ctx, default_args)
                 return None
             if not ctx.dry:
-                entry.packets += 1
+                entry.packets += pkt.segs
                 entry.bytes += pkt.length
             actions[entry.action](ctx, entry.args)
             return entry
@@ -448,7 +485,7 @@ class HypervisorPipeline:
                     return
                 i = index(ctx.pkt, params)
                 if i < len(cells):
-                    cells[i][0] += 1
+                    cells[i][0] += ctx.pkt.segs
                     cells[i][1] += ctx.pkt.length
             return count
         if isinstance(op, C.PushFront):
@@ -591,6 +628,7 @@ class HypervisorPipeline:
         nxt = self.g.nodes[succ[0]]["stage"]
 
         most = self.g.nodes[st.id]["downstream_overhead"].max  # from the IR's overhead pass
+        train_ok = self.train_problems.get(st.id) is None
         ip4, ip6 = self.parser.inst_layout.get("ipv4"), self.parser.inst_layout.get("ipv6")
 
         def body(ctx: _Ctx) -> None:
@@ -611,13 +649,17 @@ class HypervisorPipeline:
             pkt.l4_dirty = dirty
             try:
                 overhead = self._predict_overhead(ctx, frame, nxt.order)
-                frames = self.segmenter.segment(frame, seg.max_mss if seg.mss is None else seg.mss,
-                                                seg.underlay_mtu, overhead, vm_mss)
+                plan = self.segmenter.plan(frame, seg.max_mss if seg.mss is None else seg.mss,
+                                           seg.underlay_mtu, overhead, vm_mss)
             except Drop as e:
                 ctx.state, ctx.drop_reason = DROP, e.reason
                 return
-            if len(frames) == 1 and frames[0] == frame:
+            if plan is None:
                 return  # nothing to cut: carry on with this packet
+            if train_ok and self.trains:  # run the rest once; cut at the end (p4gen.midend.trains)
+                pkt.segs, pkt.length, pkt.train_mss = plan.count, plan.total_bytes, plan.mss
+                return
+            frames = self.segmenter.cut(frame, plan.frame, plan.tcp_hlen, plan.mss)
             ctx.state = CONSUMED
             for f in frames:
                 if nxt.kind == "deparse":
@@ -636,6 +678,7 @@ class HypervisorPipeline:
         if self.segmenter.locate(frame) is None:
             return 0
         dry = _Ctx(ctx.pkt.copy(), SKIP, resume, ctx.pipeline, dry=True)
+        dry.pkt.l4_dirty = False  # only lengths matter here
         self.entry(ctx.pipeline, resume, dry=True)(dry)
         if dry.state not in (RUN, DONE, PUNT):
             return 0  # dropped or sent elsewhere: it will not reach the underlay

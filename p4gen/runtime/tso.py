@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from p4gen.frontend.program import Program
-from p4gen.midend.protocols import IPPROTO_TCP
+from p4gen.midend.protocols import IPPROTO_TCP, IPPROTO_UDP
 from p4gen.runtime.checksum import pseudo_header_sum
 from p4gen.runtime.layout import HeaderLayout
 from p4gen.runtime.packet import Malformed, PacketParser
@@ -51,6 +51,18 @@ class Frame:
     l4: int  # start of the L4 header (l3 + ip_hlen)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A cut decided but not made: the frame's layers, the TCP header length, the MSS, how many
+    segments, and the bytes of all segments together (each: every header byte + its payload)."""
+
+    frame: Frame
+    tcp_hlen: int
+    mss: int
+    count: int
+    total_bytes: int
+
+
 def auto_mss(max_mss: int, underlay_mtu: int, overhead: int, ip_hlen: int, tcp_hlen: int) -> int:
     """The scenario's rule: overlay IPv4 1500−50−20−20 = 1410, with timestamps 1398, IPv6 1390."""
     return min(max_mss, underlay_mtu - overhead - ip_hlen - tcp_hlen)
@@ -66,6 +78,7 @@ class Segmenter:
         self.ip4: HeaderLayout = lay["ipv4"]
         self.ip6: HeaderLayout = lay["ipv6"]
         self.tcp: HeaderLayout = lay["tcp"]
+        self.udp: HeaderLayout | None = lay.get("udp")
 
     # ------------------------------------------------------------ locating (the program's parser)
     def l2_length(self, frame) -> int:
@@ -123,29 +136,85 @@ class Segmenter:
         it is cut to at most that even where it would fit the path. Frames that fit pass
         unchanged. Raises Drop('oversize') for a non-TCP packet that cannot fit,
         Drop('malformed') for broken headers."""
+        plan = self.plan(frame, max_mss, underlay_mtu, overhead, vm_mss)
+        if plan is None:
+            return [frame]
+        return self.cut(frame, plan.frame, plan.tcp_hlen, plan.mss)
+
+    def plan(self, frame: bytes, max_mss: int, underlay_mtu: int, overhead: int, vm_mss: int = 0) -> Plan | None:
+        """How `segment` would cut `frame` (None: it passes whole), without cutting."""
         f = self.locate(frame)
         if f is None:  # not IP: the MTU limits the frame after the L2 header
             if len(frame) - self.eth.size + overhead > underlay_mtu:
                 raise Drop("oversize")
-            return [frame]
+            return None
         fits = f.ip_len + overhead <= underlay_mtu
         if fits and not vm_mss:
-            return [frame]
+            return None
         if f.protocol != IPPROTO_TCP:
             if fits:
-                return [frame]
+                return None
             raise Drop("oversize")
         tcp_hlen = self.tcp_header_len(frame, f)
-        if fits and f.ip_len - f.ip_hlen - tcp_hlen <= vm_mss:
-            return [frame]
+        payload = f.ip_len - f.ip_hlen - tcp_hlen
+        if fits and payload <= vm_mss:
+            return None
         mss = auto_mss(min(max_mss, vm_mss) if vm_mss else max_mss, underlay_mtu, overhead, f.ip_hlen, tcp_hlen)
         if mss <= 0:
             raise Drop("oversize")
-        return self.cut(frame, f, tcp_hlen, mss)
+        if payload <= mss:
+            return None
+        count = -(-payload // mss)
+        return Plan(f, tcp_hlen, mss, count, count * (f.l4 + tcp_hlen) + payload)
 
-    def cut(self, frame: bytes, f: Frame, tcp_hlen: int, mss: int) -> list[bytes]:
+    # ------------------------------------------------------------ trains (cut after the rest ran once)
+    def _innermost_tcp(self, frame: bytes):
+        """(Frame of the innermost IP/TCP, its TCP header length, the outer length-carrying
+        headers as (kind, offset)) of an already rewritten, maybe encapsulated, super-packet."""
+        ps = self.parser
+        pkt = ps.parse(frame)
+        for tcp, ips in (("inner_tcp", ("inner_ipv4", "inner_ipv6")), ("tcp", ("ipv4", "ipv6"))):
+            if pkt.hdr.get(tcp) is None:
+                continue
+            ip = next(i for i in ips if pkt.hdr.get(i) is not None)
+            l3, l4 = ps.offset_of(pkt, ip), ps.offset_of(pkt, tcp)
+            lay = ps.inst_layout[ip]
+            if lay.name == "ipv4":
+                ip_len, version = lay["total_len"].get(pkt.hdr[ip]), 4
+            else:
+                ip_len, version = lay.size + lay["payload_len"].get(pkt.hdr[ip]), 6
+            f = Frame(l3, version, l4 - l3, ip_len, IPPROTO_TCP, l4)
+            outer = [(ps.inst_layout[i].name, ps.offset_of(pkt, i)) for i in ps.order
+                     if pkt.hdr.get(i) is not None and ps.inst_layout[i].name in ("ipv4", "ipv6", "udp")
+                     and ps.offset_of(pkt, i) < l3]
+            return f, self.tcp_header_len(frame, f), outer
+        raise Drop("malformed")
+
+    def replicate(self, frame: bytes, mss: int) -> list[bytes]:
+        """Cut a super-packet whose headers are final (rewritten, maybe encapsulated): the
+        innermost TCP is segmented as `cut` does, and every outer IP and UDP header gets its
+        lengths, and its checksum where it has one, per segment."""
+        f, tcp_hlen, outer = self._innermost_tcp(frame)
+        return self.cut(frame, f, tcp_hlen, mss, outer)
+
+    def gso_header(self, frame: bytes, mss: int):
+        """The virtio-net header that has the kernel cut `frame` at `mss` (TSO, with Linux as the
+        NIC), or None when the kernel cannot: its TCP is not the outermost layer. The TCP
+        checksum field must then hold the pseudo-header sum (set here, in place of the sum)."""
+        from p4gen.runtime.virtio import F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, VnetHdr
+
+        f, tcp_hlen, outer = self._innermost_tcp(frame)
+        if outer:
+            return None
+        return VnetHdr(F_NEEDS_CSUM, GSO_TCPV4 if f.version == 4 else GSO_TCPV6, f.l4 + tcp_hlen, mss, f.l4,
+                       self.tcp["checksum"].byte)
+
+    def cut(self, frame: bytes, f: Frame, tcp_hlen: int, mss: int,
+            outer: list[tuple[str, int]] = ()) -> list[bytes]:
         """All segments at once: one buffer of N rows (headers | payload slice), with the
-        per-segment fields written as numpy columns and checksums summed vectorised."""
+        per-segment fields written as numpy columns and checksums summed vectorised.
+        `outer`: headers in front of `f`'s IP whose lengths (and checksums) follow each
+        segment's, as (header type, offset): "ipv4", "ipv6", "udp"."""
         hlen = f.l4 + tcp_hlen  # every header byte before the payload
         n = f.l3 + f.ip_len - hlen
         if n <= mss:
@@ -197,8 +266,47 @@ class Segmenter:
         put(l4 + tcp["checksum"].byte, np.zeros(count, dtype=np.int64), 2)
         sums = pseudo_header_sum(frame[addr[0]:addr[1]], IPPROTO_TCP, 0) + tcp_len + _row_sums(buf, l4, row)
         put(l4 + tcp["checksum"].byte, ~_fold(sums) & 0xFFFF, 2)
+        if outer:
+            _outer_lengths(self, buf, frame, outer, n - lens, row, put)
         flat = buf.reshape(-1)
         return [flat[i * row:i * row + hlen + int(lens[i])].tobytes() for i in range(count)]
+
+
+def _outer_lengths(seg: Segmenter, buf: np.ndarray, frame: bytes, outer: list[tuple[str, int]],
+                   shrink: np.ndarray, row: int, put) -> None:
+    """The outer headers of a replicated cut: every length field less `shrink` (the payload
+    each segment lacks against the super-packet); then IPv4 header checksums; then nonzero
+    UDP checksums (a zero one means none, and stays), innermost first."""
+    count = buf.shape[0]
+    zeros = np.zeros(count, dtype=np.int64)
+    ip_addrs: tuple[int, int] | None = None
+    udp_fixes = []
+    for kind, off in outer:
+        if kind == "ipv4":
+            lay = seg.ip4
+            put(off + lay["total_len"].byte, lay["total_len"].get(frame, off) - shrink, 2)
+            ip_addrs = (off + lay["src"].byte, off + lay["dst"].byte + 4)
+        elif kind == "ipv6":
+            lay = seg.ip6
+            put(off + lay["payload_len"].byte, lay["payload_len"].get(frame, off) - shrink, 2)
+            ip_addrs = (off + lay["src"].byte, off + lay["dst"].byte + 16)
+        elif seg.udp is not None:
+            udp_len = seg.udp["length"].get(frame, off) - shrink
+            put(off + seg.udp["length"].byte, udp_len, 2)
+            if seg.udp["checksum"].get(frame, off) and ip_addrs is not None:
+                udp_fixes.append((off, ip_addrs, udp_len))
+    for kind, off in outer:
+        if kind == "ipv4":
+            at = off + seg.ip4["hdr_checksum"].byte
+            put(at, zeros, 2)
+            sums = _row_sums(buf, off, off + seg.ip4["ihl"].get(frame, off) * 4)
+            put(at, ~_fold(sums) & 0xFFFF, 2)
+    for off, (a, b), udp_len in reversed(udp_fixes):
+        at = off + seg.udp["checksum"].byte
+        put(at, zeros, 2)
+        sums = pseudo_header_sum(frame[a:b], IPPROTO_UDP, 0) + udp_len + _row_sums(buf, off, row)
+        value = ~_fold(sums) & 0xFFFF
+        put(at, np.where(value == 0, 0xFFFF, value), 2)
 
 
 def _row_sums(buf: np.ndarray, start: int, stop: int) -> np.ndarray:
