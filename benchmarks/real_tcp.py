@@ -1,6 +1,8 @@
 """Goodput of a real TCP transfer (iperf3) through the reference scenario, four ways, in one run.
 
 1. p4gen hypervisor-only: vm1 ↔ `p4gen up` (targets/hypervisor.toml) ↔ peer with a kernel vxlan device;
+   and the scenario's Internet path (SNAT, no tunnel) with the kernel's GSO cutting at p4gen's MSS
+   against p4gen's own segmenter (`--no-kernel-gso`);
 2. the BMv2 split: the same with `p4gen up` of a bmv2-smartnic build (needs p4c-bm2-ss and simple_switch_grpc);
 3. BMv2's own ceiling: simple_switch_grpc running benchmarks/trivial_fwd.p4 (one exact table, port 1 ↔ 2)
    between two namespaces, 1500-byte frames (the offloads a raw BMv2 port cannot honour switched off);
@@ -29,13 +31,13 @@ from p4gen.testing.realnet import sh
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def iperf(client_ns: str, server_ns: str, addr: str, seconds: float, reverse: bool) -> float:
-    """Goodput in Gbit/s of one iperf3 run (client in client_ns, server in server_ns, port 80)."""
-    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-p", "80", "-1"],
+def iperf(client_ns: str, server_ns: str, addr: str, seconds: float, reverse: bool, port: int = 80) -> float:
+    """Goodput in Gbit/s of one iperf3 run (client in client_ns, server in server_ns)."""
+    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-B", addr, "-p", str(port), "-1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
-        out = sh("iperf3", "-c", addr, "-p", "80", "-t", str(seconds), "-J", *(["-R"] if reverse else []),
+        out = sh("iperf3", "-c", addr, "-p", str(port), "-t", str(seconds), "-J", *(["-R"] if reverse else []),
                  ns=client_ns)
         return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
     finally:
@@ -43,11 +45,13 @@ def iperf(client_ns: str, server_ns: str, addr: str, seconds: float, reverse: bo
         server.wait()
 
 
-def both_ways(client_ns: str, server_ns: str, addr: str, seconds: float) -> tuple[float, float]:
-    return iperf(client_ns, server_ns, addr, seconds, False), iperf(client_ns, server_ns, addr, seconds, True)
+def both_ways(client_ns: str, server_ns: str, addr: str, seconds: float, port: int = 80) -> tuple[float, float]:
+    return (iperf(client_ns, server_ns, addr, seconds, False, port),
+            iperf(client_ns, server_ns, addr, seconds, True, port))
 
 
-def through_p4gen(target: str, seconds: float, tmp: Path, tag: str) -> tuple[float, float]:
+def through_p4gen(target: str, seconds: float, tmp: Path, tag: str, internet: bool = False,
+                  extra: tuple[str, ...] = ()) -> tuple[float, float]:
     out = tmp / f"out-{tag}"
     subprocess.run([sys.executable, "-m", "p4gen", "build", str(ROOT / "examples/vm_offload.nf"), "--target",
                     str(ROOT / "targets" / target), "-o", str(out)], check=True, capture_output=True)
@@ -55,10 +59,12 @@ def through_p4gen(target: str, seconds: float, tmp: Path, tag: str) -> tuple[flo
     (tmp / f"{tag}.toml").write_text(realnet.VM_TOML.format(ns=vm_ns))
     realnet.make_peer(peer_ns)
     up = realnet.UpProcess(out, ["--prefix", tag, "--netns", f"{tag}nic", "--vm", str(tmp / f"{tag}.toml"),
-                                 "--wire-netns", peer_ns])
+                                 "--wire-netns", peer_ns, *extra])
     try:
         up.start()
         realnet.configure_peer(peer_ns, f"{tag}-wire")
+        if internet:
+            return both_ways(vm_ns, peer_ns, realnet.INTERNET_ADDR, seconds, realnet.INTERNET_PORT)
         return both_ways(vm_ns, peer_ns, realnet.PEER_ADDR, seconds)
     finally:
         up.stop()
@@ -133,6 +139,9 @@ def main() -> int:
         tmp = Path(d)
         rows["kernel VXLAN (anchor)"] = kernel_vxlan(args.seconds, "bk")
         rows["p4gen hypervisor-only"] = through_p4gen("hypervisor.toml", args.seconds, tmp, "bh")
+        rows["  Internet path, kernel GSO"] = through_p4gen("hypervisor.toml", args.seconds, tmp, "bg", True)
+        rows["  Internet path, Python segmenter"] = through_p4gen("hypervisor.toml", args.seconds, tmp, "bp", True,
+                                                                 ("--no-kernel-gso",))
         if p4c and bmv2:
             rows["BMv2 trivial forwarding (ceiling)"] = bmv2_ceiling(args.seconds, tmp, "bc", p4c, bmv2)
             rows["p4gen BMv2 split"] = through_p4gen("bmv2-smartnic.toml", args.seconds, tmp, "bs")
@@ -140,7 +149,7 @@ def main() -> int:
             rows["BMv2 trivial forwarding (ceiling)"] = rows["p4gen BMv2 split"] = "n/a: needs p4c-bm2-ss and " \
                                                                                   "simple_switch_grpc"
     anchor = rows["kernel VXLAN (anchor)"]
-    print(f"{'path':38} {'upload Gbit/s':>14} {'download Gbit/s':>16}   vs anchor (up/down)")
+    print(f"{'path (overlay unless said)':38} {'upload Gbit/s':>14} {'download Gbit/s':>16}   vs anchor (up/down)")
     for name, r in rows.items():
         if isinstance(r, str):
             print(f"{name:38} {r}")

@@ -533,7 +533,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         netns = None
     try:
         up = Up(prog, g, pl, out, args.prefix, bmv2=bmv2, grpc_addr=args.grpc_addr, netns=netns, vm=vm,
-                wire_netns=args.wire_netns, lro=args.lro, switch_log=args.switch_log)
+                wire_netns=args.wire_netns, lro=args.lro, switch_log=args.switch_log,
+                kernel_gso=not args.no_kernel_gso)
     except (LinkError, PushError) as e:  # UpError is a LinkError
         return _error(str(e))
     where = f" in network namespace {netns}" if netns else ""
@@ -752,6 +753,8 @@ def make_parser() -> argparse.ArgumentParser:
     u.add_argument("--wire-netns", metavar="NAME", help="move the wire end into this existing namespace (a peer)")
     u.add_argument("--lro", action="store_true", help="the VM accepts coalesced (GSO) packets: coalesce for it")
     u.add_argument("--switch-log", action="store_true", help="let BMv2 log every packet to OUTDIR/bmv2.log (slow)")
+    u.add_argument("--no-kernel-gso", action="store_true", help="without a NIC, cut every super-packet in Python "
+                   "(default: plain TCP ones leave whole for the kernel's GSO, at p4gen's MSS)")
     u.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT",
                    help="where the switch serves P4Runtime (default: %(default)s)")
     u.add_argument("--prefix", default="p4g", help="name prefix of the veth interfaces (default p4g)")

@@ -64,11 +64,13 @@ def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str) -> Non
         assert realnet.link_mtu(vm_ns, "eth0") == 1500 and realnet.link_mtu(peer_ns, "vx0") == 1500
         before = {ns: realnet.nstat(ns) for ns in (vm_ns, peer_ns)}
         wire_drops = rx_dropped(peer_ns, wire)
-        for upload, seed in ((True, 1), (False, 2)):
-            vm_side, peer_side = realnet.transfer(vm_ns, peer_ns, upload, NBYTES, seed)
-            want = expected_sha256(NBYTES, seed)
+        # The overlay (VXLAN to 10.0.2.2:80), then the Internet path (SNAT to 8.8.8.8:443).
+        paths = [(realnet.PEER_ADDR, realnet.PORT, NBYTES), (realnet.INTERNET_ADDR, realnet.INTERNET_PORT, NBYTES // 4)]
+        for (addr, port, nbytes), upload, seed in [(p, u, s) for p in paths for u, s in ((True, 1), (False, 2))]:
+            vm_side, peer_side = realnet.transfer(vm_ns, peer_ns, upload, nbytes, seed, port=port, addr=addr)
+            want = expected_sha256(nbytes, seed)
             for side in (vm_side, peer_side):
-                assert side["bytes"] == NBYTES and side["sha256"] == want, (upload, side)
+                assert side["bytes"] == nbytes and side["sha256"] == want, (addr, upload, side)
         after = {ns: realnet.nstat(ns) for ns in (vm_ns, peer_ns)}
         delta = {ns: {k: after[ns].get(k, 0) - before[ns].get(k, 0) for k in after[ns]} for ns in after}
         for ns in (vm_ns, peer_ns):

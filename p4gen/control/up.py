@@ -126,7 +126,8 @@ class Up:
 
     def __init__(self, prog, graph, placement: Placement, outdir: Path, prefix: str, *, bmv2: str | None = None,
                  grpc_addr: str = "127.0.0.1:9559", netns: str | None = None, vm: VmSpec | None = None,
-                 wire_netns: str | None = None, lro: bool = False, switch_log: bool = False):
+                 wire_netns: str | None = None, lro: bool = False, switch_log: bool = False,
+                 kernel_gso: bool = True):
         self.prog, self.placement, self.outdir = prog, placement, outdir
         nic = placement.problem.nic
         if nic is not None and bmv2 is None:
@@ -137,6 +138,10 @@ class Up:
             raise UpError(f"{outdir / STATE} exists: already up? run p4gen down {outdir} first")
         self.lro = lro
         self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
+        # With no NIC the wire is a Linux link: plain TCP super-packets may leave whole, for the
+        # kernel's GSO to cut at the MSS the segmentation stage chose (Linux as the NIC).
+        kernel_gso = kernel_gso and nic is None
+        self.hv.kernel_gso = kernel_gso
         hyp = placement.problem.hyp
         uplink = (nic or hyp).ports.uplink if (nic or hyp) is not None else 0  # forward(uplink): the wire
         self.dispatch = HostDispatcher(self.hv, uplink, nic=nic is not None)
@@ -179,7 +184,8 @@ class Up:
                 if nic is not None:
                     self.sock["host"] = packet_socket(self.names["host"][1], blocking=False, buffer=SOCKET_BUFFER)
                 else:
-                    self.sock["wire"] = packet_socket(self.names["uplink"][0], blocking=False, buffer=SOCKET_BUFFER)
+                    self.sock["wire"] = packet_socket(self.names["uplink"][0], blocking=False, buffer=SOCKET_BUFFER,
+                                                      vnet=kernel_gso)
         except Exception:
             self.close()
             raise
@@ -226,7 +232,7 @@ class Up:
             if d.to == NIC_PORT:
                 self._send("host", d.data)
             elif d.to == WIRE:
-                self._send("wire", d.data)
+                self._send("wire", d.data, d.vnet)
             elif d.to == VM:
                 to_vm.append(d)
             else:  # the slow path: to_hypervisor() packets, for the operator to see

@@ -34,6 +34,7 @@ class Delivery:
     data: bytes
     code: int = 0  # SLOW_PATH: to_hypervisor()'s argument
     pipeline: str = ""  # the pipeline that sent it (VM: whether it ends in a coalesce stage)
+    vnet: VnetHdr = PLAIN  # WIRE: a super-packet for the kernel to cut (HypervisorPipeline.kernel_gso)
 
 
 class HostDispatcher:
@@ -107,16 +108,16 @@ class HostDispatcher:
             elif o.kind == "slow_path":
                 out.append(Delivery(SLOW_PATH, o.data, o.code or 0))
             elif o.kind == "port":
-                out += self._send(pipeline, o.data, o.port)
+                out += self._send(pipeline, o.data, o.port, o.vnet)
             else:  # "uplink": the wire, reached through the NIC when there is one
-                out += self._send(pipeline, o.data, self.uplink_port)
+                out += self._send(pipeline, o.data, self.uplink_port, o.vnet)
         return out
 
-    def _send(self, pipeline: str, data: bytes, port: int | None) -> list[Delivery]:
+    def _send(self, pipeline: str, data: bytes, port: int | None, vnet: VnetHdr | None = None) -> list[Delivery]:
         if self.nic:
             return [Delivery(NIC_PORT, self.cross.wrap(pipeline, None, data, port=port))]
         if port in (None, self.uplink_port):
-            return [Delivery(WIRE, data)]
+            return [Delivery(WIRE, data, vnet=vnet or PLAIN)]
         self.drops["no_link"] += 1  # a NIC port that a hypervisor-only host does not have
         return []
 

@@ -351,10 +351,10 @@ class HypervisorPipeline:
         mss, pkt.segs, pkt.train_mss, pkt.l4_dirty = pkt.train_mss, 1, 0, False  # the cut sets the checksums
         data = self.parser.deparse(pkt)
         if self.kernel_gso and ctx.state == DONE and self.direction[ctx.pipeline] == "vm_egress":
-            vnet = self.segmenter.gso_header(data, mss)
-            if vnet is not None:
+            whole = self.segmenter.gso_frame(data, mss)
+            if whole is not None:
                 kind = "port" if ctx.port is not None else "uplink"
-                ctx.outputs.append(Output(kind, data, port=ctx.port, vnet=vnet))
+                ctx.outputs.append(Output(kind, whole[0], port=ctx.port, vnet=whole[1]))
                 return ctx.outputs
         segments = self.segmenter.replicate(data, mss)
         if ctx.state == PUNT:

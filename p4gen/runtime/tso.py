@@ -24,7 +24,7 @@ import numpy as np
 
 from p4gen.frontend.program import Program
 from p4gen.midend.protocols import IPPROTO_TCP, IPPROTO_UDP
-from p4gen.runtime.checksum import pseudo_header_sum
+from p4gen.runtime.checksum import fold, pseudo_header_sum
 from p4gen.runtime.layout import HeaderLayout
 from p4gen.runtime.packet import Malformed, PacketParser
 
@@ -197,10 +197,22 @@ class Segmenter:
         f, tcp_hlen, outer = self._innermost_tcp(frame)
         return self.cut(frame, f, tcp_hlen, mss, outer)
 
+    def gso_frame(self, frame: bytes, mss: int):
+        """(frame, virtio-net header) that has the kernel cut `frame` at `mss` (TSO, with Linux
+        as the NIC), or None when the kernel cannot: its TCP is not the outermost layer. The
+        frame's TCP checksum field then holds the pseudo-header sum for the whole TCP length,
+        as the kernel's own TSO packets do (NEEDS_CSUM: each segment's is finished below)."""
+        f, tcp_hlen, outer = self._innermost_tcp(frame)
+        if outer:
+            return None
+        ip = self.ip4 if f.version == 4 else self.ip6
+        addrs = frame[f.l3 + ip["src"].byte:f.l3 + ip["dst"].byte + ip["dst"].nbytes]
+        seed = fold(pseudo_header_sum(addrs, IPPROTO_TCP, f.ip_len - f.ip_hlen))
+        at = f.l4 + self.tcp["checksum"].byte
+        return frame[:at] + seed.to_bytes(2, "big") + frame[at + 2:], self.gso_header(frame, mss)
+
     def gso_header(self, frame: bytes, mss: int):
-        """The virtio-net header that has the kernel cut `frame` at `mss` (TSO, with Linux as the
-        NIC), or None when the kernel cannot: its TCP is not the outermost layer. The TCP
-        checksum field must then hold the pseudo-header sum (set here, in place of the sum)."""
+        """The virtio-net header of `gso_frame` (None when the kernel cannot cut `frame`)."""
         from p4gen.runtime.virtio import F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, VnetHdr
 
         f, tcp_hlen, outer = self._innermost_tcp(frame)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 VM_ADDR, PEER_ADDR, PORT = "10.0.1.2", "10.0.2.2", 80
+INTERNET_ADDR, INTERNET_PORT, PUBLIC_ADDR = "8.8.8.8", 443, "203.0.113.10"
 VM_TOML = """netns = "{ns}"
 ifname = "eth0"
 mac = "02:00:00:00:01:02"
@@ -64,7 +65,9 @@ def make_peer(ns: str) -> None:
 
 
 def configure_peer(ns: str, wire: str) -> None:
-    """The remote VTEP on `wire` (already in `ns`) and the tenant host behind its vxlan device."""
+    """The remote VTEP on `wire` (already in `ns`) and the tenant host behind its vxlan device;
+    and, on a macvlan with the gateway's MAC, an Internet host (8.8.8.8) that vm1 reaches
+    through SNAT (its replies go to the public address 203.0.113.10)."""
     ip = ("ip", "-n", ns)
     sh(*ip, "link", "set", wire, "address", "02:00:c0:a8:01:02")
     sh(*ip, "addr", "add", "192.168.1.2/24", "dev", wire)
@@ -78,6 +81,13 @@ def configure_peer(ns: str, wire: str) -> None:
     sh(*ip, "link", "set", "vx0", "up")
     sh(*ip, "route", "replace", "10.0.1.0/24", "dev", "vx0", "mtu", "lock", "1450", "advmss", "1460")
     sh(*ip, "neigh", "replace", VM_ADDR, "lladdr", "02:00:00:00:01:02", "dev", "vx0", "nud", "permanent")
+    sh(*ip, "link", "add", "gw0", "link", wire, "type", "macvlan", "mode", "bridge")
+    sh(*ip, "link", "set", "gw0", "address", "02:00:00:00:00:fe")
+    sh(*ip, "addr", "add", f"{INTERNET_ADDR}/32", "dev", "gw0")
+    sh(*ip, "link", "set", "gw0", "up")
+    sh("ethtool", "-K", "gw0", "tx", "off", ns=ns)
+    sh(*ip, "route", "replace", f"{PUBLIC_ADDR}/32", "dev", "gw0")
+    sh(*ip, "neigh", "replace", PUBLIC_ADDR, "lladdr", "02:00:c0:a8:01:01", "dev", "gw0", "nud", "permanent")
 
 
 def link_mtu(ns: str, dev: str) -> int:
@@ -125,20 +135,20 @@ class UpProcess:
 
 
 def transfer(vm_ns: str, peer_ns: str, upload: bool, nbytes: int, seed: int, port: int = PORT,
-             timeout: float = 120) -> tuple[dict, dict]:
+             timeout: float = 120, addr: str = PEER_ADDR) -> tuple[dict, dict]:
     """One connection from vm1 to the peer; upload: vm1 sends, else the peer sends.
     Returns (vm1's result, the peer's result) from p4gen.testing.tcpxfer."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     server_role = "recv" if upload else "send"
     server = subprocess.Popen(["ip", "netns", "exec", peer_ns, sys.executable, "-m", "p4gen.testing.tcpxfer",
-                               "serve", PEER_ADDR, str(port), server_role, str(nbytes), str(seed), str(timeout)],
+                               "serve", addr, str(port), server_role, str(nbytes), str(seed), str(timeout)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         first = server.stdout.readline()
         if "listening" not in first:
             raise RuntimeError(f"server did not start: {first}{server.stderr.read()}")
         client = subprocess.run(["ip", "netns", "exec", vm_ns, sys.executable, "-m", "p4gen.testing.tcpxfer",
-                                 "connect", PEER_ADDR, str(port), "send" if upload else "recv", str(nbytes),
+                                 "connect", addr, str(port), "send" if upload else "recv", str(nbytes),
                                  str(seed), str(timeout)], capture_output=True, text=True, env=env,
                                 timeout=timeout + 10, check=False)
         if client.returncode != 0:
