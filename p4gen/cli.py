@@ -418,8 +418,11 @@ def _enter_up_netns(outdir: str) -> int | None:
     from pathlib import Path
 
     try:
-        ns = json.loads((Path(outdir) / "up.json").read_text()).get("netns")
+        state = json.loads((Path(outdir) / "up.json").read_text())
+        ns = state.get("nic_netns", state.get("netns"))  # (before 0.x: "netns" named it alone)
     except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(ns, str):
         return None
     if not ns or os.environ.get("P4GEN_NETNS") == ns:
         return None

@@ -150,8 +150,9 @@ class Up:
             self.names["host"] = (f"{prefix}-host", f"{prefix}-hv")
         self.netns = netns
         self.switch: subprocess.Popen | None = None
+        # "netns": the namespaces to delete; "nic_netns": where the switch and its gRPC server run
         self.state: dict = {"links": [], "pids": [os.getpid()], "grpc_addr": grpc_addr if nic else None,
-                            "netns": []}
+                            "netns": [], "nic_netns": netns if nic else None}
         self.log = open(outdir / "hypervisor.log", "a")
         self.errors = 0
         try:
