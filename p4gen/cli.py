@@ -310,7 +310,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _error(f"cannot read {args.vnet}: {_os_reason(e)}")
         except ValueError as e:
             return _error(str(e))
-    hv = HypervisorPipeline(prog, g, assignment)
+    from p4gen.runtime.flowcache import DEFAULT_SIZE
+
+    hv = HypervisorPipeline(prog, g, assignment, flow_cache=0 if args.no_flow_cache else DEFAULT_SIZE)
     outputs = []
     n_in = 0
     batch: list[bytes] = []
@@ -361,11 +363,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     stages = {sid.split("/", 1)[1]: count for sid, count in
               sorted(hv.stage_packets.items(), key=lambda kv: g.nodes[kv[0]]["stage"].order)}
     counters = _program_counters(prog, hv, args.pipeline)
+    cache = hv.cache.summary() if hv.cache is not None else None
     if args.json:
         print(json.dumps({"pipeline": args.pipeline, "packets_in": n_in, "packets_out": len(outputs),
                           "outputs": {k: len(v) for k, v in by_output.items()}, "files": written,
-                          "stages": stages, "drops": dict(sorted(hv.drops.items())), "counters": counters},
-                         indent=2))
+                          "stages": stages, "drops": dict(sorted(hv.drops.items())), "counters": counters,
+                          "flow_cache": cache}, indent=2))
         return 0
     summary = ", ".join(f"{k} {len(v)}" for k, v in by_output.items())
     print(f"{args.pipeline}: {n_in} packets in, {len(outputs)} out ({summary or 'none'})")
@@ -377,6 +380,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("drops by reason:" + ("" if hv.drops else " none"))
     for reason, count in sorted(hv.drops.items()):
         print(f"  {reason:<34} {count}")
+    if cache is None:
+        print("flow cache: off (--no-flow-cache)")
+    else:
+        looked = cache["hits"] + cache["misses"]
+        print(f"flow cache: {cache['hits']} hits, {cache['misses']} misses"
+              + (f" ({cache['hits'] / looked:.1%} hit)" if looked else "")
+              + f", {cache['flows']} flows, {cache['evictions']} evicted, {cache['invalidated']} invalidated")
+        if args.stats:
+            for reason, count in sorted(cache["uncacheable"].items()):
+                print(f"  not cached: {reason:<22} {count}")
     if counters["indirect"] or counters["direct"]:
         print("counters:")
     for name, cells in counters["indirect"].items():
@@ -537,7 +550,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         up = Up(prog, g, pl, out, args.prefix, bmv2=bmv2, grpc_addr=args.grpc_addr, netns=netns, vm=vm,
                 wire_netns=args.wire_netns, lro=args.lro, switch_log=args.switch_log,
-                kernel_gso=not args.no_kernel_gso)
+                kernel_gso=not args.no_kernel_gso, flow_cache=not args.no_flow_cache)
     except (LinkError, PushError) as e:  # UpError is a LinkError
         return _error(str(e))
     where = f" in network namespace {netns}" if netns else ""
@@ -717,6 +730,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="print the summary (outputs, stages, drops, the program's counters) as JSON")
     _target_args(r)
     r.add_argument("--lro", action="store_true", help="the VM advertises LRO: coalesce segments for it")
+    r.add_argument("--no-flow-cache", action="store_true", help="every packet through the full pipeline (the "
+                   "reference path), no flow cache")
+    r.add_argument("--stats", action="store_true", help="also say why packets were not cached")
     r.add_argument("--vnet", metavar="IN.vnet", help="each input frame's virtio-net header, one JSON object per "
                    "line (pcap has no place for it), e.g. {\"flags\": 1, \"csum_start\": 34, \"csum_offset\": 16}"
                    " for a partial checksum, {\"gso_type\": 1, \"gso_size\": 1448, ...} for a TSO super-packet")
@@ -756,6 +772,7 @@ def make_parser() -> argparse.ArgumentParser:
     u.add_argument("--wire-netns", metavar="NAME", help="move the wire end into this existing namespace (a peer)")
     u.add_argument("--lro", action="store_true", help="the VM accepts coalesced (GSO) packets: coalesce for it")
     u.add_argument("--switch-log", action="store_true", help="let BMv2 log every packet to OUTDIR/bmv2.log (slow)")
+    u.add_argument("--no-flow-cache", action="store_true", help="every packet through the full pipeline")
     u.add_argument("--no-kernel-gso", action="store_true", help="without a NIC, cut every super-packet in Python "
                    "(default: plain TCP ones leave whole for the kernel's GSO, at p4gen's MSS)")
     u.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT",

@@ -49,7 +49,10 @@ def rx_dropped(ns: str, dev: str) -> int:
     return stats["dropped"] + stats.get("over_errors", 0)
 
 
-def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str) -> None:
+def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str, lossless: bool = True) -> dict:
+    """The scenario through `up`; with `lossless`, no segment may be lost at all (else the
+    losses are returned, for the report: the checksum and size checks stay exact)."""
+    losses: dict = {}
     out = build(tmp_path, target)
     vm_ns, peer_ns = f"{tag}vm", f"{tag}peer"
     vm_toml = tmp_path / "vm.toml"
@@ -81,8 +84,11 @@ def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str) -> Non
             # no retransmission timeout; retransmitted tail loss probes (sent when an ACK is late,
             # not for a loss) are all the retransmissions there are.
             why = {k: v for k, v in d.items() if v and any(w in k for w in ("Retrans", "Loss", "Timeout", "Drop"))}
-            assert d.get("TcpExtTCPFastRetrans", 0) == 0 and d.get("TcpExtTCPTimeouts", 0) == 0, (ns, why)
-            assert d.get("TcpRetransSegs", 0) <= d.get("TcpExtTCPLossProbes", 0), (ns, why)
+            if lossless:
+                assert d.get("TcpExtTCPFastRetrans", 0) == 0 and d.get("TcpExtTCPTimeouts", 0) == 0, (ns, why)
+                assert d.get("TcpRetransSegs", 0) <= d.get("TcpExtTCPLossProbes", 0), (ns, why)
+            else:  # BMv2's queues (64 packets) drop bursts: losses happen, none for a checksum or a size
+                losses[ns] = why
         assert rx_dropped(peer_ns, wire) == wire_drops  # nothing over the wire's MTU
         # The ACL lets TCP to port 80 through and drops the rest: no RST comes back from port 22.
         assert realnet.connect_fails(vm_ns, 22) == "timeout"
@@ -93,6 +99,7 @@ def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str) -> Non
     assert "down" in up.text()
     assert realnet.leftovers(tag) == []
     assert not (out / "up.json").exists()
+    return losses
 
 
 @pytest.mark.parametrize("lro", [False, True], ids=["no-lro", "lro"])
@@ -108,4 +115,5 @@ def test_real_transfer_hypervisor_only(tmp_path, lro):
 @NEEDS_BMV2[2]
 def test_real_transfer_bmv2_split(tmp_path, target, lro):
     tag = f"rb{os.getpid() % 1000}{target[0]}{'l' if lro else 'n'}"
-    run_scenario(tmp_path, target, ["--lro"] if lro else [], tag)
+    losses = run_scenario(tmp_path, target, ["--lro"] if lro else [], tag, lossless=False)
+    print(f"losses through BMv2 ({target}, lro={lro}): {losses}")

@@ -127,7 +127,7 @@ class Up:
     def __init__(self, prog, graph, placement: Placement, outdir: Path, prefix: str, *, bmv2: str | None = None,
                  grpc_addr: str = "127.0.0.1:9559", netns: str | None = None, vm: VmSpec | None = None,
                  wire_netns: str | None = None, lro: bool = False, switch_log: bool = False,
-                 kernel_gso: bool = True):
+                 kernel_gso: bool = True, flow_cache: bool = True):
         self.prog, self.placement, self.outdir = prog, placement, outdir
         nic = placement.problem.nic
         if nic is not None and bmv2 is None:
@@ -137,7 +137,8 @@ class Up:
         if (outdir / STATE).exists():
             raise UpError(f"{outdir / STATE} exists: already up? run p4gen down {outdir} first")
         self.lro = lro
-        self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
+        self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP,
+                                     **({} if flow_cache else {"flow_cache": 0}))
         # With no NIC the wire is a Linux link: plain TCP super-packets may leave whole, for the
         # kernel's GSO to cut at the MSS the segmentation stage chose (Linux as the NIC).
         kernel_gso = kernel_gso and nic is None
@@ -317,5 +318,6 @@ class Up:
         for ns in self.state["netns"]:
             netns_delete(ns)
         (self.outdir / STATE).unlink(missing_ok=True)
-        self.note(f"down; drops: {dict(self.hv.drops)}")
+        cache = self.hv.cache.summary() if self.hv.cache is not None else "off"
+        self.note(f"down; drops: {dict(self.hv.drops)}; flow cache: {cache}")
         self.log.close()

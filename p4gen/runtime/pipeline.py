@@ -46,6 +46,7 @@ from p4gen.midend.trains import train_problem
 from p4gen.place import HYP
 from p4gen.runtime.checksum import complete_partial
 from p4gen.runtime.control_flow import EntryPoint
+from p4gen.runtime.flowcache import DEFAULT_SIZE, FlowCache, Trace
 from p4gen.runtime.packet import BadChecksum, Malformed, Packet, PacketParser, crc16
 from p4gen.runtime.tables import TableRuntime
 from p4gen.runtime.tso import Drop, Segmenter
@@ -81,13 +82,15 @@ class _Ctx:
     code: int = 0
     outputs: list[Output] = field(default_factory=list)
     drop_reason: str = ""
+    trace: Trace | None = None  # the flow cache learns from this run (p4gen.runtime.flowcache)
 
 
 class HypervisorPipeline:
     def __init__(self, prog: P.Program, graph: nx.DiGraph, assignment: dict[str, str] | None = None,
-                 side: str = HYP):
+                 side: str = HYP, flow_cache: int = DEFAULT_SIZE):
         """`side`: which target's stages this instance runs. HYP is the hypervisor; NIC gives a
-        Python model of the NIC's program (the same state machine), for testing the split."""
+        Python model of the NIC's program (the same state machine), for testing the split.
+        `flow_cache`: flows the fast path keeps (0: every packet takes the full path)."""
         self.prog = prog
         self.g = graph
         self.assignment = assignment or {}
@@ -134,6 +137,7 @@ class HypervisorPipeline:
         self._keeps_super_packets = self._super_packet_stages()
         self.trains = True  # False: always the reference path (cut first, every segment runs every stage)
         self.kernel_gso = False  # set by a runner whose wire is a Linux link: plain TCP trains leave whole
+        self.cache: FlowCache | None = FlowCache(self, flow_cache) if flow_cache else None
         trees = stage_trees(graph)
         self.train_problems = {st.id: train_problem(prog, tree, st) for tree in trees.values()
                                for st in tree.stages() if st.kind == "segment"}
@@ -151,7 +155,45 @@ class HypervisorPipeline:
         metadata it had when it left the other side and the port a forward() there chose).
 
         `vnet`: what the VM's virtio-net header asked of the device (p4gen.runtime.virtio):
-        a checksum to complete, a super-packet to cut at its `gso_size`."""
+        a checksum to complete, a super-packet to cut at its `gso_size`. Packets from the
+        start go through the flow cache when there is one."""
+        cache = self.cache
+        if cache is not None and resume is None and meta is None and port is None and not l4_dirty:
+            csum = self._csum_request(vnet)
+            if csum is not False:
+                scope = f"pl:{pipeline}"
+                hit = cache.apply(scope, frame, csum)
+                if hit is not None:
+                    return hit[1]
+                return self._traced(scope, pipeline, frame, vnet, csum)
+            cache.uncacheable["a GSO super-packet"] += 1
+        return self._run(pipeline, frame, resume, meta, port, l4_dirty, vnet)
+
+    @staticmethod
+    def _csum_request(vnet: VnetHdr | None):
+        """The VM's NEEDS_CSUM (start, offset); None without one; False: not for the cache (GSO)."""
+        if vnet is None:
+            return None
+        if vnet.gso_type:
+            return False
+        return (vnet.csum_start, vnet.csum_offset) if vnet.flags & F_NEEDS_CSUM else None
+
+    def _traced(self, scope: str, pipeline: str, frame: bytes, vnet: VnetHdr | None, csum) -> list[Output]:
+        """The full path for a cache miss, traced, then learnt as a flow."""
+        cache = self.cache
+        cache.stats["misses"] += 1
+        trace = Trace(pipeline=pipeline)
+        sp = self.stage_packets
+        before = dict(sp)
+        outputs = self._run(pipeline, frame, vnet=vnet, trace=trace)
+        stages = {sid: n - before.get(sid, 0) for sid, n in sp.items() if n != before.get(sid, 0)}
+        cache.learn(scope, frame, csum, trace, outputs, stages)
+        return outputs
+
+    def _run(self, pipeline: str, frame: bytes, resume: int | None = None,
+             meta: dict[str, int] | None = None, port: int | None = None, l4_dirty: bool = False,
+             vnet: VnetHdr | None = None, trace: Trace | None = None) -> list[Output]:
+        """The full path (the reference behaviour)."""
         gso_size = 0
         if vnet is not None and (vnet.flags & F_NEEDS_CSUM or vnet.gso_type):
             taken = self._offloads(pipeline, frame, vnet)
@@ -176,11 +218,18 @@ class HypervisorPipeline:
             pkt.meta.update(meta)
         pkt.l4_dirty = l4_dirty
         pkt.gso_size = gso_size
-        ctx = _Ctx(pkt, RUN if resume is None else SKIP, resume, pipeline, port=port)
+        if trace is not None:
+            self.cache.begin(pkt, trace)
+            trace.pkt = pkt
+        ctx = _Ctx(pkt, RUN if resume is None else SKIP, resume, pipeline, port=port, trace=trace)
         if resume is None and not self.classifiers[pipeline](pkt):
             self.drops["no_flow"] += 1
+            if trace is not None:
+                trace.state, trace.drop_reason = DROP, "no_flow"
             return []
         self.entry(pipeline, resume)(ctx)
+        if trace is not None:
+            trace.pkt, trace.state, trace.drop_reason = ctx.pkt, ctx.state, ctx.drop_reason
         return self._finish(ctx)
 
     def run_direction(self, direction: str, frame: bytes, vnet: VnetHdr | None = None
@@ -191,18 +240,30 @@ class HypervisorPipeline:
         takes it, as the NIC program's classifier does; none: dropped as `no_flow`. Returns
         the pipeline's name (None when dropped) and the outputs."""
         names = self.by_direction.get(direction, ())
+        cache = self.cache
+        csum = self._csum_request(vnet) if cache is not None else False
+        scope = f"dir:{direction}"
+        if csum is not False:
+            hit = cache.apply(scope, frame, csum)
+            if hit is not None:
+                return hit
         if len(names) == 1:
-            return names[0], self.run(names[0], frame, vnet=vnet)
-        try:
-            pkt = self.parser.parse(frame)
-        except Malformed as e:
-            self.drops["bad_checksum" if isinstance(e, BadChecksum) else "malformed"] += 1
-            return None, []
-        for name in names:
-            if self.classifiers[name](pkt):
-                return name, self.run(name, frame, vnet=vnet)
-        self.drops["no_flow"] += 1
-        return None, []
+            name = names[0]
+        else:
+            try:
+                pkt = self.parser.parse(frame)
+            except Malformed as e:
+                self.drops["bad_checksum" if isinstance(e, BadChecksum) else "malformed"] += 1
+                return None, []
+            name = next((n for n in names if self.classifiers[n](pkt)), None)
+            if name is None:
+                self.drops["no_flow"] += 1
+                return None, []
+        if csum is False:
+            if cache is not None:
+                cache.uncacheable["a GSO super-packet"] += 1
+            return name, self._run(name, frame, vnet=vnet)
+        return name, self._traced(scope, name, frame, vnet, csum)
 
     # ------------------------------------------------------------ the VM's offload requests
     def _offloads(self, pipeline: str, frame: bytes, vnet: VnetHdr
@@ -281,6 +342,19 @@ class HypervisorPipeline:
         gro = Coalescer(self.prog, stage.max_size)
         to_vm = [o.data for o in out if o.kind == "vm"]
         return [o for o in out if o.kind != "vm"] + [Output("vm", d) for d in gro.coalesce(to_vm)]
+
+    # ------------------------------------------------------------ the control plane
+    def insert_entry(self, e: P.TableEntry) -> int:
+        """Add a table entry (a checked one, e.g. from the program's `entries`); the flows
+        whose first packet looked the table up are forgotten. How many were."""
+        self.tables[e.table].insert(e)
+        return self.cache.invalidate_table(e.table) if self.cache is not None else 0
+
+    def delete_entry(self, e: P.TableEntry) -> int:
+        """Remove the table entry with `e`'s keys (and priority); forget the flows as above."""
+        if self.tables[e.table].remove(e.keys, e.priority or 0) is None:
+            raise KeyError(f"{e.table}: no such entry")
+        return self.cache.invalidate_table(e.table) if self.cache is not None else 0
 
     def coalesce_stage(self, pipeline: str) -> P.Coalesce | None:
         """The pipeline's receive-coalescing stage, if it has one (applied when the VM has LRO)."""
@@ -388,9 +462,15 @@ class HypervisorPipeline:
         actions = {name: self._action(nf, name) for name in table.table.actions}
         default_action, default_args = self._action(nf, table.default[0]), table.default[1]
 
+        tname = table.table.name
+
         def apply(ctx: _Ctx):
             pkt = ctx.pkt
             entry = lookup(read_key(pkt))
+            if ctx.trace is not None:
+                ctx.trace.tables.add(tname)
+                if entry is not None:
+                    ctx.trace.entries.append(entry)
             if entry is None:
                 default_action(ctx, default_args)
                 return None
@@ -443,6 +523,7 @@ class HypervisorPipeline:
         ps = self.parser
         if isinstance(op, C.Assign):
             put = ps.setter(op.target)
+            written = self._write_note(op.target)
             if isinstance(op.value, P.HashOf):
                 parts = [(ps.operand(a), (_width(a) + 7) // 8) for a in op.value.args]
                 modulus = 1 << min(op.target.width, 31)
@@ -450,9 +531,16 @@ class HypervisorPipeline:
                 def assign_hash(ctx, params):
                     data = b"".join(get(ctx.pkt, params).to_bytes(n, "big") for get, n in parts)
                     put(ctx.pkt, crc16(data) % modulus)
+                    if ctx.trace is not None:
+                        written(ctx)
                 return assign_hash
             value = ps.operand(op.value)
-            return lambda ctx, params: put(ctx.pkt, value(ctx.pkt, params))
+
+            def assign(ctx, params):
+                put(ctx.pkt, value(ctx.pkt, params))
+                if ctx.trace is not None:
+                    written(ctx)
+            return assign
         if isinstance(op, C.Drop):
             def drop(ctx, params):
                 ctx.state, ctx.drop_reason = DROP, where
@@ -487,6 +575,8 @@ class HypervisorPipeline:
                 if i < len(cells):
                     cells[i][0] += ctx.pkt.segs
                     cells[i][1] += ctx.pkt.length
+                    if ctx.trace is not None:
+                        ctx.trace.counts.append((cells, i))
             return count
         if isinstance(op, C.PushFront):
             name, depth, size = op.stack, ps.stack_size[op.stack], ps.inst_layout[op.stack].size
@@ -514,6 +604,21 @@ class HypervisorPipeline:
         raise ValueError(f"no hypervisor implementation of {op!r}")  # pragma: no cover
 
     # ------------------------------------------------------------ tunnels (p4gen.midend.protocols)
+    def _write_note(self, ref: P.FieldRef) -> Callable[[_Ctx], None]:
+        """For the flow cache's trace: which header bytes (and bits) an assignment wrote."""
+        if ref.instance == "meta":
+            return lambda ctx: None
+        locate = self.parser._locator(ref.instance, ref.index)
+        fl = self.parser.inst_layout[ref.instance][ref.field]
+        bits = fl.mask << fl.shift
+        span = [(fl.byte + k, (bits >> (8 * (fl.nbytes - 1 - k))) & 0xFF) for k in range(fl.nbytes)]
+
+        def note(ctx: _Ctx) -> None:
+            buf = locate(ctx.pkt)
+            if buf is not None:
+                ctx.trace.written.append((buf, span))
+        return note
+
     def _new_header(self, inst: str) -> bytearray:
         return bytearray(self.parser.inst_layout[inst].size)
 
@@ -642,8 +747,14 @@ class HypervisorPipeline:
             else:
                 ip_len = None
             vm_mss, pkt.gso_size = pkt.gso_size, 0  # past this stage, segments are plain packets
+            tr = ctx.trace
             if ip_len is not None and ip_len + most <= seg.underlay_mtu and not vm_mss:
+                if tr is not None:  # the flow cache may replay this for packets up to that long
+                    slack = seg.underlay_mtu - most - ip_len
+                    tr.slack = slack if tr.slack is None else min(tr.slack, slack)
                 return  # fits on every path: no need to predict this packet's path
+            if tr is not None:
+                tr.slack = 0  # decided on this packet's own length: no longer ones
             dirty, pkt.l4_dirty = pkt.l4_dirty, False  # segments get fresh checksums anyway
             frame = self.parser.deparse(pkt)
             pkt.l4_dirty = dirty
@@ -656,6 +767,8 @@ class HypervisorPipeline:
                 return
             if plan is None:
                 return  # nothing to cut: carry on with this packet
+            if tr is not None:
+                tr.problem = "segmented"
             if train_ok and self.trains:  # run the rest once; cut at the end (p4gen.midend.trains)
                 pkt.segs, pkt.length, pkt.train_mss = plan.count, plan.total_bytes, plan.mss
                 return

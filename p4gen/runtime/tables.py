@@ -89,6 +89,21 @@ class TableRuntime:
         else:
             self.entries.sort(key=lambda x: (-x.priority, x.order))
 
+    def remove(self, keys: Sequence[P.KeyMatch], priority: int = 0) -> Entry | None:
+        """Delete the entry with these keys (and priority, for priority tables); it, or None."""
+        keys = list(keys)
+        hit = next((e for e in self.entries if e.keys == keys and (self.mode != "priority" or
+                                                                   e.priority == (priority or 0))), None)
+        if hit is None:
+            return None
+        self.entries.remove(hit)
+        if self.mode == "exact":
+            self.exact.pop(tuple(k.value for k in keys), None)
+        elif self.mode == "lpm":
+            plen = keys[self.lpm_index].prefix_len or 0
+            self.by_prefix.get(plen, {}).pop(tuple(self._masked(k.value, i, plen) for i, k in enumerate(keys)), None)
+        return hit
+
     def _masked(self, value: int, i: int, plen: int) -> int:
         if i != self.lpm_index:
             return value

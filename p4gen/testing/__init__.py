@@ -39,6 +39,7 @@ from p4gen.crossing import DROP_REASONS
 from p4gen.crossing.dispatch import NIC_PORT, SLOW_PATH, VM, Delivery, HostDispatcher, NicModel
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, NIC, Placement
+from p4gen.runtime.flowcache import DEFAULT_SIZE
 from p4gen.runtime.pipeline import HypervisorPipeline, Output
 from p4gen.runtime.virtio import VnetHdr
 
@@ -104,10 +105,11 @@ class Target:
 
 
 class SoftwareTarget(Target):
-    def __init__(self, prog: Program, graph: nx.DiGraph, uplink_port: int = 0):
+    def __init__(self, prog: Program, graph: nx.DiGraph, uplink_port: int = 0, flow_cache: int = DEFAULT_SIZE):
+        """`flow_cache`: flows the hypervisor's fast path keeps (0: every packet the full path)."""
         super().__init__(uplink_port)
         self.prog = prog
-        self.hv = HypervisorPipeline(prog, graph)
+        self.hv = HypervisorPipeline(prog, graph, flow_cache=flow_cache)
 
     @property
     def drops(self) -> collections.Counter:

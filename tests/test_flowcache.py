@@ -1,0 +1,182 @@
+"""The flow cache: cache on ≡ cache off, packet for packet and counter for counter.
+
+Every example, both directions: packets aimed at the program's table entries,
+each sent as a flow of several packets that differ where flows do (IP ID,
+TCP sequence numbers, payload and its length, ECN bits, a bad IPv4 checksum
+now and then), through a pipeline with the cache and one without (the
+reference path). Then: entries added and removed mid-stream, eviction under
+a tiny cache, and what the cache refuses to learn.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from conftest import example_files
+from entrygen import EntryPackets
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from p4gen.frontend import load_program
+from p4gen.ir import build_ir
+from p4gen.runtime.pipeline import HypervisorPipeline
+
+
+def _load(path):
+    prog, sink = load_program([str(path)])
+    assert prog is not None, sink.render()
+    return prog, build_ir(prog)
+
+
+def _variants(pkt: Ether, rng: random.Random, n: int) -> list[bytes]:
+    """`n` packets of the flow of `pkt`: what changes from packet to packet of a flow."""
+    out = []
+    for i in range(n):
+        p = pkt.copy()
+        ip = p.getlayer(IP)
+        if ip is not None:
+            ip.id = rng.randrange(65536)
+            ip.tos = (ip.tos & 0xFC) | rng.randrange(4)  # ECN bits
+            ip.len = None
+            ip.chksum = None
+        ip6 = p.getlayer(IPv6)
+        if ip6 is not None:
+            ip6.plen = None
+        if p.haslayer(TCP):
+            p[TCP].seq = rng.randrange(1 << 32)
+            p[TCP].chksum = None
+        if p.haslayer(UDP):
+            p[UDP].len = None
+            p[UDP].chksum = None
+        last = p.lastlayer()
+        if isinstance(last, Raw):
+            last.load = rng.randbytes(rng.randint(0, 300))
+        for layer in (IP, UDP):
+            inner = p.getlayer(layer, 2)
+            if inner is not None:
+                inner.len = None
+                inner.chksum = None
+        raw = bytearray(bytes(p))
+        if i == n - 1 and ip is not None and rng.random() < 0.5:  # now and then a bad IPv4 header checksum
+            raw[24] ^= 0x55
+        out.append(bytes(raw))
+    return out
+
+
+def _state(hv: HypervisorPipeline) -> tuple:
+    tables = {n: [(e.packets, e.bytes) for e in t.entries] for n, t in hv.tables.items()}
+    return ({k: [list(c) for c in v] for k, v in hv.counters.items()}, dict(+hv.drops), dict(+hv.stage_packets),
+            tables)
+
+
+def _pair(prog, g, size=4096):
+    cached, plain = HypervisorPipeline(prog, g, flow_cache=size), HypervisorPipeline(prog, g, flow_cache=0)
+    assert plain.cache is None and cached.cache is not None
+    return cached, plain
+
+
+def _send(hv: HypervisorPipeline, port: str, frame: bytes):
+    name, outs = hv.run_direction("vm_egress" if port == "vm" else "vm_ingress", frame)
+    return name, [(o.kind, o.port, o.resume, o.data, o.l4_dirty) for o in outs]
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.stem)
+def test_cache_on_equals_cache_off(path):
+    prog, g = _load(path)
+    cached, plain = _pair(prog, g)
+    rng = random.Random(7)
+    frames = []
+    for pkt, port in EntryPackets(prog, seed=3).take(30):
+        frames += [(port, f) for f in _variants(pkt, rng, 4)]
+    rng.shuffle(frames)  # flows interleaved
+    for port, f in frames:
+        assert _send(cached, port, f) == _send(plain, port, f), (port, f.hex())
+    assert _state(cached) == _state(plain)
+    stats = cached.cache.summary()
+    assert stats["hits"] > 0 or not frames, stats
+
+
+def test_the_scenario_hits(tmp_path):
+    """vm_offload, a flow of 200 packets each way: a miss per flow and direction, but the ECN
+    bits are in the egress key (the encapsulation copies them outward): up to 4 egress flows."""
+    prog, g = _load("examples/vm_offload.nf")
+    cached, plain = _pair(prog, g)
+    out = Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / IP(src="10.0.1.2", dst="10.0.2.2") / \
+        TCP(sport=40000, dport=80, flags="A") / Raw(b"x" * 100)
+    back = Ether(dst="02:00:c0:a8:01:01", src="02:00:c0:a8:01:02") / IP(src="192.168.1.2", dst="192.168.1.1") / \
+        UDP(sport=50000, dport=4789) / bytes.fromhex("0800000000138900") / \
+        Ether(src="02:00:00:00:00:fe", dst="02:00:00:00:01:02") / IP(src="10.0.2.2", dst="10.0.1.2") / \
+        TCP(sport=80, dport=40000, flags="A") / Raw(b"y" * 50)
+    rng = random.Random(1)
+    for f in _variants(out, rng, 200):
+        assert _send(cached, "vm", f) == _send(plain, "vm", f)
+    for f in _variants(Ether(bytes(back)), rng, 200):
+        assert _send(cached, "uplink", f) == _send(plain, "uplink", f)
+    assert _state(cached) == _state(plain)
+    s = cached.cache.summary()
+    assert s["learnt"] <= 5 and s["hits"] >= 390, s
+
+
+def test_entries_changed_mid_stream():
+    """An entry added, then removed, while a flow is cached: the flow follows each change."""
+    prog, g = _load("examples/vm_offload.nf")
+    cached, plain = _pair(prog, g)
+    allow_8080 = next(e for e in prog.entries if e.table == "acl_out_v4" and e.priority == 100)
+    from dataclasses import replace
+
+    from p4gen.frontend.program import KeyMatch
+    keys = list(allow_8080.keys)
+    keys[2] = KeyMatch("range", 8080, high=8080)
+    new = replace(allow_8080, keys=keys, priority=101)
+    pkt = Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / IP(src="10.0.1.2", dst="10.0.2.2") / \
+        TCP(sport=40000, dport=8080, flags="A") / Raw(b"z" * 20)
+    rng = random.Random(2)
+    frames = _variants(pkt, rng, 9)
+
+    def burst(fs):
+        for f in fs:
+            assert _send(cached, "vm", f) == _send(plain, "vm", f)
+
+    burst(frames[:3])
+    before = cached.drops["acl_out.deny"]
+    for hv in (cached, plain):
+        hv.insert_entry(new)
+    burst(frames[3:6])
+    for hv in (cached, plain):
+        hv.delete_entry(new)
+    burst(frames[6:])
+    assert _state(cached) == _state(plain)
+    assert cached.cache.summary()["invalidated"] >= 1
+    assert cached.drops["acl_out.deny"] > before
+
+
+def test_eviction_under_a_tiny_cache():
+    prog, g = _load("examples/vm_offload.nf")
+    cached, plain = _pair(prog, g, size=2)
+    rng = random.Random(5)
+    frames = []
+    for sport in range(6):
+        pkt = Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / IP(src="10.0.1.2", dst="10.0.2.2") / \
+            TCP(sport=1000 + sport, dport=443, flags="A") / Raw(b"q")
+        frames += _variants(pkt, rng, 5)
+    rng.shuffle(frames)
+    for f in frames:
+        assert _send(cached, "vm", f) == _send(plain, "vm", f)
+    assert _state(cached) == _state(plain)
+    s = cached.cache.summary()
+    assert s["flows"] <= 2 and s["evictions"] > 0, s
+
+
+def test_what_is_not_cached_is_counted():
+    """A TSO super-packet is segmented: not a flow to replay (the segments are counted as such)."""
+    prog, g = _load("examples/vm_offload.nf")
+    cached, plain = _pair(prog, g)
+    big = bytes(Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / IP(src="10.0.1.2", dst="10.0.2.2") /
+                TCP(sport=1, dport=80, flags="A") / Raw(b"w" * 5000))
+    for _ in range(2):
+        assert _send(cached, "vm", big) == _send(plain, "vm", big)
+    assert cached.cache.summary()["uncacheable"].get("segmented") == 2
+    assert _state(cached) == _state(plain)
