@@ -38,6 +38,16 @@ if TYPE_CHECKING:
     from p4gen.runtime.pipeline import HypervisorPipeline, Output
 
 DEFAULT_SIZE = 65536
+_OUTPUT: list = []
+
+
+def _output():
+    """runtime.pipeline.Output (imported on first use: the pipeline imports this module)."""
+    if not _OUTPUT:
+        from p4gen.runtime.pipeline import Output
+
+        _OUTPUT.append(Output)
+    return _OUTPUT[0]
 
 
 @dataclass
@@ -148,7 +158,8 @@ class FlowCache:
                 v = int.from_bytes(frame[a:a + hl], "big")
                 if v == 0 or v % 0xFFFF:
                     return None
-            length = ext.length(frame)
+            la = ext.length_at
+            length = n if la is None else int.from_bytes(frame[la[0]:la[0] + la[1]], "big") + la[2]
             if fa.max_len is not None and length > fa.max_len:
                 return None
             self.flows.move_to_end(k)
@@ -202,11 +213,8 @@ class FlowCache:
                                            int.from_bytes(out[ip + 4:ip + 6], "big"))
             out[at:at + 2] = b"\0\0"
             out[at:at + 2] = (~fold(pseudo + word_sum(bytes(out[l4:]))) & 0xFFFF).to_bytes(2, "big")
-        from p4gen.runtime.pipeline import Output
-
         _, kind, port, resume, code, meta, l4_dirty = fate
-        return [Output(kind, bytes(out), port=port, resume=resume, code=code,
-                       meta=dict(meta) if meta is not None else None, l4_dirty=l4_dirty)]
+        return [_output()(kind, bytes(out), port, resume, code, dict(meta) if meta is not None else None, l4_dirty)]
 
     # ------------------------------------------------------------ learning
     def begin(self, pkt: Packet, t: Trace) -> None:
