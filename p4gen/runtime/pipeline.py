@@ -57,7 +57,7 @@ RUN, SKIP, DROP, DONE, PUNT, TO_HV, CONSUMED = (int(State.RUN), int(State.SKIP),
                                                 int(State.PUNT), int(State.TO_HV), int(State.CONSUMED))
 
 
-@dataclass
+@dataclass(slots=True)
 class Output:
     """Where a packet leaves the hypervisor pipeline, and its bytes."""
 
