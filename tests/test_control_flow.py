@@ -43,7 +43,7 @@ def test_split_entry_hands_over_at_the_first_nic_stage(vm):
     hyp = EntryPoint(HypervisorPipeline(prog, g, pl.assignment, HYP), "vm_egress", None, False).source
     first_nic = min((g.nodes[s]["stage"] for s, t in pl.assignment.items()
                      if t == NIC and g.nodes[s]["stage"].pipeline == "vm_egress"), key=lambda s: s.order)
-    assert "SP['vm_egress/tso'] += 1" in hyp  # segmentation stays in the hypervisor
+    assert "SP['vm_egress/tso'] += ctx.pkt.segs" in hyp  # segmentation stays in the hypervisor
     assert f"ctx.resume = {first_nic.order}" in hyp and hyp.count("ctx.state = PUNT") == 1
     # The NIC model resuming there: earlier stages left out, no counting of the hypervisor's stages.
     nic = EntryPoint(HypervisorPipeline(prog, g, pl.assignment, NIC), "vm_egress", first_nic.order, False).source
@@ -56,7 +56,7 @@ def test_resume_inside_an_else_arm_is_steered_statically(vm):
     v6 = next(d["stage"] for _, d in g.nodes(data=True) if d["stage"].id == "vm_egress/acl_out.acl_out_v6")
     src = EntryPoint(hv, "vm_egress", v6.order, False).source
     body = [line.strip() for line in code(src)[3:]]
-    assert body[:3] == ["ctx.state = RUN", "SP['vm_egress/acl_out.acl_out_v6'] += 1", body[2]]
+    assert body[:3] == ["ctx.state = RUN", "SP['vm_egress/acl_out.acl_out_v6'] += ctx.pkt.segs", body[2]]
     assert "acl_out_v4" not in src and "acl_out.if" not in src
     # A resume stage that does not exist leaves the packet in SKIP: counted as bad_resume.
     frame = bytes(Ether() / IP(src="10.0.1.2", dst="10.0.2.9") / TCP(dport=443))
