@@ -156,6 +156,8 @@ class Emitter:
             return self.read(op)
         if isinstance(op, P.Arith):
             w = op.width  # decided by the midend (p4gen.midend.widths), as the hypervisor reads it
+            if op.op in ("<<", ">>"):
+                return self.shift(op, params)
             left = self.cast(op.left, w, params)
             right = self.cast(op.right, w, params)
             return f"({left} {op.op} {right})"
@@ -164,6 +166,24 @@ class Emitter:
             return f"({self.cond(op.cond, params)} ? {self.cast(op.then, w, params)} : " \
                    f"{self.cast(op.orelse, w, params)})"
         raise BackendError("hash() can only be the whole right-hand side of an assignment")
+
+    def shift(self, op: P.Arith, params=None) -> str:
+        """`a << b` / `a >> b` at the width w the midend decided: both operands are bit<w>, a shift
+        by w or more gives 0 (P4's rule, and the hypervisor's).
+
+        p4c's BMv2 back end takes a shift amount only as an integer literal up to 256 or a
+        bit<N> with N <= 8 (backends/bmv2/common/lower.cpp: "shift amount limited to 8 bits"),
+        so the amount is written as a plain literal, or, when it is wider than 8 bits and not
+        constant, as 8 bits behind a test for w or more."""
+        w = op.width
+        left = self.cast(op.left, w, params)
+        if isinstance(op.right, P.ConstVal):
+            amount = op.right.value & ((1 << w) - 1)
+            return f"({left} {op.op} {amount})" if amount < w else f"{w}w0"
+        right = self.cast(op.right, w, params)
+        if w <= 8:
+            return f"({left} {op.op} {right})"
+        return f"(({right} >= {w}w{w}) ? {w}w0 : ({left} {op.op} (bit<8>){right}))"
 
     def cast(self, op: P.Operand, width: int, params=None) -> str:
         w = _width(op)
