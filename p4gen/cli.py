@@ -418,10 +418,10 @@ def _enter_up_netns(outdir: str) -> int | None:
     from pathlib import Path
 
     try:
-        ns = json.loads((Path(outdir) / "up.json").read_text()).get("netns")
+        ns = json.loads((Path(outdir) / "up.json").read_text()).get("nic_netns")
     except (OSError, ValueError, AttributeError):
         return None
-    if not ns or os.environ.get("P4GEN_NETNS") == ns:
+    if not isinstance(ns, str) or not ns or os.environ.get("P4GEN_NETNS") == ns:
         return None
     return subprocess.call(["ip", "netns", "exec", ns, sys.executable, "-m", "p4gen", *sys.argv[1:]],
                            env={**os.environ, "P4GEN_NETNS": ns})
