@@ -26,7 +26,7 @@ from p4gen.backend.model import NicModel, P4Action, P4Table, annotation_doc
 from p4gen.backend.names import p4_ident
 from p4gen.crossing.p4text import carried_p4, punt_p4, states_p4
 from p4gen.crossing.protocol import CARRIED_PAD, PUNT_HEADER, carried_layout
-from p4gen.crossing.states import DROP_REASONS
+from p4gen.crossing.states import DROP_REASONS, drop_sites
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.frontend.literals import format_value
@@ -102,6 +102,8 @@ class Emitter:
         self.nic = model.placement.problem.nic
         self.tmp = 0
         self.carried = carried_layout(self.prog)  # p4gen_meta_t: the metadata behind the punt header
+        # drop() counts in p4gen.drops after DROP_REASONS, by where it ran, as the hypervisor counts it
+        self.drop_sites = {site: len(DROP_REASONS) + i for i, site in enumerate(drop_sites(self.prog))}
         # DSL constants of a fixed width (addresses) keep their names in the P4, unless a name
         # would clash with another P4 name of the program.
         taken = {p4_ident(n) for n in (*self.prog.headers, *self.prog.instances, *self.prog.metadata,
@@ -510,7 +512,7 @@ class Emitter:
         o.open(f"action {a.p4name}({params})")
         pmap = {p.name: p.p4name for p in a.params}
         for s in a.action.body:
-            self.simple_stmt(s, a.nf, pmap)
+            self.simple_stmt(s, a.nf, pmap, a.name)
         o.close()
 
     def table(self, t: P4Table) -> None:
@@ -542,7 +544,8 @@ class Emitter:
         o.close()
 
     # ------------------------------------------------------------ statements
-    def simple_stmt(self, s: P.StmtT, nf: str, params: dict[str, str] | None = None) -> None:
+    def simple_stmt(self, s: P.StmtT, nf: str, params: dict[str, str] | None = None, where: str | None = None) -> None:
+        """`where`: the action ("NF.ACTION") whose body this is; None in an nf's apply block."""
         o = self.out
         if isinstance(s, P.AssignOp):
             self.out.mark(s.pos)
@@ -552,17 +555,17 @@ class Emitter:
             args = ", ".join(self.cast(x, p.width, params) for x, p in zip(s.args, a.params, strict=True))
             o(f"{a.p4name}({args});", s.pos)
         elif isinstance(s, P.PrimOp):
-            self.primitive(s, nf, params)
+            self.primitive(s, nf, params, where or nf)
         else:  # pragma: no cover - the checker keeps tables and ifs out of actions
             raise BackendError("not a simple statement", getattr(s, "pos", None))
 
-    def primitive(self, s: P.PrimOp, nf: str, params=None) -> None:
+    def primitive(self, s: P.PrimOp, nf: str, params=None, where: str | None = None) -> None:
         """A primitive, as its core operations (p4gen.midend.coreops) translated to P4."""
         self.out(f"// {s.name}({', '.join(C.show_operand(a) for a in s.args)})", s.pos)
         for op in C.expand(self.prog, s):
-            self.core(op, params)
+            self.core(op, params, where or nf)
 
-    def core(self, op: C.CoreOp, params=None) -> None:
+    def core(self, op: C.CoreOp, params=None, where: str | None = None) -> None:
         o = self.out
         if isinstance(op, C.Assign):
             if isinstance(op.value, P.HashOf):
@@ -576,6 +579,8 @@ class Emitter:
         elif isinstance(op, C.Drop):
             o("mark_to_drop(standard_metadata);")
             o("meta.p4gen_state = P4GEN_ST_DROP;")
+            if where in self.drop_sites:  # counted at the end, as the hypervisor counts its drops
+                o(f"meta.p4gen_drop_cause = 32w{self.drop_sites[where] + 1};  // drop() in {where}")
         elif isinstance(op, C.Forward):
             o(f"standard_metadata.egress_spec = {self.cast(op.port, C.PORT_WIDTH, params)};")
             o("meta.p4gen_forwarded = 1;")
@@ -881,7 +886,7 @@ class Emitter:
         o("p4gen_drop(P4GEN_DROP_BAD_RESUME);")
         o.close()
         o.open("else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0)")
-        o("p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)")
+        o("p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS), or drop()")
         o.close()
         o.open("else if (meta.p4gen_state != P4GEN_ST_DONE)")
         o("mark_to_drop(standard_metadata);")

@@ -336,7 +336,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(9, CounterType.packets) p4gen_drops;
+    counter(11, CounterType.packets) p4gen_drops;
     @name(".fw_in.fw_in_drops") @id(0x12dd1be8)
     counter(1, CounterType.packets_and_bytes) fw_in_fw_in_drops;
     @name(".fw_out.fw_out_drops") @id(0x122fe275)
@@ -363,6 +363,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w11;  // drop() in fw_in.deny
     }
     @name(".fw_in.permit") @id(0x013ad5c8)
     action fw_in_permit() {
@@ -374,6 +375,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w10;  // drop() in fw_out.deny
     }
     @name(".fw_out.log_deny") @id(0x011fcd38)
     action fw_out_log_deny() {
@@ -644,7 +646,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_RESUME);
         }
         else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0) {
-            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)
+            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS), or drop()
         }
         else if (meta.p4gen_state != P4GEN_ST_DONE) {
             mark_to_drop(standard_metadata);

@@ -353,7 +353,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(9, CounterType.packets) p4gen_drops;
+    counter(10, CounterType.packets) p4gen_drops;
     @name(".geneve_out.no_endpoint") @id(0x123a473a)
     counter(1, CounterType.packets_and_bytes) geneve_out_no_endpoint;
     @name(".geneve_out.endpoints_v4_counter") @id(0x13315c43)
@@ -539,7 +539,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     action qos_mark(bit<6> dscp) {
         // set_dscp(dscp)
         hdr.ipv4.dscp = dscp;
-        hdr.ipv6.traffic_class = (((hdr.ipv6.isValid() ? hdr.ipv6.traffic_class : 8w0) & 8w3) | ((bit<8>)dscp << 8w2));
+        hdr.ipv6.traffic_class = (((hdr.ipv6.isValid() ? hdr.ipv6.traffic_class : 8w0) & 8w3) | ((bit<8>)dscp << 2));
     }
     @name(".underlay_untag.untag") @id(0x0162cef4)
     action underlay_untag_untag() {
@@ -796,7 +796,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_RESUME);
         }
         else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0) {
-            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)
+            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS), or drop()
         }
         else if (meta.p4gen_state != P4GEN_ST_DONE) {
             mark_to_drop(standard_metadata);

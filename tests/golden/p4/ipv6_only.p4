@@ -339,7 +339,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(9, CounterType.packets) p4gen_drops;
+    counter(13, CounterType.packets) p4gen_drops;
     @name(".acl6_in.acl6_in_drops") @id(0x12238803)
     counter(1, CounterType.packets_and_bytes) acl6_in_acl6_in_drops;
     @name(".acl6_out.acl6_out_drops") @id(0x1281e6d2)
@@ -369,6 +369,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w12;  // drop() in acl6_in.deny
     }
     @name(".acl6_out.allow") @id(0x0138417c)
     action acl6_out_allow() {
@@ -380,12 +381,14 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w11;  // drop() in acl6_out.deny
     }
     @name(".deliver6.not_mine") @id(0x01c5fc43)
     action deliver6_not_mine() {
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w13;  // drop() in deliver6.not_mine
     }
     @name(".deliver6.to_vm") @id(0x0114098e)
     action deliver6_to_vm(bit<9> port) {
@@ -724,7 +727,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_RESUME);
         }
         else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0) {
-            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)
+            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS), or drop()
         }
         else if (meta.p4gen_state != P4GEN_ST_DONE) {
             mark_to_drop(standard_metadata);

@@ -336,7 +336,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(9, CounterType.packets) p4gen_drops;
+    counter(11, CounterType.packets) p4gen_drops;
     @name(".deliver.not_local") @id(0x12c8a312)
     counter(1, CounterType.packets_and_bytes) deliver_not_local;
     @name(".router.no_route") @id(0x126280f5)
@@ -359,6 +359,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w11;  // drop() in deliver.not_mine
     }
     @name(".deliver.to_vm") @id(0x0180234a)
     action deliver_to_vm(bit<48> vm_mac, bit<9> port) {
@@ -378,6 +379,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w10;  // drop() in router.blackhole
     }
     @name(".router.route") @id(0x01171245)
     action router_route(bit<48> nh_mac, bit<9> port) {
@@ -680,7 +682,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_RESUME);
         }
         else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0) {
-            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)
+            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS), or drop()
         }
         else if (meta.p4gen_state != P4GEN_ST_DONE) {
             mark_to_drop(standard_metadata);

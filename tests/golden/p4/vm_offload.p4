@@ -335,7 +335,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(9, CounterType.packets) p4gen_drops;
+    counter(12, CounterType.packets) p4gen_drops;
     @name(".acl_in.acl_in_drops") @id(0x129298ac)
     counter(1, CounterType.packets_and_bytes) acl_in_acl_in_drops;
     @name(".acl_out.acl_out_drops") @id(0x124e8f08)
@@ -373,6 +373,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w12;  // drop() in acl_in.deny
     }
     @name(".acl_out.allow") @id(0x01ca50a9)
     action acl_out_allow() {
@@ -384,6 +385,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w10;  // drop() in acl_out.deny
     }
     @name(".dnat.dnat_rewrite") @id(0x01b2f8c6)
     action dnat_dnat_rewrite(bit<32> private_ip, bit<48> vm_mac) {
@@ -434,6 +436,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w11;  // drop() in overlay_decap.reject_tunnel
     }
     @name(".overlay_encap.encap") @id(0x01fd5f91)
     action overlay_encap_encap(bit<48> smac, bit<48> dmac, bit<32> sip, bit<32> dip, bit<24> vni) {
@@ -991,7 +994,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_RESUME);
         }
         else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0) {
-            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)
+            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS), or drop()
         }
         else if (meta.p4gen_state != P4GEN_ST_DONE) {
             mark_to_drop(standard_metadata);
