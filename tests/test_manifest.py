@@ -107,7 +107,8 @@ def test_up_accepts_an_unchanged_build_made_with_rates(project, capsys, monkeypa
     capsys.readouterr()
     monkeypatch.setenv("P4GEN_BMV2", str(project / "no-bmv2"))
     assert main(["up", str(out)]) == 1  # past the build's checks: stopped only by the missing switch
-    assert one_error(capsys) == "p4gen: error: simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)"
+    assert one_error(capsys) == ("p4gen: error: simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin); "
+                                 "'p4gen up OUTDIR --target targets/hypervisor.toml' runs without a NIC")
 
 
 @pytest.mark.parametrize("changed", ["lib.nf", "prog.nf", "nic.toml", "rates.toml"])
