@@ -431,6 +431,17 @@ class Emitter:
                 continue
             l4t = self.prog.instances[l4].type
             l4_fields = [self.hdr_field(l4, f) for f in l4t.fields if f.name != "checksum"]
+            # BMv2's "payload" is what the parser left unparsed: the headers parsed after the L4
+            # header (a tunnel's, the inner frame's, a user header after UDP) are listed here,
+            # whole, in wire order; an invalid one adds nothing (BMv2's BufBuilder skips it).
+            order = self.deparse_order()
+            for inst in order[order.index(l4) + 1:]:
+                stack = self.prog.instances[inst].stack
+                for i in range(stack) if stack else [None]:
+                    elem = f"hdr.{p4_ident(inst)}" + ("" if i is None else f"[{i}]")
+                    l4_fields.append(elem)
+                    if self.prog.instances[inst].type.varbit is not None:
+                        l4_fields.append(f"hdr.{p4_ident(inst)}_opt" + ("" if i is None else f"[{i}]"))
             if ip.endswith("ipv4"):
                 pseudo = [f"hdr.{ip}.src", f"hdr.{ip}.dst", "8w0", f"hdr.{ip}.protocol", f"meta.{length}"]
             else:
