@@ -253,3 +253,25 @@ def test_outer_udp_checksum_covers_the_tunnel_and_inner_frame(kind, tmp_path):
         assert target.received("vm") == [bytes(Ether(bytes(want)))]
     finally:
         target.close()
+
+
+WRITE_TO_MISSING_TCP = """
+@pin(nic) nf w { action p() { tcp.src_port = 5; } apply { p(); } }
+pipeline pi : vm_ingress { w; }
+"""
+
+
+@pytest.mark.parametrize("kind", ["software", *TARGETS])
+def test_a_write_to_a_missing_header_leaves_the_checksums_alone(kind, tmp_path):
+    """tcp.src_port = 5 on a UDP packet changes nothing (v1model ignores writes to an invalid
+    header): its UDP checksum, wrong on purpose here, stays as it was. The P4 marked the checksums
+    for recomputation on every such write, so BMv2 rewrote it (found by the program fuzzer)."""
+    prog, g, pl, path = _program(tmp_path, WRITE_TO_MISSING_TCP)
+    target = SoftwareTarget(prog, g) if kind == "software" else _target(kind, prog, g, pl, path, tmp_path)
+    try:
+        sent = bytes(Ether(src="02:00:00:00:00:fe", dst="02:00:00:00:01:02") / IP(src="10.0.2.9", dst="10.0.1.2")
+                     / UDP(sport=1, dport=2, chksum=0x1234) / Raw(b"payload"))
+        target.send("uplink", sent)
+        assert target.received("vm") == [sent]
+    finally:
+        target.close()

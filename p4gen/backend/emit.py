@@ -586,7 +586,10 @@ class Emitter:
             else:
                 o(f"{self.field(op.target)} = {self.cast(op.value, op.target.width, params)};")
             if op.target.key in L4_PSEUDO:
-                o("meta.p4gen_l4_dirty = 1;")
+                # only a write that happens marks the checksums (v1model ignores writes to an invalid
+                # header, and so does the hypervisor); ternary: no `if` inside an action
+                header = self.field(op.target).rsplit(".", 1)[0]
+                o(f"meta.p4gen_l4_dirty = {header}.isValid() ? 1w1 : meta.p4gen_l4_dirty;")
         elif isinstance(op, C.Drop):
             o("mark_to_drop(standard_metadata);")
             o("meta.p4gen_state = P4GEN_ST_DROP;")

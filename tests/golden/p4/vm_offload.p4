@@ -390,7 +390,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".dnat.dnat_rewrite") @id(0x01b2f8c6)
     action dnat_dnat_rewrite(bit<32> private_ip, bit<48> vm_mac) {
         hdr.ipv4.dst = private_ip;
-        meta.p4gen_l4_dirty = 1;
+        meta.p4gen_l4_dirty = hdr.ipv4.isValid() ? 1w1 : meta.p4gen_l4_dirty;
         hdr.ethernet.dst = vm_mac;
     }
     @name(".dnat.no_dnat") @id(0x01b0d40b)
@@ -512,7 +512,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     @name(".snat.snat_rewrite") @id(0x01012300)
     action snat_snat_rewrite(bit<32> public_ip, bit<48> gateway_mac) {
         hdr.ipv4.src = public_ip;
-        meta.p4gen_l4_dirty = 1;
+        meta.p4gen_l4_dirty = hdr.ipv4.isValid() ? 1w1 : meta.p4gen_l4_dirty;
         hdr.ethernet.dst = gateway_mac;
         // dec_ttl()
         hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
