@@ -431,13 +431,10 @@ def _enter_up_netns(outdir: str) -> int | None:
     from pathlib import Path
 
     try:
-        state = json.loads((Path(outdir) / "up.json").read_text())
-        ns = state.get("nic_netns", state.get("netns"))  # (before 0.x: "netns" named it alone)
+        ns = json.loads((Path(outdir) / "up.json").read_text()).get("nic_netns")
     except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(ns, str):
-        return None
-    if not ns or os.environ.get("P4GEN_NETNS") == ns:
+    if not isinstance(ns, str) or not ns or os.environ.get("P4GEN_NETNS") == ns:
         return None
     return subprocess.call(["ip", "netns", "exec", ns, sys.executable, "-m", "p4gen", *sys.argv[1:]],
                            env={**os.environ, "P4GEN_NETNS": ns})

@@ -103,3 +103,23 @@ def test_build_refuses_forwarding_to_the_host_port(tmp_path):
     # All in software there is no host port: the same program builds.
     ok = run("build", str(src), "-o", str(tmp_path / "sw"), "--no-p4c")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_push_and_shell_enter_the_nics_namespace_only(tmp_path, monkeypatch):
+    """up.json lists every namespace `down` deletes (the VM's too); push and shell rerun
+    themselves in the NIC's alone ("nic_netns"), and not at all when it is already entered."""
+    import json
+
+    from p4gen import cli
+
+    calls = []
+    monkeypatch.setattr("subprocess.call", lambda cmd, env=None: calls.append(cmd) or 0)
+    monkeypatch.delenv("P4GEN_NETNS", raising=False)
+    state = tmp_path / "up.json"
+    state.write_text(json.dumps({"netns": ["p4gvm", "p4g"], "nic_netns": None}))  # hypervisor-only up
+    assert cli._enter_up_netns(str(tmp_path)) is None and calls == []
+    state.write_text(json.dumps({"netns": ["p4g", "p4gvm"], "nic_netns": "p4g"}))
+    assert cli._enter_up_netns(str(tmp_path)) == 0
+    assert calls[0][:4] == ["ip", "netns", "exec", "p4g"]
+    monkeypatch.setenv("P4GEN_NETNS", "p4g")
+    assert cli._enter_up_netns(str(tmp_path)) is None and len(calls) == 1

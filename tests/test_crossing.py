@@ -154,3 +154,31 @@ def test_l4_checksum_state_crosses(kind, tmp_path):
         assert target.received("uplink") == [want]
     finally:
         target.close()
+
+
+DROPS_ON_BOTH_SIDES = """
+@pin(nic) nf acl {
+    action deny() { drop(); }
+    apply { if (udp.dst_port == 22) { deny(); } if (udp.dst_port == 23) { drop(); } }
+}
+@pin(hypervisor) nf late { action deny() { drop(); } apply { if (udp.dst_port == 24) { deny(); } } }
+pipeline out : vm_egress { acl -> late; }
+"""
+
+
+@pytest.mark.parametrize("kind", TARGETS)
+def test_a_programs_drops_count_wherever_they_run(kind, tmp_path):
+    """drop() counts by where it ran ("nf.action", or "nf" in an apply block) on the NIC as in
+    the hypervisor: the NIC's p4gen.drops has a cell for each after its own reasons."""
+    prog, g, pl, path = _program(tmp_path, DROPS_ON_BOTH_SIDES)
+    assert (pl.assignment["out/acl.if1"], pl.assignment["out/late.if1"]) == (NIC, HYP)
+    target = _target(kind, prog, g, pl, path, tmp_path)
+    try:
+        for port in (22, 23, 23, 24, 80):
+            target.send("vm", bytes(Ether() / IP(src="10.0.1.2", dst="10.0.2.9") / UDP(sport=1, dport=port)))
+        assert [UDP in Ether(f) and Ether(f)[UDP].dport for f in target.received("uplink")] == [80]
+        drops = target.drops
+        assert (drops["acl.deny"], drops["acl"], drops["late.deny"]) == (1, 2, 1), drops
+        assert sum(drops.values()) == 4, drops
+    finally:
+        target.close()

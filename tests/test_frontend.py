@@ -264,3 +264,7 @@ def test_forwarded_ports_follow_constants_parameters_and_entries():
     assert [p.line for p in ports[3]] == [258, 259] and ports[4][0].line == 235
     prog, _ = load_program(["examples/vm_offload.nf"])
     assert forwarded_ports(prog) == {}  # its pipelines end on their default ports
+    prog, sink = check_source("a.nf", b"nf steer { apply { if (ipv4.ttl == 1) { forward(3); } else { forward(5); } } }"
+                                      b"\npipeline out : vm_egress { steer; }\n")
+    assert prog is not None, sink.render()
+    assert {p: [w.line for w in ws] for p, ws in forwarded_ports(prog).items()} == {3: [1], 5: [1]}  # in apply

@@ -94,6 +94,7 @@ def test_switch_crash_takes_up_down_cleanly(tmp_path):
     tag = f"us{os.getpid() % 1000}"
     up, out = start(tmp_path, "bmv2-smartnic.toml", tag)
     state = json.loads((out / "up.json").read_text())
+    assert state["nic_netns"] == f"{tag}nic"  # where push and shell find the switch
     switch = [p for p in state["pids"] if p != up.proc.pid]
     assert switch, state
     os.kill(switch[0], signal.SIGKILL)

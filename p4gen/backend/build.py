@@ -28,7 +28,7 @@ from p4gen.backend.entries import build_updates, entry_positions, validate_updat
 from p4gen.backend.model import NicModel, build_model
 from p4gen.backend.p4c import P4cResult, find_p4c, run_p4c
 from p4gen.backend.p4info import build_p4info
-from p4gen.crossing import DROP_REASONS, PUNT_HEADER, RESUME_DONE, VERSION, Reason, carried_layout
+from p4gen.crossing import DROP_REASONS, PUNT_HEADER, RESUME_DONE, VERSION, Reason, carried_layout, drop_sites
 from p4gen.frontend.ports import forwarded_ports
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, Placement
@@ -56,7 +56,8 @@ def hypervisor_plan(m: NicModel) -> dict:
                             "bytes": PUNT_HEADER.size},
             "carried_metadata": {"fields": [list(f) for f in carried_layout(m.prog).fields],
                                  "bytes": carried_layout(m.prog).size},
-            "drop_reasons": list(DROP_REASONS), "pipelines": []}
+            # the cells of the NIC's p4gen.drops counter: its own reasons, then where drop() ran
+            "drop_reasons": list(DROP_REASONS) + list(drop_sites(m.prog)), "pipelines": []}
     nic = m.placement.problem.nic
     if nic is not None:
         plan["ports"] = {"uplink": nic.ports.uplink, "host": nic.ports.host, "vm_ports": list(nic.ports.vm_ports)}

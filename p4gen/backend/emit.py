@@ -26,7 +26,7 @@ from p4gen.backend.model import NicModel, P4Action, P4Table, annotation_doc
 from p4gen.backend.names import p4_ident
 from p4gen.crossing.p4text import carried_p4, punt_p4, states_p4
 from p4gen.crossing.protocol import CARRIED_PAD, PUNT_HEADER, carried_layout
-from p4gen.crossing.states import DROP_REASONS
+from p4gen.crossing.states import DROP_REASONS, drop_sites
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.frontend.literals import format_value
@@ -102,6 +102,8 @@ class Emitter:
         self.nic = model.placement.problem.nic
         self.tmp = 0
         self.carried = carried_layout(self.prog)  # p4gen_meta_t: the metadata behind the punt header
+        # drop() counts in p4gen.drops after DROP_REASONS, by where it ran, as the hypervisor counts it
+        self.drop_sites = {site: len(DROP_REASONS) + i for i, site in enumerate(drop_sites(self.prog))}
         # DSL constants of a fixed width (addresses) keep their names in the P4, unless a name
         # would clash with another P4 name of the program.
         taken = {p4_ident(n) for n in (*self.prog.headers, *self.prog.instances, *self.prog.metadata,
@@ -156,6 +158,8 @@ class Emitter:
             return self.read(op)
         if isinstance(op, P.Arith):
             w = op.width  # decided by the midend (p4gen.midend.widths), as the hypervisor reads it
+            if op.op in ("<<", ">>"):
+                return self.shift(op, params)
             left = self.cast(op.left, w, params)
             right = self.cast(op.right, w, params)
             return f"({left} {op.op} {right})"
@@ -164,6 +168,24 @@ class Emitter:
             return f"({self.cond(op.cond, params)} ? {self.cast(op.then, w, params)} : " \
                    f"{self.cast(op.orelse, w, params)})"
         raise BackendError("hash() can only be the whole right-hand side of an assignment")
+
+    def shift(self, op: P.Arith, params=None) -> str:
+        """`a << b` / `a >> b` at the width w the midend decided: both operands are bit<w>, a shift
+        by w or more gives 0 (P4's rule, and the hypervisor's).
+
+        p4c's BMv2 back end takes a shift amount only as an integer literal up to 256 or a
+        bit<N> with N <= 8 (backends/bmv2/common/lower.cpp: "shift amount limited to 8 bits"),
+        so the amount is written as a plain literal, or, when it is wider than 8 bits and not
+        constant, as 8 bits behind a test for w or more."""
+        w = op.width
+        left = self.cast(op.left, w, params)
+        if isinstance(op.right, P.ConstVal):
+            amount = op.right.value & ((1 << w) - 1)
+            return f"({left} {op.op} {amount})" if amount < w else f"{w}w0"
+        right = self.cast(op.right, w, params)
+        if w <= 8:
+            return f"({left} {op.op} {right})"
+        return f"(({right} >= {w}w{w}) ? {w}w0 : ({left} {op.op} (bit<8>){right}))"
 
     def cast(self, op: P.Operand, width: int, params=None) -> str:
         w = _width(op)
@@ -409,6 +431,17 @@ class Emitter:
                 continue
             l4t = self.prog.instances[l4].type
             l4_fields = [self.hdr_field(l4, f) for f in l4t.fields if f.name != "checksum"]
+            # BMv2's "payload" is what the parser left unparsed: the headers parsed after the L4
+            # header (a tunnel's, the inner frame's, a user header after UDP) are listed here,
+            # whole, in wire order; an invalid one adds nothing (BMv2's BufBuilder skips it).
+            order = self.deparse_order()
+            for inst in order[order.index(l4) + 1:]:
+                stack = self.prog.instances[inst].stack
+                for i in range(stack) if stack else [None]:
+                    elem = f"hdr.{p4_ident(inst)}" + ("" if i is None else f"[{i}]")
+                    l4_fields.append(elem)
+                    if self.prog.instances[inst].type.varbit is not None:
+                        l4_fields.append(f"hdr.{p4_ident(inst)}_opt" + ("" if i is None else f"[{i}]"))
             if ip.endswith("ipv4"):
                 pseudo = [f"hdr.{ip}.src", f"hdr.{ip}.dst", "8w0", f"hdr.{ip}.protocol", f"meta.{length}"]
             else:
@@ -490,7 +523,7 @@ class Emitter:
         o.open(f"action {a.p4name}({params})")
         pmap = {p.name: p.p4name for p in a.params}
         for s in a.action.body:
-            self.simple_stmt(s, a.nf, pmap)
+            self.simple_stmt(s, a.nf, pmap, a.name)
         o.close()
 
     def table(self, t: P4Table) -> None:
@@ -522,7 +555,8 @@ class Emitter:
         o.close()
 
     # ------------------------------------------------------------ statements
-    def simple_stmt(self, s: P.StmtT, nf: str, params: dict[str, str] | None = None) -> None:
+    def simple_stmt(self, s: P.StmtT, nf: str, params: dict[str, str] | None = None, where: str | None = None) -> None:
+        """`where`: the action ("NF.ACTION") whose body this is; None in an nf's apply block."""
         o = self.out
         if isinstance(s, P.AssignOp):
             self.out.mark(s.pos)
@@ -532,17 +566,17 @@ class Emitter:
             args = ", ".join(self.cast(x, p.width, params) for x, p in zip(s.args, a.params, strict=True))
             o(f"{a.p4name}({args});", s.pos)
         elif isinstance(s, P.PrimOp):
-            self.primitive(s, nf, params)
+            self.primitive(s, nf, params, where or nf)
         else:  # pragma: no cover - the checker keeps tables and ifs out of actions
             raise BackendError("not a simple statement", getattr(s, "pos", None))
 
-    def primitive(self, s: P.PrimOp, nf: str, params=None) -> None:
+    def primitive(self, s: P.PrimOp, nf: str, params=None, where: str | None = None) -> None:
         """A primitive, as its core operations (p4gen.midend.coreops) translated to P4."""
         self.out(f"// {s.name}({', '.join(C.show_operand(a) for a in s.args)})", s.pos)
         for op in C.expand(self.prog, s):
-            self.core(op, params)
+            self.core(op, params, where or nf)
 
-    def core(self, op: C.CoreOp, params=None) -> None:
+    def core(self, op: C.CoreOp, params=None, where: str | None = None) -> None:
         o = self.out
         if isinstance(op, C.Assign):
             if isinstance(op.value, P.HashOf):
@@ -552,10 +586,15 @@ class Emitter:
             else:
                 o(f"{self.field(op.target)} = {self.cast(op.value, op.target.width, params)};")
             if op.target.key in L4_PSEUDO:
-                o("meta.p4gen_l4_dirty = 1;")
+                # only a write that happens marks the checksums (v1model ignores writes to an invalid
+                # header, and so does the hypervisor); ternary: no `if` inside an action
+                header = self.field(op.target).rsplit(".", 1)[0]
+                o(f"meta.p4gen_l4_dirty = {header}.isValid() ? 1w1 : meta.p4gen_l4_dirty;")
         elif isinstance(op, C.Drop):
             o("mark_to_drop(standard_metadata);")
             o("meta.p4gen_state = P4GEN_ST_DROP;")
+            if where in self.drop_sites:  # counted at the end, as the hypervisor counts its drops
+                o(f"meta.p4gen_drop_cause = 32w{self.drop_sites[where] + 1};  // drop() in {where}")
         elif isinstance(op, C.Forward):
             o(f"standard_metadata.egress_spec = {self.cast(op.port, C.PORT_WIDTH, params)};")
             o("meta.p4gen_forwarded = 1;")
@@ -861,7 +900,7 @@ class Emitter:
         o("p4gen_drop(P4GEN_DROP_BAD_RESUME);")
         o.close()
         o.open("else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0)")
-        o("p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)")
+        o("p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS), or drop()")
         o.close()
         o.open("else if (meta.p4gen_state != P4GEN_ST_DONE)")
         o("mark_to_drop(standard_metadata);")

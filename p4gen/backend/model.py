@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from p4gen.backend.names import p4_ident
-from p4gen.crossing import DROP_REASONS, pipeline_numbers
+from p4gen.crossing import DROP_REASONS, drop_sites, pipeline_numbers
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
 from p4gen.place import NIC, Placement
@@ -179,7 +179,7 @@ def build_model(prog: P.Program, g: nx.DiGraph, placement: Placement) -> NicMode
             for c in prog.nfs[st.nf].counters.values():
                 m.counters.setdefault((st.nf, c.name),
                                       P4Counter(f"{st.nf}.{c.name}", p4_ident(f"{st.nf}_{c.name}"), c.size or 1))
-    m.drop_counter = P4Counter("p4gen.drops", "p4gen_drops", len(DROP_REASONS))
+    m.drop_counter = P4Counter("p4gen.drops", "p4gen_drops", len(DROP_REASONS) + len(drop_sites(prog)))
     drop = P.Action("drop", "p4gen", [("reason", 32)], [], (), Pos("<p4gen>", 0, 0))
     m.drop_action = P4Action("p4gen", drop, "p4gen_drop", "p4gen.drop", params=[P4Param("reason", "reason", 32, 1)])
     _assign_ids(list(m.tables.values()), PREFIX_TABLE, lambda t: _annotation_id(t.table.annotations))

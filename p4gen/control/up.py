@@ -151,7 +151,8 @@ class Up:
             self.names["host"] = (f"{prefix}-host", f"{prefix}-hv")
         self.netns = netns
         self.switch: subprocess.Popen | None = None
-        # "netns": the namespaces to delete; "nic_netns": where the switch and its gRPC server run
+        # "netns": the namespaces `down` deletes (ours: the NIC's unless it existed, the VM's);
+        # "nic_netns": where the switch and its gRPC server run, for `push` and `shell`.
         self.state: dict = {"links": [], "pids": [os.getpid()], "grpc_addr": grpc_addr if nic else None,
                             "netns": [], "nic_netns": netns if nic else None}
         self.log = open(outdir / "hypervisor.log", "a")

@@ -25,8 +25,8 @@ from p4gen.crossing.protocol import (
     carried_layout,
     crossing,
 )
-from p4gen.crossing.states import DROP_REASONS, State
+from p4gen.crossing.states import DROP_REASONS, State, drop_sites
 
 __all__ = ["CARRIED_PAD", "DROP_REASONS", "FLAG_FORWARDED", "FLAG_L4_DIRTY", "PUNT_HEADER", "RESUME_DONE", "VERSION",
            "Crossing", "Punted", "PuntLayout", "Reason", "State", "carried_layout", "crossing", "pipeline_name",
-           "pipeline_numbers"]
+           "pipeline_numbers", "drop_sites"]

@@ -1,7 +1,7 @@
 """Which NIC ports a program forwards to, and from where.
 
-`forward(port)` names a port either as a constant in an action body or
-through an action parameter that a table entry (or a default action) binds.
+`forward(port)` names a port either as a constant (in an action body or
+directly in an nf's apply block) or through an action parameter that a table entry (or a default action) binds.
 The back end checks these against the NIC's reserved host (punt) port, and
 the BMv2 test target wires a veth to each of them, so both need the same
 answer: port number → the DSL positions that send there.
@@ -44,6 +44,7 @@ def forwarded_ports(prog: P.Program) -> dict[int, list[Pos]]:
     """Every port a `forward()` can reach with a known number: constants, entries' and defaults' arguments."""
     out: dict[int, list[Pos]] = {}
     for nf_name, nf in prog.nfs.items():
+        _forwards(prog, nf_name, nf.apply, {}, out, None)  # `apply { forward(3); }` and its ifs
         for action in nf.actions.values():
             _forwards(prog, nf_name, action.body, {}, out, None)
         for table in nf.tables.values():

@@ -525,12 +525,19 @@ class HypervisorPipeline:
             put = ps.setter(op.target)
             written = self._write_note(op.target)
             if isinstance(op.value, P.HashOf):
-                parts = [(ps.operand(a), (_width(a) + 7) // 8) for a in op.value.args]
+                # The data is the fields' bits back to back, zero bits after the last up to a whole
+                # byte: v1model's hash over a field list as BMv2 builds it (BufBuilder deparses
+                # each field at the bit where the previous one ended), not byte per field.
+                parts = [(ps.operand(a), _width(a)) for a in op.value.args]
+                nbits = sum(w for _, w in parts)
+                pad, nbytes = -nbits % 8, (nbits + 7) // 8
                 modulus = 1 << min(op.target.width, 31)
 
                 def assign_hash(ctx, params):
-                    data = b"".join(get(ctx.pkt, params).to_bytes(n, "big") for get, n in parts)
-                    put(ctx.pkt, crc16(data) % modulus)
+                    acc = 0
+                    for get, w in parts:
+                        acc = (acc << w) | (get(ctx.pkt, params) & ((1 << w) - 1))
+                    put(ctx.pkt, crc16((acc << pad).to_bytes(nbytes, "big")) % modulus)
                     if ctx.trace is not None:
                         written(ctx)
                 return assign_hash

@@ -35,7 +35,7 @@ import networkx as nx
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
 
-from p4gen.crossing import DROP_REASONS
+from p4gen.crossing import DROP_REASONS, drop_sites
 from p4gen.crossing.dispatch import NIC_PORT, SLOW_PATH, VM, Delivery, HostDispatcher, NicModel
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, NIC, Placement
@@ -238,10 +238,11 @@ class Bmv2Target(Target):
 
     @property
     def drops(self) -> collections.Counter:
-        """Drops by reason: the hypervisor's, plus the NIC's own (p4gen.drops, read over P4Runtime)."""
+        """Drops by reason: the hypervisor's, plus the NIC's (p4gen.drops, read over P4Runtime): its
+        own reasons, and the program's drop()s by where they ran (as the hypervisor names them)."""
         total = collections.Counter(self.hv.drops)
         cells = self._nic_counter("p4gen.drops")
-        for i, reason in enumerate(DROP_REASONS):
+        for i, reason in enumerate(DROP_REASONS + drop_sites(self.prog)):
             if cells.get(i, (0, 0))[0]:
                 total[reason] += cells[i][0]
         return total

@@ -336,7 +336,7 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
-    counter(9, CounterType.packets) p4gen_drops;
+    counter(11, CounterType.packets) p4gen_drops;
     @name(".fw_in.fw_in_drops") @id(0x12dd1be8)
     counter(1, CounterType.packets_and_bytes) fw_in_fw_in_drops;
     @name(".fw_out.fw_out_drops") @id(0x122fe275)
@@ -363,6 +363,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w11;  // drop() in fw_in.deny
     }
     @name(".fw_in.permit") @id(0x013ad5c8)
     action fw_in_permit() {
@@ -374,6 +375,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // drop()
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w10;  // drop() in fw_out.deny
     }
     @name(".fw_out.log_deny") @id(0x011fcd38)
     action fw_out_log_deny() {
@@ -644,7 +646,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_RESUME);
         }
         else if (meta.p4gen_state == P4GEN_ST_DROP && meta.p4gen_drop_cause != 0) {
-            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS)
+            p4gen_drop(meta.p4gen_drop_cause - 1);  // a primitive's precondition failed (DROP_REASONS), or drop()
         }
         else if (meta.p4gen_state != P4GEN_ST_DONE) {
             mark_to_drop(standard_metadata);
@@ -675,35 +677,35 @@ control P4genComputeChecksum(inout headers_t hdr, inout metadata_t meta) {
         update_checksum(hdr.inner_ipv4.isValid(), { hdr.inner_ipv4.version, hdr.inner_ipv4.ihl, hdr.inner_ipv4.dscp, hdr.inner_ipv4.ecn, hdr.inner_ipv4.total_len, hdr.inner_ipv4.identification, hdr.inner_ipv4.flags, hdr.inner_ipv4.frag_offset, hdr.inner_ipv4.ttl, hdr.inner_ipv4.protocol, hdr.inner_ipv4.src, hdr.inner_ipv4.dst, hdr.inner_ipv4_opt.options }, hdr.inner_ipv4.hdr_checksum, HashAlgorithm.csum16);
         update_checksum_with_payload(meta.p4gen_l4_dirty == 1 && hdr.inner_ipv4.isValid() && hdr.inner_tcp.isValid(),
             { hdr.inner_ipv4.src, hdr.inner_ipv4.dst, 8w0,
-                hdr.inner_ipv4.protocol, meta.p4gen_inner_l4_len, hdr.inner_tcp.src_port, hdr.inner_tcp.dst_port, hdr.inner_tcp.seq_no, hdr.inner_tcp.ack_no, hdr.inner_tcp.data_offset, hdr.inner_tcp.res, hdr.inner_tcp.flags, hdr.inner_tcp.window, hdr.inner_tcp.urgent_ptr, hdr.inner_tcp_opt.options },
+                hdr.inner_ipv4.protocol, meta.p4gen_inner_l4_len, hdr.inner_tcp.src_port, hdr.inner_tcp.dst_port, hdr.inner_tcp.seq_no, hdr.inner_tcp.ack_no, hdr.inner_tcp.data_offset, hdr.inner_tcp.res, hdr.inner_tcp.flags, hdr.inner_tcp.window, hdr.inner_tcp.urgent_ptr, hdr.inner_tcp_opt.options, hdr.inner_udp, hdr.inner_icmp },
             hdr.inner_tcp.checksum, HashAlgorithm.csum16);
         update_checksum_with_payload(meta.p4gen_l4_dirty == 1 && hdr.inner_ipv4.isValid() && hdr.inner_udp.isValid() && hdr.inner_udp.checksum != 0,
             { hdr.inner_ipv4.src, hdr.inner_ipv4.dst, 8w0,
-                hdr.inner_ipv4.protocol, meta.p4gen_inner_l4_len, hdr.inner_udp.src_port, hdr.inner_udp.dst_port, hdr.inner_udp.length },
+                hdr.inner_ipv4.protocol, meta.p4gen_inner_l4_len, hdr.inner_udp.src_port, hdr.inner_udp.dst_port, hdr.inner_udp.length, hdr.inner_icmp },
             hdr.inner_udp.checksum, HashAlgorithm.csum16);
         update_checksum_with_payload(meta.p4gen_l4_dirty == 1 && hdr.inner_ipv6.isValid() && hdr.inner_tcp.isValid(),
             { hdr.inner_ipv6.src, hdr.inner_ipv6.dst, 16w0,
-                meta.p4gen_inner_l4_len, 24w0, hdr.inner_ipv6.next_hdr, hdr.inner_tcp.src_port, hdr.inner_tcp.dst_port, hdr.inner_tcp.seq_no, hdr.inner_tcp.ack_no, hdr.inner_tcp.data_offset, hdr.inner_tcp.res, hdr.inner_tcp.flags, hdr.inner_tcp.window, hdr.inner_tcp.urgent_ptr, hdr.inner_tcp_opt.options },
+                meta.p4gen_inner_l4_len, 24w0, hdr.inner_ipv6.next_hdr, hdr.inner_tcp.src_port, hdr.inner_tcp.dst_port, hdr.inner_tcp.seq_no, hdr.inner_tcp.ack_no, hdr.inner_tcp.data_offset, hdr.inner_tcp.res, hdr.inner_tcp.flags, hdr.inner_tcp.window, hdr.inner_tcp.urgent_ptr, hdr.inner_tcp_opt.options, hdr.inner_udp, hdr.inner_icmp },
             hdr.inner_tcp.checksum, HashAlgorithm.csum16);
         update_checksum_with_payload(meta.p4gen_l4_dirty == 1 && hdr.inner_ipv6.isValid() && hdr.inner_udp.isValid() && hdr.inner_udp.checksum != 0,
             { hdr.inner_ipv6.src, hdr.inner_ipv6.dst, 16w0,
-                meta.p4gen_inner_l4_len, 24w0, hdr.inner_ipv6.next_hdr, hdr.inner_udp.src_port, hdr.inner_udp.dst_port, hdr.inner_udp.length },
+                meta.p4gen_inner_l4_len, 24w0, hdr.inner_ipv6.next_hdr, hdr.inner_udp.src_port, hdr.inner_udp.dst_port, hdr.inner_udp.length, hdr.inner_icmp },
             hdr.inner_udp.checksum, HashAlgorithm.csum16);
         update_checksum_with_payload(meta.p4gen_l4_dirty == 1 && hdr.ipv4.isValid() && hdr.tcp.isValid(),
             { hdr.ipv4.src, hdr.ipv4.dst, 8w0,
-                hdr.ipv4.protocol, meta.p4gen_l4_len, hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no, hdr.tcp.data_offset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window, hdr.tcp.urgent_ptr, hdr.tcp_opt.options },
+                hdr.ipv4.protocol, meta.p4gen_l4_len, hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no, hdr.tcp.data_offset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window, hdr.tcp.urgent_ptr, hdr.tcp_opt.options, hdr.udp, hdr.icmp, hdr.vxlan, hdr.geneve, hdr.geneve_opt, hdr.inner_ethernet, hdr.inner_ipv4, hdr.inner_ipv4_opt, hdr.inner_ipv6, hdr.inner_tcp, hdr.inner_tcp_opt, hdr.inner_udp, hdr.inner_icmp },
             hdr.tcp.checksum, HashAlgorithm.csum16);
         update_checksum_with_payload(meta.p4gen_l4_dirty == 1 && hdr.ipv4.isValid() && hdr.udp.isValid() && hdr.udp.checksum != 0,
             { hdr.ipv4.src, hdr.ipv4.dst, 8w0,
-                hdr.ipv4.protocol, meta.p4gen_l4_len, hdr.udp.src_port, hdr.udp.dst_port, hdr.udp.length },
+                hdr.ipv4.protocol, meta.p4gen_l4_len, hdr.udp.src_port, hdr.udp.dst_port, hdr.udp.length, hdr.icmp, hdr.vxlan, hdr.geneve, hdr.geneve_opt, hdr.inner_ethernet, hdr.inner_ipv4, hdr.inner_ipv4_opt, hdr.inner_ipv6, hdr.inner_tcp, hdr.inner_tcp_opt, hdr.inner_udp, hdr.inner_icmp },
             hdr.udp.checksum, HashAlgorithm.csum16);
         update_checksum_with_payload(meta.p4gen_l4_dirty == 1 && hdr.ipv6.isValid() && hdr.tcp.isValid(),
             { hdr.ipv6.src, hdr.ipv6.dst, 16w0,
-                meta.p4gen_l4_len, 24w0, hdr.ipv6.next_hdr, hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no, hdr.tcp.data_offset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window, hdr.tcp.urgent_ptr, hdr.tcp_opt.options },
+                meta.p4gen_l4_len, 24w0, hdr.ipv6.next_hdr, hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no, hdr.tcp.data_offset, hdr.tcp.res, hdr.tcp.flags, hdr.tcp.window, hdr.tcp.urgent_ptr, hdr.tcp_opt.options, hdr.udp, hdr.icmp, hdr.vxlan, hdr.geneve, hdr.geneve_opt, hdr.inner_ethernet, hdr.inner_ipv4, hdr.inner_ipv4_opt, hdr.inner_ipv6, hdr.inner_tcp, hdr.inner_tcp_opt, hdr.inner_udp, hdr.inner_icmp },
             hdr.tcp.checksum, HashAlgorithm.csum16);
         update_checksum_with_payload(meta.p4gen_l4_dirty == 1 && hdr.ipv6.isValid() && hdr.udp.isValid() && hdr.udp.checksum != 0,
             { hdr.ipv6.src, hdr.ipv6.dst, 16w0,
-                meta.p4gen_l4_len, 24w0, hdr.ipv6.next_hdr, hdr.udp.src_port, hdr.udp.dst_port, hdr.udp.length },
+                meta.p4gen_l4_len, 24w0, hdr.ipv6.next_hdr, hdr.udp.src_port, hdr.udp.dst_port, hdr.udp.length, hdr.icmp, hdr.vxlan, hdr.geneve, hdr.geneve_opt, hdr.inner_ethernet, hdr.inner_ipv4, hdr.inner_ipv4_opt, hdr.inner_ipv6, hdr.inner_tcp, hdr.inner_tcp_opt, hdr.inner_udp, hdr.inner_icmp },
             hdr.udp.checksum, HashAlgorithm.csum16);
     }
 }
