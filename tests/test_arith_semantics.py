@@ -197,6 +197,8 @@ def cases(draw) -> Case:
         if not e[1] and not e[0][1] and e[0][0].value is not None:  # a lone literal must fit (the checker)
             v = e[0][0].value % (1 << w)
             e = ((Leaf(str(v), None, v), ()), ())
+        if not e[1] and not e[0][1] and e[0][0].width is not None:  # so must a lone field (no implicit cut)
+            w = max(w, e[0][0].width)
         assigns.append((f"r{i}", w, e))
     compares = []
     for _ in range(draw(st.integers(1, 3))):

@@ -254,7 +254,7 @@ def explain_syntax_error(text: str, pos, msg: str, expected: set[str], found: st
     lines = text.split("\n")
     line_text = lines[pos.line - 1] if 0 < pos.line <= len(lines) else ""
     # `bits<6>`, `int<8>`: the word the parser stumbled in.
-    start = pos.col - 1
+    start = min(pos.col - 1, len(line_text))  # Lark's column can lie past this split's line (other line breaks)
     while start > 0 and (line_text[start - 1].isalnum() or line_text[start - 1] == "_"):
         start -= 1
     m = _WORD.match(line_text, start)
