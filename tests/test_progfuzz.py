@@ -32,6 +32,7 @@ from progfuzz import (
 )
 
 SEED = 20261201
+ETHERNET_HEADER = 14  # bytes: the shortest frame a packet socket sends on an Ethernet link
 
 
 def _fail_on(st) -> None:
@@ -180,7 +181,9 @@ def test_split_equals_software_on_bmv2(profile, tmp_path, capsys):
         if not (out / "program.json").exists():
             found.append(Divergence(gp.text, profile, [], "p4c", -1, "program.json", "none", pl.assignment))
             continue
-        frames = PacketGen(gp, seed + k, feats).take(12)
+        # A Linux link refuses to send a frame shorter than its Ethernet header (EINVAL), as no
+        # wire carries one: such runts are compared on the Python targets only.
+        frames = [(p, f) for p, f in PacketGen(gp, seed + k, feats).take(12) if len(f) >= ETHERNET_HEADER]
         soft = SoftwareTarget(prog, g, pl.problem.nic.ports.uplink)
         bmv2 = Bmv2Target(prog, g, pl, out, BMV2)
         try:
