@@ -52,9 +52,7 @@ def both_ways(client_ns: str, server_ns: str, addr: str, seconds: float, port: i
 
 def through_p4gen(target: str, seconds: float, tmp: Path, tag: str, internet: bool = False,
                   extra: tuple[str, ...] = ()) -> tuple[float, float]:
-    out = tmp / f"out-{tag}"
-    subprocess.run([sys.executable, "-m", "p4gen", "build", str(ROOT / "examples/vm_offload.nf"), "--target",
-                    str(ROOT / "targets" / target), "-o", str(out)], check=True, capture_output=True)
+    out = realnet.build_scenario(tmp / f"out-{tag}", target)
     vm_ns, peer_ns = f"{tag}vm", f"{tag}peer"
     (tmp / f"{tag}.toml").write_text(realnet.VM_TOML.format(ns=vm_ns))
     realnet.make_peer(peer_ns)

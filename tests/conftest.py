@@ -44,3 +44,18 @@ NEEDS_BMV2 = [
     pytest.mark.skipif(BMV2 is None, reason="simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin)"),
     pytest.mark.skipif(P4C is None, reason="p4c-bm2-ss not found (P4GEN_P4C, PATH, /opt/p4/bin): no program.json"),
 ]
+
+
+VM1_MAC, GATEWAY_MAC = "02:00:00:00:01:02", "02:00:00:00:00:fe"  # the scenario's (docs/scenario.md)
+TCP_TIMESTAMPS = [("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]  # scapy TCP options: 12 bytes
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    """examples/vm_offload.nf, checked and lowered: (program, IR graph)."""
+    from p4gen.frontend import load_program
+    from p4gen.ir import build_ir
+
+    prog, sink = load_program([str(EXAMPLES / "vm_offload.nf")])
+    assert prog is not None, sink.render()
+    return prog, build_ir(prog)

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,15 +34,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs root, iproute2 (ip, nstat) and ethtool for network namespaces")
 
 
-def build(tmp: Path, target: str) -> Path:
-    out = tmp / "out"
-    proc = subprocess.run([sys.executable, "-m", "p4gen", "build", str(ROOT / "examples/vm_offload.nf"), "--target",
-                           str(ROOT / "targets" / target), "-o", str(out)], capture_output=True, text=True,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr
-    return out
-
-
 def rx_dropped(ns: str, dev: str) -> int:
     stats = json.loads(realnet.sh("ip", "-j", "-s", "-n", ns, "link", "show", dev))[0]["stats64"]["rx"]
     return stats["dropped"] + stats.get("over_errors", 0)
@@ -53,7 +43,7 @@ def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str, lossle
     """The scenario through `up`; with `lossless`, no segment may be lost at all (else the
     losses are returned, for the report: the checksum and size checks stay exact)."""
     losses: dict = {}
-    out = build(tmp_path, target)
+    out = realnet.build_scenario(tmp_path / "out", target)
     vm_ns, peer_ns = f"{tag}vm", f"{tag}peer"
     vm_toml = tmp_path / "vm.toml"
     vm_toml.write_text(realnet.VM_TOML.format(ns=vm_ns))

@@ -10,6 +10,7 @@ between segments.
 from __future__ import annotations
 
 import pytest
+from conftest import GATEWAY_MAC, TCP_TIMESTAMPS, VM1_MAC
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
@@ -25,15 +26,7 @@ from p4gen.runtime.pipeline import HypervisorPipeline
 from p4gen.runtime.virtio import F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6
 from p4gen.testing import ModelTarget
 
-VM1, GW = "02:00:00:00:01:02", "02:00:00:00:00:fe"
-TS = [("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    prog, sink = load_program(["examples/vm_offload.nf"])
-    assert prog is not None, sink.render()
-    return prog, build_ir(prog)
+VM1, GW, TS = VM1_MAC, GATEWAY_MAC, TCP_TIMESTAMPS
 
 
 def _program(tmp_path, text: str):

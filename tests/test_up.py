@@ -25,17 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not netns_supported(), reason="needs root and iproute2 for veths and namespaces")
 
 
-def build(tmp: Path, target: str) -> Path:
-    out = tmp / "out"
-    proc = subprocess.run([sys.executable, "-m", "p4gen", "build", str(ROOT / "examples/vm_offload.nf"), "--target",
-                           str(ROOT / "targets" / target), "-o", str(out)], capture_output=True, text=True,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr
-    return out
-
-
 def start(tmp_path: Path, target: str, tag: str) -> tuple[realnet.UpProcess, Path]:
-    out = build(tmp_path, target)
+    out = realnet.build_scenario(tmp_path / "out", target)
     vm = tmp_path / "vm.toml"
     vm.write_text(realnet.VM_TOML.format(ns=f"{tag}vm"))
     up = realnet.UpProcess(out, ["--prefix", tag, "--netns", f"{tag}nic", "--vm", str(vm)])

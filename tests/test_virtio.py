@@ -17,6 +17,7 @@ import sys
 import time
 
 import pytest
+from conftest import GATEWAY_MAC, TCP_TIMESTAMPS, VM1_MAC
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
@@ -41,15 +42,7 @@ from p4gen.runtime.virtio import (
 )
 from p4gen.testing import ModelTarget, SoftwareTarget
 
-VM1, GW = "02:00:00:00:01:02", "02:00:00:00:00:fe"
-TS = [("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    prog, sink = load_program(["examples/vm_offload.nf"])
-    assert prog is not None, sink.render()
-    return prog, build_ir(prog)
+VM1, GW, TS = VM1_MAC, GATEWAY_MAC, TCP_TIMESTAMPS
 
 
 def partial(frame: bytes) -> tuple[bytes, VnetHdr]:

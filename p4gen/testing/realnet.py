@@ -38,6 +38,17 @@ neighbours = ["10.0.1.1 02:00:00:00:00:fe"]
 """
 
 
+def build_scenario(out: Path, target: str) -> Path:
+    """`p4gen build` of examples/vm_offload.nf for targets/TARGET into `out` (a subprocess, as a
+    user runs it); AssertionError with p4gen's message when it fails."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "p4gen", "build", str(root / "examples/vm_offload.nf"), "--target",
+                           str(root / "targets" / target), "-o", str(out)], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
 def sh(*cmd: str, ns: str | None = None, check: bool = True) -> str:
     full = (["ip", "netns", "exec", ns] if ns else []) + list(cmd)
     proc = subprocess.run(full, capture_output=True, text=True, check=False)
