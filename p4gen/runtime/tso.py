@@ -209,15 +209,16 @@ class Segmenter:
         addrs = frame[f.l3 + ip["src"].byte:f.l3 + ip["dst"].byte + ip["dst"].nbytes]
         seed = fold(pseudo_header_sum(addrs, IPPROTO_TCP, f.ip_len - f.ip_hlen))
         at = f.l4 + self.tcp["checksum"].byte
-        return frame[:at] + seed.to_bytes(2, "big") + frame[at + 2:], self.gso_header(frame, mss)
+        return frame[:at] + seed.to_bytes(2, "big") + frame[at + 2:], self._gso_header(f, tcp_hlen, mss)
 
     def gso_header(self, frame: bytes, mss: int):
         """The virtio-net header of `gso_frame` (None when the kernel cannot cut `frame`)."""
+        f, tcp_hlen, outer = self._innermost_tcp(frame)
+        return None if outer else self._gso_header(f, tcp_hlen, mss)
+
+    def _gso_header(self, f: Frame, tcp_hlen: int, mss: int):
         from p4gen.runtime.virtio import F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, VnetHdr
 
-        f, tcp_hlen, outer = self._innermost_tcp(frame)
-        if outer:
-            return None
         return VnetHdr(F_NEEDS_CSUM, GSO_TCPV4 if f.version == 4 else GSO_TCPV6, f.l4 + tcp_hlen, mss, f.l4,
                        self.tcp["checksum"].byte)
 
