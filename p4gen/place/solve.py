@@ -19,8 +19,6 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from p4gen.diagnostics import Pos
 from p4gen.place.problem import HYP, NIC, Problem
@@ -122,6 +120,9 @@ def solve_exact(prob: Problem, extra_fixed: dict[str, str] | None = None,
         fixed[sid] = target
     if prob.nic is None or not prob.stages:
         return {s.id: HYP for s in prob.stages}
+    from scipy import sparse  # imported here: a second of start-up that only placement needs
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     index = {s.id: i for i, s in enumerate(prob.stages)}
     n, m = len(prob.stages), len(prob.edges)
     c = np.zeros(n + m)

@@ -66,7 +66,7 @@ class EntryPoint:
 
         self.hv, self.pipeline, self.resume, self.dry = hv, pipeline, resume, dry
         self.found = resume is None  # generating RUN code (True) or still looking for the resume stage
-        self.ns: dict[str, object] = {"RUN": rt.RUN, "PUNT": rt.PUNT, "SP": hv.stage_packets}
+        self.ns: dict[str, object] = {"RUN": rt.RUN, "PUNT": rt.PUNT, "SP": hv._stage_packets}
         self.functions: list[list[str]] = []
         self.name = entry_name(pipeline, resume, dry)
         lines = self._function(self.name)
@@ -158,7 +158,7 @@ class EntryPoint:
             fn = self._name(hv.simple(nf, st.stmts, None), f"do_{st.name}")
             return lambda ls, k: self._call(ls, k, f"{fn}(ctx, {{}})")
         if st.kind == "table":
-            fn = self._name(hv.applier(hv.prog.nfs[st.nf], hv.tables[st.table.name]), f"apply_{st.name}")
+            fn = self._name(hv.applier(hv.prog.nfs[st.nf], hv._tables[st.table.name]), f"apply_{st.name}")
             return lambda ls, k: self._call(ls, k, f"{fn}(ctx)")
         if st.kind == "segment":
             fn = self._name(hv.segment_body(st), f"segment_{st.name}")
@@ -177,7 +177,7 @@ class EntryPoint:
         if entered != "run":
             return entered == "gone"
         if br.hit is not None:
-            apply = self._name(self.hv.applier(self.hv.prog.nfs[st.nf], self.hv.tables[br.hit[0]]), f"apply_{st.name}")
+            apply = self._name(self.hv.applier(self.hv.prog.nfs[st.nf], self.hv._tables[br.hit[0]]), f"apply_{st.name}")
             self._call(lines, ind, f"_hit = {apply}(ctx) is not None")
             test = "_hit" if br.hit[1] else "not _hit"
         else:

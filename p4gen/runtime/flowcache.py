@@ -25,13 +25,15 @@ the flows whose first packet looked that table up.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+import struct
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from p4gen.midend.flowkeys import flow_key
 from p4gen.midend.protocols import L4_CHECKSUM_PAIRS
-from p4gen.runtime.checksum import fold, pseudo_header_sum, word_sum
+from p4gen.runtime.flowcode import ActionBytes, compile_action
+from p4gen.runtime.tso import Frame
 
 if TYPE_CHECKING:
     from p4gen.runtime.packet import Packet
@@ -63,27 +65,51 @@ class Trace:
     written: list = field(default_factory=list)  # (header bytes, [(byte, bit mask)]) an assignment wrote
     problem: str | None = None
     slack: int | None = None  # a segmentation stage passed the packet whole: by how many bytes it fit
+    exact: bool = False  # a segmentation stage decided on this packet's exact length
     state: int = 0
     drop_reason: str = ""
     pipeline: str = ""
     hdr_end: int = 0  # input: where the payload starts
+    path: tuple = ()  # input: (instance, header bytes, variable-length tail bytes) in emit order
+    train: TrainTrace | None = None  # a segmentation stage made it a train
+    train_out: bytes | None = None  # the train's bytes at its fate, before the cut
 
 
-@dataclass
+@dataclass(eq=False)
 class Extractor:
     """One parse path: the key bytes' ranges, the bytes the path needs, the input IPv4 headers
-    to verify, where the length measure is, and where the packet's own L4 checksum is."""
+    to verify, where the length measure is, and where the packet's own L4 checksum is. Its
+    flows are keyed by the key bytes alone."""
 
     ranges: tuple[tuple[int, int], ...]
     min_len: int
     ipv4: tuple[tuple[int, int], ...]  # (offset, header length)
     length_at: tuple[int, int, int] | None  # (offset of the field, bytes, added): the input's IP length
     own_l4: tuple[int, int] | None  # (csum_start, csum_offset) of the outermost TCP/UDP
-    key: object = None  # compiled: frame → bytes
+    key: object = None  # compiled: frame → the key bytes (a tuple)
+    check: object = None  # compiled: frame → its length measure, or -1 (the full path must see it)
+    flows: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        parts = " + ".join(f"f[{a}:{b}]" for a, b in self.ranges) or "b''"
-        self.key = eval(f"lambda f: {parts}")  # noqa: S307 - integers only
+        fmt, at = ">", 0  # the key bytes as one struct: pad over the rest (a tuple of byte strings)
+        for a, b in self.ranges:
+            fmt += (f"{a - at}x" if a > at else "") + f"{b - a}s"
+            at = b
+        self.key = struct.Struct(fmt).unpack_from
+        # The parser's IPv4 header checksum check; and a checksum field of 0xFFFF (the
+        # non-canonical zero) takes the full path, so a copied header may keep its checksum.
+        lines = ["def check(f):"]
+        for a, hl in self.ipv4:
+            lines += [f"    v = int.from_bytes(f[{a}:{a + hl}], 'big')",
+                      f"    if not v or v % 0xFFFF or f[{a + 10}] == 255 == f[{a + 11}]:",
+                      "        return -1"]
+        la = self.length_at
+        lines.append("    return len(f)" if la is None else
+                     f"    return (f[{la[0]}] << 8 | f[{la[0] + 1}]) + {la[2]}" if la[1] == 2 else
+                     f"    return int.from_bytes(f[{la[0]}:{la[0] + la[1]}], 'big') + {la[2]}")
+        ns: dict = {}
+        exec("\n".join(lines) + "\n", ns)  # noqa: S102 - integers only
+        self.check = ns["check"]
 
     def length(self, frame) -> int:
         if self.length_at is None:
@@ -92,35 +118,74 @@ class Extractor:
         return int.from_bytes(frame[off:off + n], "big") + add
 
 
-@dataclass
+INF = 1 << 30  # a length above every packet's
+
+
+@dataclass(frozen=True)
+class TrainTrace:
+    """A segmentation stage made the packet a train (cut at its fate, p4gen.midend.trains): the
+    MSS, the header bytes each segment repeats, the payload, the IP length there, the least IP
+    length that is cut the same way, and how many counts and table hits came before it."""
+
+    mss: int
+    hdr: int
+    payload: int
+    ip_len: int
+    min_ip_len: int
+    n_counts: int
+    n_entries: int
+
+
+@dataclass(eq=False)
 class FlowAction:
+    """What every packet of a flow whose length lies in [lo, hi] gets (`alt`: the flow's action
+    for other lengths, e.g. those a segmentation stage cuts)."""
+
     pipeline: str
-    pieces: list  # bytes (new headers) or (start, stop) of the input, in output order
-    patches: list[tuple[int, bytes]]  # output offset → whole bytes a stage wrote into a copied header
-    bit_patches: list[tuple[int, int, int]]  # (output offset, mask, bits) for writes of part of a byte
-    len_fixes: list[tuple[int, int]]  # output offset of a 16-bit length in a new header, its value then
-    ipv4: list[tuple[int, int]]  # output IPv4 headers: (offset, header length), checksums recomputed
-    l4: list[tuple[int, int, int, int, bool]]  # (ip offset, 4|6, l4 offset, checksum offset, is udp)
-    hdr_end: int
+    build: object  # p4gen.runtime.flowcode: (frame, length delta) → output bytes; None for a drop
     length0: int
-    max_len: int | None
     fate: tuple  # ("drop", reason) | ("out", kind, port, resume, code, meta, l4_dirty)
-    counts: list
+    counts: list  # (cells, index) bumped by one packet and its bytes
     entries: list
     stages: list[str]
     tables: frozenset[str]
+    lo: int = 0
+    hi: int = INF
+    alt: FlowAction | None = None
+    train: tuple | None = None  # (mss, header bytes per segment, payload at length0, layout): cut the output
+    post: tuple = ((), (), ())  # counts, entries, stages after the cut: bumped by the segments
+    pending: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # packets, bytes, segments, their bytes
+    ref: bool = False  # hit since the eviction clock last passed it
+
+    def chain(self):
+        fa = self
+        while fa is not None:
+            yield fa
+            fa = fa.alt
+
+
+def _without(fa: FlowAction | None, lo: int, hi: int) -> FlowAction | None:
+    """The chain `fa` less the actions whose lengths overlap [lo, hi] (a newer action took them)."""
+    keep = [o for o in (fa.chain() if fa is not None else ()) if o.hi < lo or o.lo > hi]
+    for a, b in zip(keep, [*keep[1:], None]):  # noqa: B905 - one shorter on purpose: the last gets None
+        a.alt = b
+    return keep[0] if keep else None
 
 
 class FlowCache:
     def __init__(self, hv: HypervisorPipeline, size: int = DEFAULT_SIZE):
         self.hv = hv
         self.size = size
-        self.flows: OrderedDict[tuple, FlowAction] = OrderedDict()
-        self.extractors: dict[str, list[Extractor]] = {}
+        self.flows: dict[tuple[Extractor, tuple], FlowAction] = {}  # insertion order: the eviction clock
+        self.extractors: dict[tuple[str, bool], list[Extractor]] = {}  # (scope, NEEDS_CSUM) → parse paths
         self._known: dict[tuple, Extractor] = {}
+        self._by_path: dict[tuple, Extractor] = {}
+        self._computed_memo: dict[tuple[str, bool], set[int]] = {}
+        self.hits = 0
         self.stats: Counter[str] = Counter()
         self.uncacheable: Counter[str] = Counter()
         self.by_table: dict[str, set[tuple]] = {}
+        self.dirty: list[FlowAction] = []  # flows with pending counts (folded when anything reads them)
         ps = hv.parser
         self.parser = ps
         self._lay = ps.inst_layout
@@ -140,87 +205,138 @@ class FlowCache:
     def apply(self, scope: str, frame: bytes, csum: tuple[int, int] | None) -> tuple[str, list[Output]] | None:
         """The outputs of a cached flow (and its pipeline), or None: run the full path.
         `csum`: the VM's NEEDS_CSUM (start, offset), which only the packet's own L4 checksum
-        may be (the flow then recomputes it)."""
-        exts = self.extractors.get(scope)
+        may be (the flow then recomputes it). Counters are bumped lazily (`fold`)."""
+        exts = self.extractors.get((scope, csum is not None))
         if not exts:
             return None
         n = len(frame)
         for ext in exts:
             if n < ext.min_len:
                 continue
-            k = (scope, id(ext), csum is not None, ext.key(frame))
-            fa = self.flows.get(k)
+            fa = ext.flows.get(ext.key(frame))
             if fa is None:
                 continue
             if csum is not None and csum != ext.own_l4:
                 return None
-            for a, hl in ext.ipv4:  # the parser's check: a bad header checksum takes the full path
-                v = int.from_bytes(frame[a:a + hl], "big")
-                if v == 0 or v % 0xFFFF:
-                    return None
-            la = ext.length_at
-            length = n if la is None else int.from_bytes(frame[la[0]:la[0] + la[1]], "big") + la[2]
-            if fa.max_len is not None and length > fa.max_len:
+            length = ext.check(frame)
+            while fa is not None and not fa.lo <= length <= fa.hi:
+                fa = fa.alt
+            if length < 0 or fa is None:
                 return None
-            self.flows.move_to_end(k)
-            self.stats["hits"] += 1
-            return fa.pipeline, self._replay(fa, frame, length, n)
+            self.hits += 1
+            out: list[Output] = []
+            if fa.train is not None:
+                self._train(fa, frame, length, n, out)
+                return fa.pipeline, out
+            fa.ref = True
+            p = fa.pending
+            if not p[0]:
+                self.dirty.append(fa)
+            p[0] += 1
+            p[1] += n
+            fate = fa.fate
+            if fate[0] == "drop":
+                self.hv.drops[fate[1]] += 1
+                return fa.pipeline, out
+            _, kind, port, resume, code, meta, l4_dirty = fate
+            out.append(_output()(kind, fa.build(frame, length - fa.length0), port, resume, code,
+                                 dict(meta) if meta is not None else None, l4_dirty))
+            return fa.pipeline, out
         return None
 
-    def _replay(self, fa: FlowAction, frame: bytes, length: int, n: int) -> list[Output]:
-        hv = self.hv
-        for cells, i in fa.counts:
-            c = cells[i]
-            c[0] += 1
-            c[1] += n
-        for e in fa.entries:
-            e.packets += 1
-            e.bytes += n
-        sp = hv.stage_packets
-        for sid in fa.stages:
-            sp[sid] += 1
-        fate = fa.fate
-        if fate[0] == "drop":
-            hv.drops[fate[1]] += 1
-            return []
-        out = bytearray()
-        for p in fa.pieces:
-            if p.__class__ is bytes:
-                out += p
-            else:
-                out += frame[p[0]:p[1]]
-        for off, val in fa.patches:
-            out[off:off + len(val)] = val
-        for off, mask, bits in fa.bit_patches:
-            out[off] = (out[off] & ~mask & 0xFF) | bits
-        if fa.len_fixes:
-            d = length - fa.length0
-            for off, base in fa.len_fixes:
-                out[off:off + 2] = ((base + d) & 0xFFFF).to_bytes(2, "big")
-        out += frame[fa.hdr_end:]
-        for off, hl in fa.ipv4:
-            out[off + 10:off + 12] = b"\0\0"
-            v = int.from_bytes(out[off:off + hl], "big") % 0xFFFF
-            out[off + 10:off + 12] = ((0xFFFF - v) if v else 0).to_bytes(2, "big")
-        for ip, version, l4, at, udp in fa.l4:
-            if udp and out[at] == 0 and out[at + 1] == 0:
-                continue
-            if version == 4:
-                l4_len = (int.from_bytes(out[ip + 2:ip + 4], "big") - (out[ip] & 0xF) * 4) & 0xFFFF
-                pseudo = pseudo_header_sum(bytes(out[ip + 12:ip + 20]), out[ip + 9], l4_len)
-            else:
-                pseudo = pseudo_header_sum(bytes(out[ip + 8:ip + 40]), out[ip + 6],
-                                           int.from_bytes(out[ip + 4:ip + 6], "big"))
-            out[at:at + 2] = b"\0\0"
-            out[at:at + 2] = (~fold(pseudo + word_sum(bytes(out[l4:]))) & 0xFFFF).to_bytes(2, "big")
-        _, kind, port, resume, code, meta, l4_dirty = fate
-        return [_output()(kind, bytes(out), port, resume, code, dict(meta) if meta is not None else None, l4_dirty)]
+    def run_many(self, scope: str, frames, miss) -> list[Output]:
+        """`apply` over a batch (plain frames, no NEEDS_CSUM) in one loop; `miss(frame)` runs
+        the full path (and learns) for a frame no cached flow takes."""
+        output = _output()
+        dirty, drops, flows_of = self.dirty, self.hv.drops, self.extractors
+        exts = flows_of.get((scope, False), ())
+        out: list[Output] = []
+        hits = 0
+        for frame in frames:
+            n = len(frame)
+            fa = None
+            for ext in exts:
+                if n >= ext.min_len:
+                    fa = ext.flows.get(ext.key(frame))
+                    if fa is not None:
+                        break
+            if fa is not None:
+                length = ext.check(frame)
+                while fa is not None and not fa.lo <= length <= fa.hi:
+                    fa = fa.alt
+                if fa is not None and length >= 0:
+                    hits += 1
+                    if fa.train is not None:
+                        self._train(fa, frame, length, n, out)
+                        continue
+                    fa.ref = True
+                    p = fa.pending
+                    if not p[0]:
+                        dirty.append(fa)
+                    p[0] += 1
+                    p[1] += n
+                    fate = fa.fate
+                    if fate[0] == "drop":
+                        drops[fate[1]] += 1
+                    else:
+                        _, kind, port, resume, code, meta, l4_dirty = fate
+                        out.append(output(kind, fa.build(frame, length - fa.length0), port, resume, code,
+                                          dict(meta) if meta is not None else None, l4_dirty))
+                    continue
+            out += miss(frame)
+            exts = flows_of.get((scope, False), ())
+        self.hits += hits
+        return out
+
+    def _train(self, fa: FlowAction, frame: bytes, length: int, n: int, out: list[Output]) -> None:
+        """A cached train: the headers rewritten once on the super-packet, then cut with them
+        replicated (p4gen.runtime.tso); the stages after the cut count its segments."""
+        mss, hdr, payload0, f0, tcp_hlen, outer = fa.train
+        d = length - fa.length0
+        f = Frame(f0.l3, f0.version, f0.ip_hlen, f0.ip_len + d, f0.protocol, f0.l4)
+        segments = self.hv.segmenter.cut(fa.build(frame, d), f, tcp_hlen, mss, outer)
+        payload = payload0 + d
+        fa.ref = True
+        p = fa.pending
+        if not p[0]:
+            self.dirty.append(fa)
+        p[0] += 1
+        p[1] += n
+        p[2] += len(segments)
+        p[3] += len(segments) * hdr + payload
+        _, kind, port, resume, code, meta, _dirty = fa.fate
+        output = _output()
+        out += [output(kind, seg, port, resume, code, dict(meta) if meta is not None else None, False)
+                for seg in segments]
+
+    def fold(self) -> None:
+        """Add the hits of cached flows to the counters, table entries and per-stage counts they
+        stand for (done before anything reads those: HypervisorPipeline's properties)."""
+        sp = self.hv._stage_packets
+        for fa in self.dirty:
+            p = fa.pending
+            for (k, b), (counts, entries, stages) in (((p[0], p[1]), (fa.counts, fa.entries, fa.stages)),
+                                                      ((p[2], p[3]), fa.post)):
+                if not k:
+                    continue
+                for cells, i in counts:
+                    c = cells[i]
+                    c[0] += k
+                    c[1] += b
+                for e in entries:
+                    e.packets += k
+                    e.bytes += b
+                for sid in stages:
+                    sp[sid] += k
+            p[0] = p[1] = p[2] = p[3] = 0
+        self.dirty.clear()
 
     # ------------------------------------------------------------ learning
     def begin(self, pkt: Packet, t: Trace) -> None:
         """Start tracing the packet just parsed: its header buffers and where they were."""
         off = 0
         opt = pkt.opt
+        path = []
         for name, stacked in self.parser._emit_order:
             bufs = pkt.stacks[name] if stacked else ([pkt.hdr[name]] if pkt.hdr[name] is not None else [])
             for b in bufs:
@@ -232,7 +348,9 @@ class FlowCache:
                     t.inputs[id(tail)] = (off, len(tail))
                     t.keep.append(tail)
                     off += len(tail)
+                path.append((name, len(b), len(tail) if tail else 0))
         t.hdr_end = off
+        t.path = tuple(path)
 
     def learn(self, scope: str, frame: bytes, csum: tuple[int, int] | None, t: Trace, outputs: list[Output],
               stages: dict[str, int]) -> None:
@@ -240,74 +358,124 @@ class FlowCache:
         if key is None:
             return
         problem = key.problem or t.problem
+        tr = t.train
         if problem is None and t.pkt is None:
             problem = "not parsed"
-        if problem is None and len(outputs) > 1:
+        if problem is None and len(outputs) > 1 and tr is None:
             problem = "several outputs"
-        if problem is None and any(v != 1 for v in stages.values()):
+        if problem is None and tr is not None and t.train_out is None:
+            problem = "a train that did not reach its fate"
+        segs = len(outputs) if tr is not None else 1
+        if problem is None and any(v != 1 and v != segs for v in stages.values()):
             problem = "a stage ran twice"
         if problem is not None:
             self.uncacheable[problem] += 1
             return
-        pkt0 = self.parser.parse(frame)  # the input as it was (the traced one has been rewritten)
-        ext = self._extractor(scope, pkt0, key.fields, t.hdr_end)
+        ext = self._extractor(scope, csum is not None, t.path, key.fields, t.hdr_end)
         if csum is not None and csum != ext.own_l4:
             self.uncacheable["partial checksum not at the L4 header"] += 1
             return
+        if ext.check(frame) < 0:
+            self.uncacheable["IPv4 checksum field 0xFFFF"] += 1
+            return
         length0 = ext.length(frame)
-        fa = self._action(t, frame, outputs, list(stages), length0)
+        fa = self._action(t, frame, outputs, [sid for sid, v in stages.items() if v == 1 or tr is None], length0)
         if fa is None:
             return
-        if t.slack is not None:
-            fa.max_len = length0 + t.slack
-        k = (scope, id(ext), csum is not None, ext.key(frame))
+        if tr is not None:
+            # Lengths follow the input's ("same delta"): the cut happens for every IP length
+            # from min_ip_len on, with the same MSS and headers.
+            fa.lo, fa.hi = tr.min_ip_len - (tr.ip_len - length0), INF
+            # Where the innermost IP/TCP and the outer length fields are: this flow's, once.
+            f0, tcp_hlen, outer = self.hv.segmenter.train_layout(t.train_out)
+            fa.train = (tr.mss, tr.hdr, tr.payload, f0, tcp_hlen, outer)
+            fa.post = (fa.counts[tr.n_counts:], fa.entries[tr.n_entries:],
+                       [sid for sid, v in stages.items() if v != 1])
+            fa.counts, fa.entries = fa.counts[:tr.n_counts], fa.entries[:tr.n_entries]
+        elif t.exact:
+            fa.lo = fa.hi = length0
+        elif t.slack is not None:
+            fa.hi = length0 + t.slack
+        kb = ext.key(frame)
+        k = (ext, kb)
+        old = self.flows.get(k)
+        if old is not None:  # the flow's actions for other lengths stay; overlapping ones go
+            self.fold()
+            fa.alt = _without(old, fa.lo, fa.hi)
+            for tbl in (t for o in old.chain() for t in o.tables):
+                self.by_table.get(tbl, set()).discard(k)
+        ext.flows[kb] = fa
         self.flows[k] = fa
-        for tbl in fa.tables:
+        for tbl in (t for o in fa.chain() for t in o.tables):
             self.by_table.setdefault(tbl, set()).add(k)
         self.stats["flows_learnt"] += 1
-        while len(self.flows) > self.size:
-            old, ofa = self.flows.popitem(last=False)
-            for tbl in ofa.tables:
-                self.by_table.get(tbl, set()).discard(old)
+        if len(self.flows) > self.size:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Down to `size` flows, by the clock: the oldest flow goes unless it was hit since the
+        clock last passed it (then it gets another round)."""
+        self.fold()
+        flows = self.flows
+        while len(flows) > self.size:
+            k = next(iter(flows))
+            fa = flows[k]
+            if any(o.ref for o in fa.chain()):
+                for o in fa.chain():
+                    o.ref = False
+                del flows[k]
+                flows[k] = fa
+                continue
+            self._forget(k)
             self.stats["evictions"] += 1
 
-    def _extractor(self, scope: str, pkt: Packet, fields: frozenset[str], hdr_end: int) -> Extractor:
-        ps = self.parser
+    def _forget(self, k: tuple) -> FlowAction | None:
+        fa = self.flows.pop(k, None)
+        if fa is None:
+            return None
+        if any(o.pending[0] for o in fa.chain()):
+            self.fold()
+        k[0].flows.pop(k[1], None)
+        for tbl in (t for o in fa.chain() for t in o.tables):
+            self.by_table.get(tbl, set()).discard(k)
+        return fa
+
+    def _extractor(self, scope: str, csum: bool, path: tuple, fields: frozenset[str], hdr_end: int) -> Extractor:
+        """The extractor of a parse path (the headers in emit order with their lengths)."""
+        ext = self._by_path.get((scope, csum, path))
+        if ext is not None:
+            return ext
         ranges: set[int] = set()
         ipv4, length_at, own_l4 = [], None, None
-        offsets: dict[str, int] = {}
         off = 0
-        for name, stacked in ps._emit_order:
-            bufs = pkt.stacks[name] if stacked else ([pkt.hdr[name]] if pkt.hdr[name] is not None else [])
-            for b in bufs:
-                offsets.setdefault(name, off)
-                lay = self._lay[name]
-                for f in lay.fields.values():
-                    if f"{name}.{f.name}" in fields:
-                        ranges.update(range(off + f.byte, off + f.byte + f.nbytes))
-                tail = None if stacked else pkt.opt.get(name)
-                if lay.name == "ipv4":
-                    ipv4.append((off, len(b) + (len(tail) if tail else 0)))
-                    if length_at is None:
-                        length_at = (off + lay["total_len"].byte, 2, 0)
-                elif lay.name == "ipv6" and length_at is None:
-                    length_at = (off + lay["payload_len"].byte, 2, lay.size)
-                elif lay.name in ("tcp", "udp") and own_l4 is None:
-                    own_l4 = (off, lay["checksum"].byte)
-                off += len(b) + (len(tail) if tail else 0)
-                if tail and f"{name}.{lay.varbit}" in fields:
-                    ranges.update(range(off - len(tail), off))
+        for name, size, tail in path:
+            lay = self._lay[name]
+            for f in lay.fields.values():
+                if f"{name}.{f.name}" in fields:
+                    ranges.update(range(off + f.byte, off + f.byte + f.nbytes))
+            if lay.name == "ipv4":
+                ipv4.append((off, size + tail))
+                if length_at is None:
+                    length_at = (off + lay["total_len"].byte, 2, 0)
+            elif lay.name == "ipv6" and length_at is None:
+                length_at = (off + lay["payload_len"].byte, 2, lay.size)
+            elif lay.name in ("tcp", "udp") and own_l4 is None:
+                own_l4 = (off, lay["checksum"].byte)
+            off += size + tail
+            if tail and f"{name}.{lay.varbit}" in fields:
+                ranges.update(range(off - tail, off))
         spans: list[tuple[int, int]] = []
         for i in sorted(ranges):
             if spans and spans[-1][1] == i:
                 spans[-1] = (spans[-1][0], i + 1)
             else:
                 spans.append((i, i + 1))
-        sig = (scope, tuple(spans), hdr_end, tuple(ipv4), length_at, own_l4)
+        sig = (scope, csum, tuple(spans), hdr_end, tuple(ipv4), length_at, own_l4)
         ext = self._known.get(sig)
         if ext is None:
             ext = self._known[sig] = Extractor(tuple(spans), hdr_end, tuple(ipv4), length_at, own_l4)
-            self.extractors.setdefault(scope, []).append(ext)
+            self.extractors.setdefault((scope, csum), []).append(ext)
+        self._by_path[(scope, csum, path)] = ext
         return ext
 
     def _action(self, t: Trace, frame: bytes, outputs: list[Output], stages: list[str],
@@ -315,14 +483,14 @@ class FlowCache:
         from p4gen.runtime.pipeline import DROP
 
         common = dict(counts=list(t.counts), entries=list(t.entries), stages=stages, tables=frozenset(t.tables),
-                      hdr_end=t.hdr_end, length0=length0, max_len=None, pipeline=t.pipeline)
+                      length0=length0, pipeline=t.pipeline)
         if not outputs:
-            if t.state != DROP:
-                self.uncacheable["no output"] += 1
+            if t.state != DROP or t.train is not None:
+                self.uncacheable["no output" if t.state != DROP else "a dropped train"] += 1
                 return None
-            return FlowAction(pieces=[], patches=[], bit_patches=[], len_fixes=[], ipv4=[], l4=[],
-                              fate=("drop", t.drop_reason or "dropped"), **common)
-        (o,) = outputs
+            return FlowAction(build=None, fate=("drop", t.drop_reason or "dropped"), **common)
+        o = outputs[0]
+        expect = o.data if t.train is None else t.train_out
         pkt = t.pkt
         ps = self.parser
         pieces, patches, bit_patches, len_fixes, ipv4, l4 = [], [], [], [], [], []
@@ -346,17 +514,21 @@ class FlowCache:
                     old = frame[a:a + len(b)]
                     # Every bit an assignment wrote (the value is the flow's, even where it equals
                     # this packet's), and any other byte that changed.
-                    masks = [0] * len(b)
-                    for _wb, span in written.get(id(b), ()):
-                        for i, m in span:
-                            masks[i] |= m
-                    for i in range(len(b)):
-                        masks[i] |= b[i] ^ old[i]
+                    spans = written.get(id(b), ())
+                    if not spans and b == old:  # copied as it was: nothing to patch
+                        masks = ()
+                    else:
+                        masks = [0] * len(b)
+                        for _wb, span in spans:
+                            for i, m in span:
+                                masks[i] |= m
+                        for i in range(len(b)):
+                            masks[i] |= b[i] ^ old[i]
                     i = 0
-                    while i < len(b):
+                    while i < len(masks):
                         if masks[i] == 0xFF and i not in computed:
                             j = i
-                            while j < len(b) and masks[j] == 0xFF and j not in computed:
+                            while j < len(masks) and masks[j] == 0xFF and j not in computed:
                                 j += 1
                             patches.append((out_off + i, bytes(b[i:j])))
                             i = j
@@ -383,25 +555,18 @@ class FlowCache:
                     l4.append((ip_off, 4 if ip_kind == "ipv4" else 6, l4_off,
                                l4_off + self._lay[l4n]["checksum"].byte, l4_kind == "udp"))
         payload = frame[t.hdr_end:]
-        if not (o.data.endswith(payload) and len(o.data) - len(payload) == out_off):
+        if not (expect.endswith(payload) and len(expect) - len(payload) == out_off):
             self.uncacheable["unexplained output"] += 1
             return None
-        fa = FlowAction(pieces=pieces, patches=patches, bit_patches=bit_patches, len_fixes=len_fixes, ipv4=ipv4, l4=l4,
-                        fate=("out", o.kind, o.port, o.resume, o.code,
-                              dict(o.meta) if o.meta is not None else None, o.l4_dirty), **common)
-        if self._replay_check(fa, frame, length0) != o.data:  # the action must give this packet's bytes
+        shape = ActionBytes(tuple(pieces), tuple(patches), tuple(bit_patches), tuple(len_fixes), tuple(ipv4),
+                            tuple(l4), t.hdr_end)
+        fa = FlowAction(build=compile_action(shape), fate=("out", o.kind, o.port, o.resume, o.code,
+                                                          dict(o.meta) if o.meta is not None else None, o.l4_dirty),
+                        **common)
+        if fa.build(frame, 0) != expect:  # the action must give this packet's bytes
             self.uncacheable["unexplained output"] += 1
             return None
         return fa
-
-    def _replay_check(self, fa: FlowAction, frame: bytes, length: int) -> bytes:
-        """The bytes `fa` gives for `frame`, with no counter touched."""
-        saved = fa.counts, fa.entries, fa.stages, fa.fate
-        fa.counts, fa.entries, fa.stages = [], [], []
-        try:
-            return self._replay(fa, frame, length, len(frame))[0].data
-        finally:
-            fa.counts, fa.entries, fa.stages, fa.fate = saved
 
     @staticmethod
     def _length_fields(lay) -> list:
@@ -410,7 +575,10 @@ class FlowCache:
 
     def _computed(self, lay, l4_dirty: bool) -> set[int]:
         """Byte positions of a header that the replay computes per packet (never patched)."""
-        out: set[int] = set()
+        known = self._computed_memo.get((lay.name, l4_dirty))
+        if known is not None:
+            return known
+        out: set[int] = self._computed_memo.setdefault((lay.name, l4_dirty), set())
         fields = []
         if lay.name == "ipv4":
             fields.append(lay["hdr_checksum"])
@@ -424,23 +592,22 @@ class FlowCache:
     def invalidate_table(self, table: str) -> int:
         """Forget every flow whose first packet looked `table` up (an entry was added, changed or
         removed); how many."""
-        keys = self.by_table.pop(table, set())
         n = 0
-        for k in keys:
-            fa = self.flows.pop(k, None)
-            if fa is not None:
+        for k in list(self.by_table.pop(table, ())):
+            if self._forget(k) is not None:
                 n += 1
-                for other in fa.tables:
-                    if other != table:
-                        self.by_table.get(other, set()).discard(k)
         self.stats["invalidated"] += n
         return n
 
     def clear(self) -> None:
+        self.fold()
         self.flows.clear()
         self.by_table.clear()
+        for exts in self.extractors.values():
+            for ext in exts:
+                ext.flows.clear()
 
     def summary(self) -> dict:
-        return {"hits": self.stats["hits"], "misses": self.stats["misses"], "flows": len(self.flows),
+        return {"hits": self.hits, "misses": self.stats["misses"], "flows": len(self.flows),
                 "learnt": self.stats["flows_learnt"], "evictions": self.stats["evictions"],
                 "invalidated": self.stats["invalidated"], "uncacheable": dict(self.uncacheable)}

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 MAGIC_US, MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
 LINKTYPE_ETHERNET = 1
 SNAPLEN = 262144
+CHUNK = 1 << 22  # bytes read or written at a time
 
 
 class PcapError(Exception):
@@ -31,27 +32,45 @@ def read_pcap(path: str) -> Iterator[bytes]:
             raise PcapError(f"{path}: not a pcap file (magic {head[:4].hex()}); pcapng is not supported")
         if link != LINKTYPE_ETHERNET:
             raise PcapError(f"{path}: link type {link} is not Ethernet (1)")
-        offset = 24
+        rec = struct.Struct(order + "8xI4x")  # a record header: (included length)
+        offset, buf, at = 24, b"", 0  # the file is read in large chunks, records cut out of them
         while True:
-            rec = fh.read(16)
-            if not rec:
-                return
-            if len(rec) < 16:
-                raise PcapError(f"{path}: truncated record header at byte {offset}")
-            _s, _us, incl, _orig = struct.unpack(order + "IIII", rec)
-            data = fh.read(incl)
-            if len(data) < incl:
-                raise PcapError(f"{path}: truncated packet at byte {offset + 16}")
-            offset += 16 + incl
-            yield data
+            if len(buf) - at < 16:
+                more = fh.read(CHUNK)
+                buf, at = buf[at:] + more, 0
+                if not more:
+                    if buf:
+                        raise PcapError(f"{path}: truncated record header at byte {offset}")
+                    return
+                continue
+            (incl,) = rec.unpack_from(buf, at)
+            end = at + 16 + incl
+            if end > len(buf):
+                more = fh.read(max(CHUNK, incl + 16))
+                if not more:
+                    raise PcapError(f"{path}: truncated packet at byte {offset + 16}")
+                buf, at = buf[at:] + more, 0
+                continue
+            yield buf[at + 16:end]
+            offset += end - at
+            at = end
 
 
 def write_pcap(path: str, frames: Iterable[bytes]) -> int:
     count = 0
+    rec = struct.Struct("<IIII").pack
     with open(path, "wb") as fh:
         fh.write(struct.pack("<IHHiIII", MAGIC_US, 2, 4, 0, 0, SNAPLEN, LINKTYPE_ETHERNET))
-        for i, f in enumerate(frames):
-            fh.write(struct.pack("<IIII", i // 1_000_000, i % 1_000_000, len(f), len(f)))
-            fh.write(f)
+        out: list[bytes] = []
+        size = 0
+        for f in frames:
+            n = len(f)
+            out.append(rec(count // 1_000_000, count % 1_000_000, n, n))
+            out.append(f)
             count += 1
+            size += n
+            if size >= CHUNK:
+                fh.write(b"".join(out))
+                out, size = [], 0
+        fh.write(b"".join(out))
     return count

@@ -46,7 +46,7 @@ from p4gen.midend.trains import train_problem
 from p4gen.place import HYP
 from p4gen.runtime.checksum import complete_partial
 from p4gen.runtime.control_flow import EntryPoint
-from p4gen.runtime.flowcache import DEFAULT_SIZE, FlowCache, Trace
+from p4gen.runtime.flowcache import DEFAULT_SIZE, FlowCache, Trace, TrainTrace
 from p4gen.runtime.packet import BadChecksum, Malformed, Packet, PacketParser, crc16
 from p4gen.runtime.tables import TableRuntime
 from p4gen.runtime.tso import Drop, Segmenter
@@ -98,20 +98,20 @@ class HypervisorPipeline:
         self.parser = PacketParser(prog)
         self.carried = carried_layout(prog)
         self.segmenter = Segmenter(prog, self.parser)
-        self.tables: dict[str, TableRuntime] = {}
+        self._tables: dict[str, TableRuntime] = {}
         for nf in prog.nfs.values():
             params = {a.name: a.params for a in nf.actions.values()}
             for t in nf.tables.values():
-                self.tables[t.name] = TableRuntime(t, params)
+                self._tables[t.name] = TableRuntime(t, params)
         for e in prog.entries:
-            self.tables[e.table].insert(e)
+            self._tables[e.table].insert(e)
         self.key_readers = {name: self.parser.fields_tuple([k.field for k in t.table.keys])
-                            for name, t in self.tables.items()}
-        self.counters: dict[tuple[str, str], list[list[int]]] = {
+                            for name, t in self._tables.items()}
+        self._counters: dict[tuple[str, str], list[list[int]]] = {
             (nf.name, c.name): [[0, 0] for _ in range(c.size or 1)] for nf in prog.nfs.values()
             for c in nf.counters.values()}
         self.drops: Counter[str] = Counter()
-        self.stage_packets: Counter[str] = Counter()
+        self._stage_packets: Counter[str] = Counter()
         L = self.parser.inst_layout  # noqa: N806
         self._eth_size = L["ethernet"].size if "ethernet" in L else 0
         self._ipv6_size = L["ipv6"].size if "ipv6" in L else 0
@@ -143,6 +143,30 @@ class HypervisorPipeline:
                                for st in tree.stages() if st.kind == "segment"}
         self._l4_csum_at = {proto: L[inst]["checksum"].byte
                             for proto, inst in ((IPPROTO_TCP, "tcp"), (IPPROTO_UDP, "udp")) if inst in L}
+
+    # ------------------------------------------------------------ what ran (cached flows folded in)
+    @property
+    def counters(self) -> dict[tuple[str, str], list[list[int]]]:
+        """(nf, counter) → cells of [packets, bytes]."""
+        self.sync()
+        return self._counters
+
+    @property
+    def stage_packets(self) -> Counter[str]:
+        """Stage id → packets that ran it."""
+        self.sync()
+        return self._stage_packets
+
+    @property
+    def tables(self) -> dict[str, TableRuntime]:
+        """Table name → its entries (with their direct counters)."""
+        self.sync()
+        return self._tables
+
+    def sync(self) -> None:
+        """Fold the flow cache's pending hits into the counters (the fast path counts per flow)."""
+        if self.cache is not None and self.cache.dirty:
+            self.cache.fold()
 
     # ------------------------------------------------------------ public
     def here(self, stage_id: str) -> bool:
@@ -183,7 +207,7 @@ class HypervisorPipeline:
         cache = self.cache
         cache.stats["misses"] += 1
         trace = Trace(pipeline=pipeline)
-        sp = self.stage_packets
+        sp = self._stage_packets
         before = dict(sp)
         outputs = self._run(pipeline, frame, vnet=vnet, trace=trace)
         stages = {sid: n - before.get(sid, 0) for sid, n in sp.items() if n != before.get(sid, 0)}
@@ -328,7 +352,10 @@ class HypervisorPipeline:
         the batch's segments for the VM (flushing at the end of the batch). `vnets`: each
         frame's virtio-net header, for frames from a VM (p4gen.runtime.virtio)."""
         out: list[Output] = []
-        if vnets is None:
+        if vnets is None and self.cache is not None:
+            scope = f"pl:{pipeline}"
+            out = self.cache.run_many(scope, frames, lambda f: self._traced(scope, pipeline, f, None, None))
+        elif vnets is None:
             for f in frames:
                 out += self.run(pipeline, f)
         else:
@@ -347,12 +374,12 @@ class HypervisorPipeline:
     def insert_entry(self, e: P.TableEntry) -> int:
         """Add a table entry (a checked one, e.g. from the program's `entries`); the flows
         whose first packet looked the table up are forgotten. How many were."""
-        self.tables[e.table].insert(e)
+        self._tables[e.table].insert(e)
         return self.cache.invalidate_table(e.table) if self.cache is not None else 0
 
     def delete_entry(self, e: P.TableEntry) -> int:
         """Remove the table entry with `e`'s keys (and priority); forget the flows as above."""
-        if self.tables[e.table].remove(e.keys, e.priority or 0) is None:
+        if self._tables[e.table].remove(e.keys, e.priority or 0) is None:
             raise KeyError(f"{e.table}: no such entry")
         return self.cache.invalidate_table(e.table) if self.cache is not None else 0
 
@@ -424,9 +451,13 @@ class HypervisorPipeline:
         pkt = ctx.pkt
         mss, pkt.segs, pkt.train_mss, pkt.l4_dirty = pkt.train_mss, 1, 0, False  # the cut sets the checksums
         data = self.parser.deparse(pkt)
+        if ctx.trace is not None:
+            ctx.trace.train_out = data
         if self.kernel_gso and ctx.state == DONE and self.direction[ctx.pipeline] == "vm_egress":
             whole = self.segmenter.gso_frame(data, mss)
             if whole is not None:
+                if ctx.trace is not None:
+                    ctx.trace.problem = "left whole for the kernel's GSO"
                 kind = "port" if ctx.port is not None else "uplink"
                 ctx.outputs.append(Output(kind, whole[0], port=ctx.port, vnet=whole[1]))
                 return ctx.outputs
@@ -572,7 +603,7 @@ class HypervisorPipeline:
                 ctx.state, ctx.code = TO_HV, code(ctx.pkt, params) & cmask
             return punt
         if isinstance(op, C.Count):
-            cells = self.counters[(op.counter.nf, op.counter.name)]
+            cells = self._counters[(op.counter.nf, op.counter.name)]
             index = ps.operand(op.index)
 
             def count(ctx, params):
@@ -761,7 +792,7 @@ class HypervisorPipeline:
                     tr.slack = slack if tr.slack is None else min(tr.slack, slack)
                 return  # fits on every path: no need to predict this packet's path
             if tr is not None:
-                tr.slack = 0  # decided on this packet's own length: no longer ones
+                tr.exact = True  # decided on this packet's own length: valid for that length only
             dirty, pkt.l4_dirty = pkt.l4_dirty, False  # segments get fresh checksums anyway
             frame = self.parser.deparse(pkt)
             pkt.l4_dirty = dirty
@@ -774,11 +805,17 @@ class HypervisorPipeline:
                 return
             if plan is None:
                 return  # nothing to cut: carry on with this packet
-            if tr is not None:
-                tr.problem = "segmented"
             if train_ok and self.trains:  # run the rest once; cut at the end (p4gen.midend.trains)
+                if tr is not None:  # the flow cache replays this for every length that is cut so
+                    f = plan.frame
+                    hdr = f.l4 + plan.tcp_hlen
+                    tr.train = TrainTrace(plan.mss, hdr, plan.total_bytes - plan.count * hdr, f.ip_len,
+                                          max(seg.underlay_mtu - overhead, f.ip_hlen + plan.tcp_hlen + plan.mss) + 1,
+                                          len(tr.counts), len(tr.entries))
                 pkt.segs, pkt.length, pkt.train_mss = plan.count, plan.total_bytes, plan.mss
                 return
+            if tr is not None:
+                tr.problem = "segmented"
             frames = self.segmenter.cut(frame, plan.frame, plan.tcp_hlen, plan.mss)
             ctx.state = CONSUMED
             for f in frames:

@@ -190,6 +190,11 @@ class Segmenter:
             return f, self.tcp_header_len(frame, f), outer
         raise Drop("malformed")
 
+    def train_layout(self, frame: bytes) -> tuple[Frame, int, list[tuple[str, int]]]:
+        """(innermost IP/TCP, its TCP header length, the outer length-carrying headers) of a
+        super-packet whose headers are final: what `cut` needs to replicate them."""
+        return self._innermost_tcp(frame)
+
     def replicate(self, frame: bytes, mss: int) -> list[bytes]:
         """Cut a super-packet whose headers are final (rewritten, maybe encapsulated): the
         innermost TCP is segmented as `cut` does, and every outer IP and UDP header gets its
