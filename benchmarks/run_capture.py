@@ -105,6 +105,9 @@ def main() -> int:
         make(small, args.reference_packets)
         print(f"capture: {args.packets} packets, 2000 flows (Zipf 1.1), mean {mean:.0f} bytes; "
               f"made in {time.perf_counter() - t0:.1f} s")
+        write_pcap(f"{d}/empty.pcap", [])
+        t_start, _ = run(f"{d}/empty.pcap", f"{d}/out-empty.pcap", [])
+        print(f"start-up (p4gen run of an empty capture): {t_start:.1f} s")
         t_cache, text = run(cap, f"{d}/out.pcap", ["--stats"])
         line = next((x for x in text.splitlines() if x.startswith("flow cache")), "")
         print(f"p4gen run, flow cache on:  {t_cache:6.1f} s whole process ({args.packets / t_cache:,.0f} packets/s); "

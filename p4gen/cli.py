@@ -294,12 +294,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         problem = _outdir_problem(args.out_dir)
     if problem:
         return _error(problem)
-    assignment = None
+    assignment = ports = None
     if args.target:
         pl = _placement(args, g, prog)
         if pl is None:
             return 1
         assignment = dict(pl.assignment)
+        ports = pl.problem.nic.ports if pl.problem.nic else None
     vnets = None
     if args.vnet:
         from p4gen.runtime.virtio import read_sidecar
@@ -312,7 +313,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _error(str(e))
     from p4gen.runtime.flowcache import DEFAULT_SIZE
 
-    hv = HypervisorPipeline(prog, g, assignment, flow_cache=0 if args.no_flow_cache else DEFAULT_SIZE)
+    hv = HypervisorPipeline(prog, g, assignment, flow_cache=0 if args.no_flow_cache else DEFAULT_SIZE, ports=ports)
     outputs = []
     n_in = 0
     batch: list[bytes] = []

@@ -957,8 +957,9 @@ class SplitModel:
         from p4gen.runtime.pipeline import HypervisorPipeline
 
         self.prog, self.placement = prog, placement
-        self.side = {HYP: HypervisorPipeline(prog, g, placement.assignment, HYP),
-                     NIC: HypervisorPipeline(prog, g, placement.assignment, NIC)}
+        ports = placement.problem.nic.ports
+        self.side = {HYP: HypervisorPipeline(prog, g, placement.assignment, HYP, ports=ports),
+                     NIC: HypervisorPipeline(prog, g, placement.assignment, NIC, ports=ports)}
         self.start = {name: ends[0] for name, ends in placement.problem.pipelines.items()}
         self.crossings = 0
 

@@ -263,9 +263,11 @@ def test_carried_metadata_layout_and_framing():
 
     prog, _ = load_program(["examples/ipv6_only.nf"])
     layout = carried_layout(prog)
-    assert layout.fields == (("l4_src", 16), ("l4_dst", 16), ("nexthop_id", 16)) and layout.size == 6
+    # ingress_port crosses too (a resumed packet keeps the port it entered the system on)
+    assert layout.fields == (("ingress_port", 9), ("l4_src", 16), ("l4_dst", 16), ("nexthop_id", 16),
+                             ("p4gen_pad", 7)) and layout.size == 8
     prog9 = check_source("m.nf", b"metadata { vrf: bit<9>; }\n")[0]
-    assert carried_layout(prog9).fields[-2:] == (("vrf", 9), ("p4gen_pad", 7)) and carried_layout(prog9).size == 6
+    assert carried_layout(prog9).fields[-2:] == (("vrf", 9), ("p4gen_pad", 6)) and carried_layout(prog9).size == 7
 
     class PuntHdr(Packet):  # scapy as the oracle of the bit packing
         fields_desc = [BitField("version", 0, 8), BitField("pipeline", 0, 8), BitField("resume", 0, 16),
@@ -273,20 +275,22 @@ def test_carried_metadata_layout_and_framing():
                        BitField("egress_port", 0, 16), BitField("flags", 0, 8), BitField("reserved", 0, 8)]
 
     class Carried(Packet):
-        fields_desc = [BitField("l4_src", 0, 16), BitField("l4_dst", 0, 16), BitField("nexthop_id", 0, 16)]
+        fields_desc = [BitField("ingress_port", 0, 9), BitField("l4_src", 0, 16), BitField("l4_dst", 0, 16),
+                       BitField("nexthop_id", 0, 16), BitField("pad", 0, 7)]
 
     cross = crossing(prog)
     name = list(prog.pipelines)[0]
-    frame = cross.wrap(name, 7, b"packet", {"l4_src": 40000, "l4_dst": 443, "nexthop_id": 2}, port=3)
+    meta = {"ingress_port": 255, "l4_src": 40000, "l4_dst": 443, "nexthop_id": 2}
+    frame = cross.wrap(name, 7, b"packet", meta, port=3)
     assert frame[:12] == bytes(PuntHdr(version=VERSION, pipeline=1, resume=7, egress_port=3, flags=FLAG_FORWARDED))
-    assert frame[12:18] == bytes(Carried(l4_src=40000, l4_dst=443, nexthop_id=2)) and frame[18:] == b"packet"
+    assert frame[12:20] == bytes(Carried(ingress_port=255, l4_src=40000, l4_dst=443, nexthop_id=2))
+    assert frame[20:] == b"packet"
     p = cross.unwrap(frame)
-    assert (p.pipeline, p.resume, p.port, p.meta, p.data) == (name, 7, 3, {"l4_src": 40000, "l4_dst": 443,
-                                                                           "nexthop_id": 2}, b"packet")
+    assert (p.pipeline, p.resume, p.port, p.meta, p.data) == (name, 7, 3, meta, b"packet")
     done = cross.unwrap(cross.wrap(name, None, b"x", reason=Reason.TO_HYPERVISOR, code=9))
     assert (done.resume, done.port, done.reason, done.code) == (None, None, Reason.TO_HYPERVISOR, 9)
-    with pytest.raises(BadPunt, match="needs 18 header bytes"):
-        cross.unwrap(frame[:17])
+    with pytest.raises(BadPunt, match="needs 20 header bytes"):
+        cross.unwrap(frame[:19])
     with pytest.raises(BadPunt, match="pipeline 9"):
         cross.unwrap(frame[:1] + b"\x09" + frame[2:])
 

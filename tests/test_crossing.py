@@ -182,3 +182,40 @@ def test_a_programs_drops_count_wherever_they_run(kind, tmp_path):
         assert sum(drops.values()) == 4, drops
     finally:
         target.close()
+
+
+INGRESS_PORT_AFTER_A_CROSSING = """
+@pin(hypervisor) nf out_first { apply { set_dscp(1); } }
+@pin(hypervisor) nf in_first { apply { set_dscp(1); } }
+@pin(nic) nf out_mark { apply { if (meta.ingress_port == 255) { set_dscp(40); } else { set_dscp(30); } } }
+@pin(nic) nf in_mark { apply { if (meta.ingress_port == 0) { set_dscp(20); } else { set_dscp(10); } } }
+pipeline out : vm_egress { out_first -> out_mark; }
+pipeline inward : vm_ingress { in_first -> in_mark; }
+"""
+
+
+@pytest.mark.parametrize("kind", ["software", *TARGETS])
+def test_ingress_port_is_where_the_packet_entered(kind, tmp_path):
+    """meta.ingress_port is the host port (255) for what the VM sends and the uplink (0) for
+    what the wire brings, also on the NIC after the packet went through the hypervisor and came
+    back on the host port (it crosses in p4gen_t)."""
+    prog, g, pl, path = _program(tmp_path, INGRESS_PORT_AFTER_A_CROSSING)
+    out = Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / IP(src="10.0.1.2", dst="10.0.2.9") / \
+        UDP(sport=1000, dport=2000) / Raw(b"egress")
+    back = Ether(src="02:00:00:00:00:fe", dst="02:00:00:00:01:02") / IP(src="10.0.2.9", dst="10.0.1.2") / \
+        UDP(sport=2000, dport=1000) / Raw(b"ingress")
+
+    def with_dscp(p, dscp):
+        p = p.copy()
+        p[IP].tos = dscp << 2
+        del p[IP].chksum
+        return bytes(Ether(bytes(p)))
+
+    target = SoftwareTarget(prog, g) if kind == "software" else _target(kind, prog, g, pl, path, tmp_path)
+    try:
+        target.send("vm", bytes(out))
+        target.send("uplink", bytes(back))
+        assert target.received("uplink") == [with_dscp(out, 40)]
+        assert target.received("vm") == [with_dscp(back, 20)]
+    finally:
+        target.close()

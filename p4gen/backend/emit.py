@@ -115,8 +115,6 @@ class Emitter:
     # ------------------------------------------------------------ expressions
     def field(self, f: P.FieldRef) -> str:
         if f.instance == "meta":
-            if f.field == "ingress_port":
-                return "standard_metadata.ingress_port"
             return f"meta.{p4_ident(f.field)}"
         inst = f"hdr.{p4_ident(f.instance)}"
         if isinstance(f.index, int):
@@ -293,8 +291,7 @@ class Emitter:
         o()
         o.open("struct metadata_t")
         for name, (width, _pos) in self.prog.metadata.items():
-            if name != "ingress_port":
-                o(f"bit<{width}> {p4_ident(name)};")
+            o(f"bit<{width}> {p4_ident(name)};")
         for line in ("bit<8> p4gen_pipeline;", "bit<8> p4gen_state;", "bit<16> p4gen_resume;",
                      "bit<16> p4gen_flow;", "bit<8> p4gen_reason;", "bit<8> p4gen_code;", "bit<1> p4gen_forwarded;",
                      "bit<1> p4gen_l4_dirty;", "bit<16> p4gen_l4_len;", "bit<16> p4gen_inner_l4_len;",
@@ -778,6 +775,8 @@ class Emitter:
         o = self.out
         o("meta.p4gen_state = P4GEN_ST_NONE;")
         o("meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length;")
+        if "ingress_port" in self.prog.metadata:  # a resumed packet brings the port it entered on
+            o("meta.ingress_port = standard_metadata.ingress_port;")
         o.open("if (standard_metadata.parser_error != error.NoError)")
         o("p4gen_drop(P4GEN_DROP_MALFORMED);")
         o.close()

@@ -138,6 +138,7 @@ class Up:
             raise UpError(f"{outdir / STATE} exists: already up? run p4gen down {outdir} first")
         self.lro = lro
         self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP,
+                                     ports=placement.problem.nic.ports if placement.problem.nic else None,
                                      **({} if flow_cache else {"flow_cache": 0}))
         # With no NIC the wire is a Linux link: plain TCP super-packets may leave whole, for the
         # kernel's GSO to cut at the MSS the segmentation stage chose (Linux as the NIC).

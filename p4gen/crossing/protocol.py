@@ -87,8 +87,10 @@ CARRIED_PAD = "p4gen_pad"
 
 
 def carried_layout(prog: Program) -> PuntLayout:
-    """p4gen_meta_t for `prog`: its metadata fields in declaration order, then padding to a byte."""
-    fields = [(name, width) for name, (width, _pos) in prog.metadata.items() if name != "ingress_port"]
+    """p4gen_meta_t for `prog`: its metadata fields in declaration order, then padding to a byte.
+    `ingress_port` crosses too: it is the port the packet entered the system on, not the host
+    port a resumed packet arrives on."""
+    fields = [(name, width) for name, (width, _pos) in prog.metadata.items()]
     bits = sum(w for _, w in fields)
     if bits % 8:
         fields.append((CARRIED_PAD, 8 - bits % 8))

@@ -312,24 +312,30 @@ class FlowCache:
     def fold(self) -> None:
         """Add the hits of cached flows to the counters, table entries and per-stage counts they
         stand for (done before anything reads those: HypervisorPipeline's properties)."""
-        sp = self.hv._stage_packets
         for fa in self.dirty:
-            p = fa.pending
-            for (k, b), (counts, entries, stages) in (((p[0], p[1]), (fa.counts, fa.entries, fa.stages)),
-                                                      ((p[2], p[3]), fa.post)):
-                if not k:
-                    continue
-                for cells, i in counts:
-                    c = cells[i]
-                    c[0] += k
-                    c[1] += b
-                for e in entries:
-                    e.packets += k
-                    e.bytes += b
-                for sid in stages:
-                    sp[sid] += k
-            p[0] = p[1] = p[2] = p[3] = 0
+            self._settle(fa)
         self.dirty.clear()
+
+    def _settle(self, fa: FlowAction) -> None:
+        """Fold one action's pending counts (it may stay in `dirty`: its counts are now zero)."""
+        p = fa.pending
+        if not p[0]:
+            return
+        sp = self.hv._stage_packets
+        for (k, b), (counts, entries, stages) in (((p[0], p[1]), (fa.counts, fa.entries, fa.stages)),
+                                                  ((p[2], p[3]), fa.post)):
+            if not k:
+                continue
+            for cells, i in counts:
+                c = cells[i]
+                c[0] += k
+                c[1] += b
+            for e in entries:
+                e.packets += k
+                e.bytes += b
+            for sid in stages:
+                sp[sid] += k
+        p[0] = p[1] = p[2] = p[3] = 0
 
     # ------------------------------------------------------------ learning
     def begin(self, pkt: Packet, t: Trace) -> None:
@@ -400,7 +406,8 @@ class FlowCache:
         k = (ext, kb)
         old = self.flows.get(k)
         if old is not None:  # the flow's actions for other lengths stay; overlapping ones go
-            self.fold()
+            for o in old.chain():
+                self._settle(o)
             fa.alt = _without(old, fa.lo, fa.hi)
             for tbl in (t for o in old.chain() for t in o.tables):
                 self.by_table.get(tbl, set()).discard(k)
@@ -415,7 +422,6 @@ class FlowCache:
     def _evict(self) -> None:
         """Down to `size` flows, by the clock: the oldest flow goes unless it was hit since the
         clock last passed it (then it gets another round)."""
-        self.fold()
         flows = self.flows
         while len(flows) > self.size:
             k = next(iter(flows))
@@ -433,8 +439,8 @@ class FlowCache:
         fa = self.flows.pop(k, None)
         if fa is None:
             return None
-        if any(o.pending[0] for o in fa.chain()):
-            self.fold()
+        for o in fa.chain():
+            self._settle(o)
         k[0].flows.pop(k[1], None)
         for tbl in (t for o in fa.chain() for t in o.tables):
             self.by_table.get(tbl, set()).discard(k)

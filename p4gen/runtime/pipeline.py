@@ -44,6 +44,7 @@ from p4gen.midend.protocols import (
 )
 from p4gen.midend.trains import train_problem
 from p4gen.place import HYP
+from p4gen.place.profiles import Ports
 from p4gen.runtime.checksum import complete_partial
 from p4gen.runtime.control_flow import EntryPoint
 from p4gen.runtime.flowcache import DEFAULT_SIZE, FlowCache, Trace, TrainTrace
@@ -87,10 +88,14 @@ class _Ctx:
 
 class HypervisorPipeline:
     def __init__(self, prog: P.Program, graph: nx.DiGraph, assignment: dict[str, str] | None = None,
-                 side: str = HYP, flow_cache: int = DEFAULT_SIZE):
+                 side: str = HYP, flow_cache: int = DEFAULT_SIZE, ports: Ports | None = None):
         """`side`: which target's stages this instance runs. HYP is the hypervisor; NIC gives a
         Python model of the NIC's program (the same state machine), for testing the split.
-        `flow_cache`: flows the fast path keeps (0: every packet takes the full path)."""
+        `flow_cache`: flows the fast path keeps (0: every packet takes the full path).
+        `ports`: the NIC's ports (the profile's; defaults without one): `meta.ingress_port` is
+        the host port for what the VM sends and the uplink for what the wire brings."""
+        ports = ports or Ports()
+        self.ingress_port = {"vm_egress": ports.host, "vm_ingress": ports.uplink}
         self.prog = prog
         self.g = graph
         self.assignment = assignment or {}
@@ -240,6 +245,8 @@ class HypervisorPipeline:
             return []
         if meta:
             pkt.meta.update(meta)
+        else:
+            pkt.meta["ingress_port"] = self.ingress_port[self.direction[pipeline]]
         pkt.l4_dirty = l4_dirty
         pkt.gso_size = gso_size
         if trace is not None:
@@ -279,6 +286,7 @@ class HypervisorPipeline:
             except Malformed as e:
                 self.drops["bad_checksum" if isinstance(e, BadChecksum) else "malformed"] += 1
                 return None, []
+            pkt.meta["ingress_port"] = self.ingress_port[direction]
             name = next((n for n in names if self.classifiers[n](pkt)), None)
             if name is None:
                 self.drops["no_flow"] += 1

@@ -39,6 +39,7 @@ from p4gen.crossing import DROP_REASONS, drop_sites
 from p4gen.crossing.dispatch import NIC_PORT, SLOW_PATH, VM, Delivery, HostDispatcher, NicModel
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, NIC, Placement
+from p4gen.place.profiles import Ports
 from p4gen.runtime.flowcache import DEFAULT_SIZE
 from p4gen.runtime.pipeline import HypervisorPipeline, Output
 from p4gen.runtime.virtio import VnetHdr
@@ -109,7 +110,7 @@ class SoftwareTarget(Target):
         """`flow_cache`: flows the hypervisor's fast path keeps (0: every packet the full path)."""
         super().__init__(uplink_port)
         self.prog = prog
-        self.hv = HypervisorPipeline(prog, graph, flow_cache=flow_cache)
+        self.hv = HypervisorPipeline(prog, graph, flow_cache=flow_cache, ports=Ports(uplink=uplink_port))
 
     @property
     def drops(self) -> collections.Counter:
@@ -135,8 +136,8 @@ class ModelTarget(Target):
             raise ValueError("ModelTarget needs a placement with a NIC")
         super().__init__(nic.ports.uplink)
         self.prog, self.placement = prog, placement
-        self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
-        self.nic_hv = HypervisorPipeline(prog, graph, placement.assignment, NIC)
+        self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP, ports=nic.ports)
+        self.nic_hv = HypervisorPipeline(prog, graph, placement.assignment, NIC, ports=nic.ports)
         self.host_port = nic.ports.host
         self.dispatch = HostDispatcher(self.hv, nic.ports.uplink)
         self.nic = NicModel(self.nic_hv, nic.ports.host, nic.ports.uplink)
@@ -202,9 +203,9 @@ class Bmv2Target(Target):
         if os.geteuid() != 0 or shutil.which("ip") is None:
             raise RuntimeError("Bmv2Target needs root and iproute2 to create veth pairs")
         self.prog, self.placement = prog, placement
-        self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP)
         nic = placement.problem.nic
         assert nic is not None
+        self.hv = HypervisorPipeline(prog, graph, placement.assignment, HYP, ports=nic.ports)
         self.dispatch = HostDispatcher(self.hv, nic.ports.uplink)
         tag = f"{os.getpid() % 10000:04d}{next(_TARGETS) % 1000:03d}"  # unique per process; names ≤ 15 chars
         self.links = {"uplink": (f"p4u{tag}", f"p4U{tag}"), "host": (f"p4h{tag}", f"p4H{tag}")}

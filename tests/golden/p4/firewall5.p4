@@ -62,8 +62,10 @@ const bit<32> P4GEN_DROP_NESTED_TUNNEL = 7;
 const bit<32> P4GEN_DROP_UNMOVABLE_HEADER = 8;
 
 header p4gen_meta_t {
+    bit<9> ingress_port;
     bit<16> l4_src;
     bit<16> l4_dst;
+    bit<7> p4gen_pad;
 }
 header ethernet_t {
     bit<48> dst;
@@ -176,6 +178,7 @@ struct headers_t {
 }
 
 struct metadata_t {
+    bit<9> ingress_port;
     bit<16> l4_src;
     bit<16> l4_dst;
     bit<8> p4gen_pipeline;
@@ -462,6 +465,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
         meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length;
+        meta.ingress_port = standard_metadata.ingress_port;
         if (standard_metadata.parser_error != error.NoError) {
             p4gen_drop(P4GEN_DROP_MALFORMED);
         }
@@ -469,7 +473,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_CHECKSUM);
         }
         else if (hdr.p4gen.isValid()) {
-            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 16;  // the frame alone
+            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 18;  // the frame alone
             meta.p4gen_pipeline = hdr.p4gen.pipeline;
             meta.p4gen_flow = hdr.p4gen.flow;
             if (hdr.p4gen.resume == P4GEN_RESUME_DONE) {
@@ -489,6 +493,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                 }
             }
             hdr.p4gen.setInvalid();
+            meta.ingress_port = hdr.p4gen_meta.ingress_port;
             meta.l4_src = hdr.p4gen_meta.l4_src;
             meta.l4_dst = hdr.p4gen_meta.l4_dst;
             hdr.p4gen_meta.setInvalid();
@@ -635,8 +640,10 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                 hdr.p4gen.flags = hdr.p4gen.flags | P4GEN_FLAG_L4_DIRTY;
             }
             hdr.p4gen_meta.setValid();
+            hdr.p4gen_meta.ingress_port = meta.ingress_port;
             hdr.p4gen_meta.l4_src = meta.l4_src;
             hdr.p4gen_meta.l4_dst = meta.l4_dst;
+            hdr.p4gen_meta.p4gen_pad = 0;
             standard_metadata.egress_spec = P4GEN_PORT_HOST;
         }
         else if (meta.p4gen_state == P4GEN_ST_SEND) {
