@@ -15,6 +15,8 @@ import random
 import pytest
 from conftest import example_files
 from entrygen import EntryPackets
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
@@ -240,3 +242,54 @@ def test_a_flow_at_new_lengths_replaces_or_adds_actions():
         assert _send(cached, "vm", f) == _send(plain, "vm", f), (i, size)
     assert _state(cached) == _state(plain)
     assert cached.cache.summary()["hits"] >= 4
+
+
+_SCENARIO: list = []
+
+
+def _scenario():
+    if not _SCENARIO:
+        _SCENARIO.append(_load("examples/vm_offload.nf"))
+    return _SCENARIO[0]
+
+
+_FLOW = st.tuples(st.sampled_from(["10.0.2.2", "10.0.2.7", "8.8.8.8", "fd00:2::9", "192.0.2.1"]),
+                  st.sampled_from([80, 443, 8080, 53]), st.integers(1024, 1030), st.sampled_from(["tcp", "udp"]))
+_PACKET = st.tuples(st.integers(0, 7),  # which flow
+                    st.one_of(st.integers(0, 200), st.integers(1340, 1480), st.integers(2900, 9000)),  # payload
+                    st.integers(0, 3), st.integers(0, 65535), st.booleans(),  # ECN, IP ID, bad IPv4 checksum
+                    st.sampled_from([None, None, None, None, "allow 8080", "forget 8080"]))  # an entry change first
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flows=st.lists(_FLOW, min_size=8, max_size=8), packets=st.lists(_PACKET, min_size=5, max_size=40),
+       size=st.sampled_from([2, 4096]))
+def test_cache_on_equals_cache_off_generated(flows, packets, size):
+    """Hypothesis-generated traffic on the scenario: a few flows, many packets each at lengths on
+    both sides of where segmentation starts, ECN and IP ID changes, bad IPv4 checksums, an ACL
+    entry added and removed mid-stream, a cache of 2 flows (evicting) or a large one."""
+    from dataclasses import replace
+
+    from p4gen.frontend.program import KeyMatch
+
+    prog, g = _scenario()
+    cached, plain = _pair(prog, g, size=size)
+    allow = next(e for e in prog.entries if e.table == "acl_out_v4" and e.priority == 100)
+    keys = list(allow.keys)
+    keys[2] = KeyMatch("range", 8080, high=8080)
+    extra = replace(allow, keys=keys, priority=101)
+    present = False
+    for which, payload, ecn, ident, bad, change in packets:
+        if change == "allow 8080" and not present or change == "forget 8080" and present:
+            for hv in (cached, plain):
+                (hv.insert_entry if not present else hv.delete_entry)(extra)
+            present = not present
+        dst, dport, sport, proto = flows[which]
+        ip = IPv6(src="fd00:1::2", dst=dst) if ":" in dst else IP(src="10.0.1.2", dst=dst, tos=ecn, id=ident)
+        l4 = TCP(sport=sport, dport=dport, flags="A") if proto == "tcp" else UDP(sport=sport, dport=dport)
+        raw = bytearray(bytes(Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / ip / l4 /
+                              Raw(bytes([which]) * payload)))
+        if bad and ":" not in dst:
+            raw[24] ^= 0x41
+        assert _send(cached, "vm", bytes(raw)) == _send(plain, "vm", bytes(raw))
+    assert _state(cached) == _state(plain)
