@@ -254,7 +254,8 @@ def _scenario():
 
 
 _FLOW = st.tuples(st.sampled_from(["10.0.2.2", "10.0.2.7", "8.8.8.8", "fd00:2::9", "192.0.2.1"]),
-                  st.sampled_from([80, 443, 8080, 53]), st.integers(1024, 1030), st.sampled_from(["tcp", "udp"]))
+                  st.sampled_from([80, 443, 8080, 53]), st.integers(1024, 1030), st.sampled_from(["tcp", "udp"]),
+                  st.integers(2, 255))  # TTL: flows of one shape whose rewritten headers differ
 _PACKET = st.tuples(st.integers(0, 7),  # which flow
                     st.one_of(st.integers(0, 200), st.integers(1340, 1480), st.integers(2900, 9000)),  # payload
                     st.integers(0, 3), st.integers(0, 65535), st.booleans(),  # ECN, IP ID, bad IPv4 checksum
@@ -284,8 +285,9 @@ def test_cache_on_equals_cache_off_generated(flows, packets, size):
             for hv in (cached, plain):
                 (hv.insert_entry if not present else hv.delete_entry)(extra)
             present = not present
-        dst, dport, sport, proto = flows[which]
-        ip = IPv6(src="fd00:1::2", dst=dst) if ":" in dst else IP(src="10.0.1.2", dst=dst, tos=ecn, id=ident)
+        dst, dport, sport, proto, ttl = flows[which]
+        ip = IPv6(src="fd00:1::2", dst=dst, hlim=ttl) if ":" in dst else \
+            IP(src="10.0.1.2", dst=dst, tos=ecn, id=ident, ttl=ttl)
         l4 = TCP(sport=sport, dport=dport, flags="A") if proto == "tcp" else UDP(sport=sport, dport=dport)
         raw = bytearray(bytes(Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / ip / l4 /
                               Raw(bytes([which]) * payload)))

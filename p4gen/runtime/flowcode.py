@@ -89,8 +89,9 @@ def _constants(a: ActionBytes, recipe: list[tuple]) -> list:
             out.append(a.len_fixes[how[1]][1])
         elif how[0] == "run":
             out.append(bytes(hdr[how[1]:how[2]]))
-        else:  # "sum": a word sum of constant bytes
-            out.append(sum(hdr[pos] << 8 if high else hdr[pos] for pos, high in how[1]))
+        else:  # "sum": the word sum of a header's constant bytes (modulo 0xFFFF, as it is used)
+            _, o, hl, mask = how
+            out.append((int.from_bytes(hdr[o:o + hl], "big") & mask) % 0xFFFF)
     return out
 
 
@@ -128,7 +129,7 @@ def _source(a: ActionBytes) -> tuple[str, list, list[tuple]]:
         first = src[o]
         if first[0] == "i" and all(src[o + j] == ("i", first[1] + j) for j in range(hl)):
             continue  # an untouched copy: the verified (canonical) checksum stays
-        terms, k_sum, k_pos, ok = [], 0, [], True
+        terms, k_sum, k_pos, ok = [], 0, set(), True
         j = 0
         while j < hl:
             s = src[o + j]
@@ -137,7 +138,7 @@ def _source(a: ActionBytes) -> tuple[str, list, list[tuple]]:
                 continue
             if s[0] == "k":
                 k_sum += s[1] << 8 if j % 2 == 0 else s[1]
-                k_pos.append((o + j, j % 2 == 0))
+                k_pos.add((o + j, j % 2 == 0))
                 j += 1
             elif s[0] == "i":
                 m = 1
@@ -155,7 +156,8 @@ def _source(a: ActionBytes) -> tuple[str, list, list[tuple]]:
         if not ok:
             post.append((o, hl))
             continue
-        lines.append(f"v = ({' + '.join([const(k_sum, ('sum', tuple(k_pos)))] + terms)}) % 0xFFFF")
+        mask = int.from_bytes(bytes(0xFF if (o + j, j % 2 == 0) in k_pos else 0 for j in range(hl)), "big")
+        lines.append(f"v = ({' + '.join([const(k_sum % 0xFFFF, ('sum', o, hl, mask))] + terms)}) % 0xFFFF")
         lines.append(f"C{h} = 0xFFFF - v if v else 0")
         src[o + 10], src[o + 11] = ("C", h, 0), ("C", h, 1)
 
