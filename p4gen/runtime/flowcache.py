@@ -360,7 +360,7 @@ class FlowCache:
 
     def learn(self, scope: str, frame: bytes, csum: tuple[int, int] | None, t: Trace, outputs: list[Output],
               stages: dict[str, int]) -> None:
-        key = self.keys.get(scope)
+        key = self.keys.get(scope.partition("/")[0])  # (a GSO scope's key is its pipeline's)
         if key is None:
             return
         problem = key.problem or t.problem

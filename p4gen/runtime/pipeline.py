@@ -189,22 +189,18 @@ class HypervisorPipeline:
         cache = self.cache
         if cache is not None and resume is None and meta is None and port is None and not l4_dirty:
             csum = self._csum_request(vnet)
-            if csum is not False:
-                scope = f"pl:{pipeline}"
-                hit = cache.apply(scope, frame, csum)
-                if hit is not None:
-                    return hit[1]
-                return self._traced(scope, pipeline, frame, vnet, csum)
-            cache.uncacheable["a GSO super-packet"] += 1
+            scope = _gso_scope(f"pl:{pipeline}", vnet)
+            hit = cache.apply(scope, frame, csum)
+            if hit is not None:
+                return hit[1]
+            return self._traced(scope, pipeline, frame, vnet, csum)
         return self._run(pipeline, frame, resume, meta, port, l4_dirty, vnet)
 
     @staticmethod
     def _csum_request(vnet: VnetHdr | None):
-        """The VM's NEEDS_CSUM (start, offset); None without one; False: not for the cache (GSO)."""
+        """The VM's NEEDS_CSUM (start, offset); None without one."""
         if vnet is None:
             return None
-        if vnet.gso_type:
-            return False
         return (vnet.csum_start, vnet.csum_offset) if vnet.flags & F_NEEDS_CSUM else None
 
     def _traced(self, scope: str, pipeline: str, frame: bytes, vnet: VnetHdr | None, csum) -> list[Output]:
@@ -272,9 +268,9 @@ class HypervisorPipeline:
         the pipeline's name (None when dropped) and the outputs."""
         names = self.by_direction.get(direction, ())
         cache = self.cache
-        csum = self._csum_request(vnet) if cache is not None else False
-        scope = f"dir:{direction}"
-        if csum is not False:
+        csum = self._csum_request(vnet)
+        scope = _gso_scope(f"dir:{direction}", vnet)
+        if cache is not None:
             hit = cache.apply(scope, frame, csum)
             if hit is not None:
                 return hit
@@ -291,9 +287,7 @@ class HypervisorPipeline:
             if name is None:
                 self.drops["no_flow"] += 1
                 return None, []
-        if csum is False:
-            if cache is not None:
-                cache.uncacheable["a GSO super-packet"] += 1
+        if cache is None:
             return name, self._run(name, frame, vnet=vnet)
         return name, self._traced(scope, name, frame, vnet, csum)
 
@@ -850,6 +844,14 @@ class HypervisorPipeline:
         after = self.parser.deparse(dry.pkt)
         grown = (len(after) - self.segmenter.l2_length(after)) - (len(frame) - self.segmenter.l2_length(frame))
         return max(0, grown)
+
+
+def _gso_scope(scope: str, vnet: VnetHdr | None) -> str:
+    """The flow cache's scope of a packet: a VM's GSO super-packets of one kind and segment size
+    are flows of their own (the segment size decides where they are cut)."""
+    if vnet is None or not vnet.gso_type:
+        return scope
+    return f"{scope}/gso{vnet.gso_type}:{vnet.gso_size}"
 
 
 _COMPARE = frozenset(("==", "!=", "<", "<=", ">", ">="))
