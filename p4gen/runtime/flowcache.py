@@ -10,17 +10,24 @@ field that decides anything (p4gen.midend.flowkeys), read at the offsets the
 packet's parse path fixed (an *extractor* per parse path: the parser's own
 select bytes are in the key, so a packet whose key matches has the same path).
 
-A later packet with the same key gets the flow action applied to its raw bytes:
-copy and patch the headers, prepend templates, fix lengths that follow the
-inner packet's ("same delta"), recompute IPv4 header checksums and, when a
-rewrite covered them, TCP/UDP checksums — and bump the same counters by one
-packet and its length. Input IPv4 header checksums are verified on the way
-in, as the parser does. What the cache cannot replay exactly is never cached,
-and counted by reason: a pipeline that computes from a length, a packet that
-was segmented, a frame the parser rejected, a resumed or GSO packet.
+A later packet with the same key gets the flow action applied to its raw bytes
+(one generated function per action shape, p4gen.runtime.flowcode): copy and
+patch the headers, prepend templates, fix lengths that follow the inner
+packet's ("same delta"), compute IPv4 header checksums and, when a rewrite
+covered them, TCP/UDP checksums. Its counts are kept per flow and folded into
+the counters, entries and per-stage counts whenever anything reads them
+(`fold`). Input IPv4 header checksums are verified on the way in, as the
+parser does. A train (a super-packet a segmentation stage let through whole,
+p4gen.midend.trains) or a VM's GSO super-packet is a flow too: its headers are
+rewritten once and it is cut with them replicated. An action holds for the
+lengths its segmentation stage decided the same way; a flow keeps one action
+per such range. What the cache cannot replay exactly is never cached, and
+counted by reason: a pipeline that computes from a length, a frame the parser
+rejected, a packet cut before the pipeline ran, a resumed packet.
 
-Bounded (least recently used first out). A table change invalidates exactly
-the flows whose first packet looked that table up.
+Bounded (a clock: the oldest flow not hit since the last pass goes first). A
+table change invalidates exactly the flows whose first packet looked that
+table up.
 """
 
 from __future__ import annotations
