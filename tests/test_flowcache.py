@@ -304,3 +304,17 @@ def test_cache_on_equals_cache_off_generated(flows, packets, size):
             raw[24] ^= 0x41
         assert _send(cached, "vm", bytes(raw)) == _send(plain, "vm", bytes(raw))
     assert _state(cached) == _state(plain)
+
+
+def test_a_train_longer_than_its_frame_takes_the_full_path():
+    """A super-packet whose IP length claims more than the frame holds, in a flow whose train is
+    cached: dropped as malformed, as the reference path drops it (found by hypothesis)."""
+    prog, g = _load("examples/vm_offload.nf")
+    cached, plain = _pair(prog, g)
+    base = Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / IP(src="10.0.1.2", dst="10.0.2.9") / \
+        TCP(sport=20, dport=443, flags="PA")
+    whole = bytes(base / Raw(bytes(3000)))
+    lying = bytearray(whole[:-2000])  # the IP length still says 3040
+    for f in (whole, bytes(lying), whole):
+        assert _send(cached, "vm", f) == _send(plain, "vm", f)
+    assert _state(cached) == _state(plain) and plain.drops["malformed"] == 1

@@ -230,11 +230,13 @@ class FlowCache:
                 fa = fa.alt
             if length < 0 or fa is None:
                 return None
-            self.hits += 1
             out: list[Output] = []
             if fa.train is not None:
-                self._train(fa, frame, length, n, out)
+                if not self._train(fa, frame, length, n, out):
+                    return None
+                self.hits += 1
                 return fa.pipeline, out
+            self.hits += 1
             fa.ref = True
             p = fa.pending
             if not p[0]:
@@ -271,10 +273,9 @@ class FlowCache:
                 length = ext.check(frame)
                 while fa is not None and not fa.lo <= length <= fa.hi:
                     fa = fa.alt
-                if fa is not None and length >= 0:
+                if fa is not None and length >= 0 and (fa.train is None or self._train(fa, frame, length, n, out)):
                     hits += 1
                     if fa.train is not None:
-                        self._train(fa, frame, length, n, out)
                         continue
                     fa.ref = True
                     p = fa.pending
@@ -295,11 +296,14 @@ class FlowCache:
         self.hits += hits
         return out
 
-    def _train(self, fa: FlowAction, frame: bytes, length: int, n: int, out: list[Output]) -> None:
+    def _train(self, fa: FlowAction, frame: bytes, length: int, n: int, out: list[Output]) -> bool:
         """A cached train: the headers rewritten once on the super-packet, then cut with them
-        replicated (p4gen.runtime.tso); the stages after the cut count its segments."""
-        mss, hdr, payload0, f0, tcp_hlen, outer = fa.train
+        replicated (p4gen.runtime.tso); the stages after the cut count its segments. False
+        (nothing done): an IP length the frame does not hold, which the full path drops."""
+        mss, hdr, payload0, f0, tcp_hlen, outer, hdr_end = fa.train
         d = length - fa.length0
+        if n - hdr_end < payload0 + d:
+            return False
         f = Frame(f0.l3, f0.version, f0.ip_hlen, f0.ip_len + d, f0.protocol, f0.l4)
         segments = self.hv.segmenter.cut(fa.build(frame, d), f, tcp_hlen, mss, outer)
         payload = payload0 + d
@@ -315,6 +319,7 @@ class FlowCache:
         output = _output()
         out += [output(kind, seg, port, resume, code, dict(meta) if meta is not None else None, False)
                 for seg in segments]
+        return True
 
     def fold(self) -> None:
         """Add the hits of cached flows to the counters, table entries and per-stage counts they
@@ -401,7 +406,7 @@ class FlowCache:
             fa.lo, fa.hi = tr.min_ip_len - (tr.ip_len - length0), INF
             # Where the innermost IP/TCP and the outer length fields are: this flow's, once.
             f0, tcp_hlen, outer = self.hv.segmenter.train_layout(t.train_out)
-            fa.train = (tr.mss, tr.hdr, tr.payload, f0, tcp_hlen, outer)
+            fa.train = (tr.mss, tr.hdr, tr.payload, f0, tcp_hlen, outer, t.hdr_end)
             fa.post = (fa.counts[tr.n_counts:], fa.entries[tr.n_entries:],
                        [sid for sid, v in stages.items() if v != 1])
             fa.counts, fa.entries = fa.counts[:tr.n_counts], fa.entries[:tr.n_entries]

@@ -804,6 +804,8 @@ class HypervisorPipeline:
                                            seg.underlay_mtu, overhead, vm_mss)
             except Drop as e:
                 ctx.state, ctx.drop_reason = DROP, e.reason
+                if tr is not None and e.reason != "oversize":  # decided on the frame's own bytes
+                    tr.problem = f"segmentation: {e.reason}"
                 return
             if plan is None:
                 return  # nothing to cut: carry on with this packet
