@@ -237,12 +237,7 @@ class FlowCache:
                 self.hits += 1
                 return fa.pipeline, out
             self.hits += 1
-            fa.ref = True
-            p = fa.pending
-            if not p[0]:
-                self.dirty.append(fa)
-            p[0] += 1
-            p[1] += n
+            self._tally(fa, n)
             fate = fa.fate
             if fate[0] == "drop":
                 self.hv.drops[fate[1]] += 1
@@ -277,7 +272,7 @@ class FlowCache:
                     hits += 1
                     if fa.train is not None:
                         continue
-                    fa.ref = True
+                    fa.ref = True  # FlowCache._tally, inline
                     p = fa.pending
                     if not p[0]:
                         dirty.append(fa)
@@ -306,20 +301,23 @@ class FlowCache:
             return False
         f = Frame(f0.l3, f0.version, f0.ip_hlen, f0.ip_len + d, f0.protocol, f0.l4)
         segments = self.hv.segmenter.cut(fa.build(frame, d), f, tcp_hlen, mss, outer)
-        payload = payload0 + d
+        self._tally(fa, n, len(segments), len(segments) * hdr + payload0 + d)
+        _, kind, port, resume, code, meta, _dirty = fa.fate
+        output = _output()
+        out += [output(kind, seg, port, resume, code, dict(meta) if meta is not None else None, False)
+                for seg in segments]
+        return True
+
+    def _tally(self, fa: FlowAction, n: int, segs: int = 0, seg_bytes: int = 0) -> None:
+        """One hit of `fa` (`run_many` does the same inline: its loop is the hot path)."""
         fa.ref = True
         p = fa.pending
         if not p[0]:
             self.dirty.append(fa)
         p[0] += 1
         p[1] += n
-        p[2] += len(segments)
-        p[3] += len(segments) * hdr + payload
-        _, kind, port, resume, code, meta, _dirty = fa.fate
-        output = _output()
-        out += [output(kind, seg, port, resume, code, dict(meta) if meta is not None else None, False)
-                for seg in segments]
-        return True
+        p[2] += segs
+        p[3] += seg_bytes
 
     def fold(self) -> None:
         """Add the hits of cached flows to the counters, table entries and per-stage counts they

@@ -352,70 +352,61 @@ def _cut_few(seg: Segmenter, frame: bytes, f: Frame, tcp_hlen: int, mss: int, ou
     return out
 
 
-def _outer_lengths_one(seg: Segmenter, b: bytearray, frame: bytes, outer: list[tuple[str, int]],
-                       shrink: int) -> None:
-    """`_outer_lengths` for one segment."""
-    ip_addrs: tuple[int, int] | None = None
-    udp_fixes = []
+def _outer_fields(seg: Segmenter, frame: bytes, outer: list[tuple[str, int]]):
+    """Where a replicated cut rewrites the outer headers, in the order it must: the length
+    fields (offset, value in the super-packet); the IPv4 header checksums (offset, header
+    start, end); the nonzero UDP checksums, innermost first (offset, UDP start, its length in
+    the super-packet, the IP addresses of its pseudo-header). A zero UDP checksum means none."""
+    lengths, ip_sums, udp = [], [], []
+    ip_addrs: bytes | None = None
     for kind, off in outer:
         if kind == "ipv4":
             lay = seg.ip4
-            _put16(b, off + lay["total_len"].byte, (lay["total_len"].get(frame, off) - shrink) & 0xFFFF)
-            ip_addrs = (off + lay["src"].byte, off + lay["dst"].byte + 4)
+            lengths.append((off + lay["total_len"].byte, lay["total_len"].get(frame, off)))
+            ip_addrs = frame[off + lay["src"].byte:off + lay["dst"].byte + 4]
+            ip_sums.append((off + lay["hdr_checksum"].byte, off, off + lay["ihl"].get(frame, off) * 4))
         elif kind == "ipv6":
             lay = seg.ip6
-            _put16(b, off + lay["payload_len"].byte, (lay["payload_len"].get(frame, off) - shrink) & 0xFFFF)
-            ip_addrs = (off + lay["src"].byte, off + lay["dst"].byte + 16)
+            lengths.append((off + lay["payload_len"].byte, lay["payload_len"].get(frame, off)))
+            ip_addrs = frame[off + lay["src"].byte:off + lay["dst"].byte + 16]
         elif seg.udp is not None:
-            udp_len = (seg.udp["length"].get(frame, off) - shrink) & 0xFFFF
-            _put16(b, off + seg.udp["length"].byte, udp_len)
+            udp_len = seg.udp["length"].get(frame, off)
+            lengths.append((off + seg.udp["length"].byte, udp_len))
             if seg.udp["checksum"].get(frame, off) and ip_addrs is not None:
-                udp_fixes.append((off, ip_addrs, udp_len))
-    for kind, off in outer:
-        if kind == "ipv4":
-            at = off + seg.ip4["hdr_checksum"].byte
-            _put16(b, at, 0)
-            _put16(b, at, ~fold(_sum(b[off:off + seg.ip4["ihl"].get(frame, off) * 4])) & 0xFFFF)
-    for off, (a, z), udp_len in reversed(udp_fixes):
-        at = off + seg.udp["checksum"].byte
+                udp.append((off + seg.udp["checksum"].byte, off, udp_len, ip_addrs))
+    return lengths, ip_sums, udp[::-1]
+
+
+def _outer_lengths_one(seg: Segmenter, b: bytearray, frame: bytes, outer: list[tuple[str, int]],
+                       shrink: int) -> None:
+    """`_outer_lengths` for one segment."""
+    lengths, ip_sums, udp = _outer_fields(seg, frame, outer)
+    for at, value in lengths:
+        _put16(b, at, (value - shrink) & 0xFFFF)
+    for at, start, stop in ip_sums:
         _put16(b, at, 0)
-        value = ~fold(pseudo_header_sum(frame[a:z], IPPROTO_UDP, 0) + udp_len + _sum(b[off:])) & 0xFFFF
-        _put16(b, at, value or 0xFFFF)
+        _put16(b, at, ~fold(_sum(b[start:stop])) & 0xFFFF)
+    for at, start, udp_len, addrs in udp:
+        _put16(b, at, 0)
+        value = ~fold(pseudo_header_sum(addrs, IPPROTO_UDP, 0) + ((udp_len - shrink) & 0xFFFF) + _sum(b[start:]))
+        _put16(b, at, value & 0xFFFF or 0xFFFF)
 
 
 def _outer_lengths(seg: Segmenter, buf: np.ndarray, frame: bytes, outer: list[tuple[str, int]],
                    shrink: np.ndarray, row: int, put) -> None:
-    """The outer headers of a replicated cut: every length field less `shrink` (the payload
-    each segment lacks against the super-packet); then IPv4 header checksums; then nonzero
-    UDP checksums (a zero one means none, and stays), innermost first."""
-    count = buf.shape[0]
-    zeros = np.zeros(count, dtype=np.int64)
-    ip_addrs: tuple[int, int] | None = None
-    udp_fixes = []
-    for kind, off in outer:
-        if kind == "ipv4":
-            lay = seg.ip4
-            put(off + lay["total_len"].byte, lay["total_len"].get(frame, off) - shrink, 2)
-            ip_addrs = (off + lay["src"].byte, off + lay["dst"].byte + 4)
-        elif kind == "ipv6":
-            lay = seg.ip6
-            put(off + lay["payload_len"].byte, lay["payload_len"].get(frame, off) - shrink, 2)
-            ip_addrs = (off + lay["src"].byte, off + lay["dst"].byte + 16)
-        elif seg.udp is not None:
-            udp_len = seg.udp["length"].get(frame, off) - shrink
-            put(off + seg.udp["length"].byte, udp_len, 2)
-            if seg.udp["checksum"].get(frame, off) and ip_addrs is not None:
-                udp_fixes.append((off, ip_addrs, udp_len))
-    for kind, off in outer:
-        if kind == "ipv4":
-            at = off + seg.ip4["hdr_checksum"].byte
-            put(at, zeros, 2)
-            sums = _row_sums(buf, off, off + seg.ip4["ihl"].get(frame, off) * 4)
-            put(at, ~_fold(sums) & 0xFFFF, 2)
-    for off, (a, b), udp_len in reversed(udp_fixes):
-        at = off + seg.udp["checksum"].byte
+    """The outer headers of a replicated cut (`_outer_fields`), every row at once: each length
+    less `shrink` (the payload each segment lacks against the super-packet), modulo 2^16 (a
+    super-packet's outer lengths may have wrapped, its segments' do not); then checksums."""
+    zeros = np.zeros(buf.shape[0], dtype=np.int64)
+    lengths, ip_sums, udp = _outer_fields(seg, frame, outer)
+    for at, value in lengths:
+        put(at, (value - shrink) & 0xFFFF, 2)
+    for at, start, stop in ip_sums:
         put(at, zeros, 2)
-        sums = pseudo_header_sum(frame[a:b], IPPROTO_UDP, 0) + udp_len + _row_sums(buf, off, row)
+        put(at, ~_fold(_row_sums(buf, start, stop)) & 0xFFFF, 2)
+    for at, start, udp_len, addrs in udp:
+        put(at, zeros, 2)
+        sums = pseudo_header_sum(addrs, IPPROTO_UDP, 0) + ((udp_len - shrink) & 0xFFFF) + _row_sums(buf, start, row)
         value = ~_fold(sums) & 0xFFFF
         put(at, np.where(value == 0, 0xFFFF, value), 2)
 
