@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import traceback
+from collections import Counter
 
 from p4gen.diagnostics import Diagnostic, DiagnosticSink, render
 from p4gen.frontend import load_program
@@ -223,7 +224,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _output_label(o) -> str:
     """uplink, vm, slow_path, to_nic, or portN for forward(N): the name of an output in the summary
     and of its pcap under --out-dir."""
-    return f"port{o.port}" if o.kind == "port" else o.kind
+    return _fate_label((o.kind, o.port))
 
 
 def _key_text(km, width: int) -> str:
@@ -274,10 +275,49 @@ def _program_counters(prog, hv, pipeline: str) -> dict:
     return {"indirect": indirect, "direct": direct}
 
 
+VECTOR_BATCH = 16384  # frames per batch when a batch is only a unit of work (p4gen run)
+
+
+def _label_counts(res) -> Counter[str]:
+    """Outputs per label (`_output_label`) of one batch's results (an Outputs or a list)."""
+    import numpy as np
+
+    if isinstance(res, list):
+        return Counter(_output_label(o) for o in res)
+    out: Counter[str] = Counter()
+    for _idx, fates, _rows in res.blocks:
+        for f, k in enumerate(np.bincount(fates, minlength=len(res.fates)).tolist()):
+            if k:
+                out[_fate_label(res.fates[f])] += k
+    for _i, outs in res.single:
+        out.update(_output_label(o) for o in outs)
+    return out
+
+
+def _fate_label(fate: tuple) -> str:
+    """The label of outputs of a fate (kind, port, …): portN for forward(N), else the kind."""
+    kind, port = fate[0], fate[1]
+    return f"port{port}" if kind == "port" else kind
+
+
+def _records(results: list, label: str | None):
+    """The pcap records of every batch's outputs (those of `label`, or all), numbered on."""
+    from p4gen.runtime.flowvec import Outputs
+
+    count = 0
+    for res in results:
+        if isinstance(res, list):
+            res = Outputs(single=[(i, [o]) for i, o in enumerate(res)])
+        keep = [label is None or _fate_label(f) == label for f in res.fates]
+        blob, n = res.pcap_records(keep, lambda o: label is None or _output_label(o) == label, count)
+        count += n
+        yield blob
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import json
 
-    from p4gen.runtime.pcap import PcapError, read_pcap, write_pcap
+    from p4gen.runtime.pcap import PcapError, read_pcap_chunks, write_records
     from p4gen.runtime.pipeline import HypervisorPipeline
 
     if args.output is None and args.out_dir is None:
@@ -314,29 +354,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     from p4gen.runtime.flowcache import DEFAULT_SIZE
 
     hv = HypervisorPipeline(prog, g, assignment, flow_cache=0 if args.no_flow_cache else DEFAULT_SIZE, ports=ports)
-    outputs = []
-    n_in = 0
+    # Without coalescing (--lro) or virtio headers, a batch is only a unit of work: the cached
+    # flows of a large one are replayed as vectors (p4gen.runtime.flowvec), outputs in arrays.
+    vector = not args.lro and vnets is None
+    size = max(args.batch, VECTOR_BATCH) if vector else args.batch
+    results: list = []  # per batch: an Outputs (vector) or a list of Output
+    n_in = lines = 0
     batch: list[bytes] = []
     batch_vnet: list | None = [] if vnets is not None else None
     progress = sys.stderr.isatty()
     read, total = 24, os.path.getsize(args.input) if os.path.isfile(args.input) else 0  # pcap header: 24 bytes
+
+    def flush() -> None:
+        if vector:
+            results.append(hv.run_vector(args.pipeline, batch))
+        else:
+            results.append(hv.run_batch(args.pipeline, batch, lro=args.lro, vnets=batch_vnet))
+
     try:
-        for frame in read_pcap(args.input):
-            batch.append(frame)
-            n_in += 1
+        for chunk in read_pcap_chunks(args.input):
+            if progress:  # a line per thousand frames
+                at = read
+                for k, f in enumerate(chunk, n_in + 1):
+                    at += 16 + len(f)
+                    if k % 1000 == 0:
+                        print("\r" + _progress_bar(at, total, k), end="", file=sys.stderr, flush=True)
+            n_in += len(chunk)
+            read += 16 * len(chunk) + sum(map(len, chunk))
             if batch_vnet is not None:
-                v = next(vnets, None)
-                if v is None:
-                    return _error(f"{args.vnet} has fewer lines than {args.input} has frames ({n_in - 1})")
-                batch_vnet.append(v)
-            if len(batch) >= args.batch:
-                outputs += hv.run_batch(args.pipeline, batch, lro=args.lro, vnets=batch_vnet)
-                batch = []
-                batch_vnet = [] if batch_vnet is not None else None
-            read += 16 + len(frame)
-            if progress and n_in % 1000 == 0:
-                print("\r" + _progress_bar(read, total, n_in), end="", file=sys.stderr, flush=True)
-        outputs += hv.run_batch(args.pipeline, batch, lro=args.lro, vnets=batch_vnet)
+                for _f in chunk:
+                    v = next(vnets, None)
+                    if v is None:
+                        return _error(f"{args.vnet} has fewer lines than {args.input} has frames ({lines})")
+                    lines += 1
+                    batch_vnet.append(v)
+            batch += chunk
+            while len(batch) >= size:
+                if vector:  # any size will do
+                    flush()
+                    batch = []
+                    break
+                rest, batch = batch[size:], batch[:size]
+                rest_vnet = None
+                if batch_vnet is not None:
+                    rest_vnet, batch_vnet = batch_vnet[size:], batch_vnet[:size]
+                flush()
+                batch, batch_vnet = rest, rest_vnet
+        flush()
         if vnets is not None and next(vnets, None) is not None:
             return _error(f"{args.vnet} has more lines than {args.input} has frames ({n_in})")
     except PcapError as e:
@@ -345,19 +409,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _error(f"cannot read {args.input}: {_os_reason(e)}")
     if progress:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
-    by_output: dict[str, list[bytes]] = {}
-    for o in outputs:
-        by_output.setdefault(_output_label(o), []).append(o.data)
+    by_output: Counter[str] = Counter()
+    for res in results:
+        by_output.update(_label_counts(res))
+    n_out = sum(by_output.values())
     written: list[str] = []
     try:
         if args.output is not None:
-            write_pcap(args.output, (o.data for o in outputs))
+            write_records(args.output, _records(results, None))
             written.append(args.output)
         if args.out_dir is not None:
             os.makedirs(args.out_dir, exist_ok=True)
-            for label, frames in by_output.items():
+            for label in by_output:
                 path = os.path.join(args.out_dir, f"{label}.pcap")
-                write_pcap(path, frames)
+                write_records(path, _records(results, label))
                 written.append(path)
     except OSError as e:
         return _error(f"cannot write {e.filename or args.output or args.out_dir}: {_os_reason(e)}")
@@ -366,13 +431,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     counters = _program_counters(prog, hv, args.pipeline)
     cache = hv.cache.summary() if hv.cache is not None else None
     if args.json:
-        print(json.dumps({"pipeline": args.pipeline, "packets_in": n_in, "packets_out": len(outputs),
-                          "outputs": {k: len(v) for k, v in by_output.items()}, "files": written,
+        print(json.dumps({"pipeline": args.pipeline, "packets_in": n_in, "packets_out": n_out,
+                          "outputs": dict(by_output), "files": written,
                           "stages": stages, "drops": dict(sorted(hv.drops.items())), "counters": counters,
                           "flow_cache": cache}, indent=2))
         return 0
-    summary = ", ".join(f"{k} {len(v)}" for k, v in by_output.items())
-    print(f"{args.pipeline}: {n_in} packets in, {len(outputs)} out ({summary or 'none'})")
+    summary = ", ".join(f"{k} {v}" for k, v in by_output.items())
+    print(f"{args.pipeline}: {n_in} packets in, {n_out} out ({summary or 'none'})")
     if args.out_dir is not None:
         print(f"wrote {args.out_dir}/: " + (", ".join(f"{k}.pcap" for k in by_output) or "nothing (no output)"))
     print("per stage:")

@@ -152,3 +152,25 @@ def test_run_needs_an_output(ports_run, capsys):
     assert main(["run", str(t / "p.nf"), "--pipeline", "tx", "--in", str(t / "in.pcap"),
                  "--out-dir", str(t / "afile")]) == 1
     assert capsys.readouterr().err == f"p4gen: error: cannot write to {t / 'afile'}: it exists and is not a directory\n"
+
+
+def test_run_vectors_equal_the_reference_path(ports_run, capsys, monkeypatch):
+    """Batches of 40 (so that later ones find their flows cached and go as vectors, with every
+    fate: uplink, a port, the slow path, a drop): the same pcaps, per output and all in one,
+    and the same summary as --no-flow-cache."""
+    from p4gen import cli
+
+    t = ports_run
+    frames = rdpcap(str(t / "in.pcap"))
+    wrpcap(str(t / "many.pcap"), [p for _ in range(30) for p in frames])
+    monkeypatch.setattr(cli, "VECTOR_BATCH", 40)
+    runs = {}
+    for name, extra in (("vec", []), ("ref", ["--no-flow-cache"])):
+        assert main(["run", str(t / "p.nf"), "--pipeline", "tx", "--in", str(t / "many.pcap"), "--out",
+                     str(t / f"{name}.pcap"), "--out-dir", str(t / name), *extra]) == 0
+        runs[name] = [x for x in capsys.readouterr().out.splitlines() if not x.startswith(("flow cache", "wrote"))]
+    assert runs["vec"] == runs["ref"]
+    assert (t / "vec.pcap").read_bytes() == (t / "ref.pcap").read_bytes()
+    for label in ("uplink", "port3", "slow_path"):
+        assert (t / "vec" / f"{label}.pcap").read_bytes() == (t / "ref" / f"{label}.pcap").read_bytes()
+    assert "tx: 300 packets in, 240 out (uplink 120, port3 90, slow_path 30)" in runs["vec"]

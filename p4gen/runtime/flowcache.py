@@ -35,11 +35,15 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from p4gen.midend.flowkeys import flow_key
 from p4gen.midend.protocols import L4_CHECKSUM_PAIRS
 from p4gen.runtime.flowcode import ActionBytes, compile_action
+from p4gen.runtime.flowvec import MIN_GROUP, FlowIndex, Outputs, apply_plan, check_columns
 from p4gen.runtime.tso import Frame
 
 if TYPE_CHECKING:
@@ -94,6 +98,7 @@ class Extractor:
     length_at: tuple[int, int, int] | None  # (offset of the field, bytes, added): the input's IP length
     own_l4: tuple[int, int] | None  # (csum_start, csum_offset) of the outermost TCP/UDP
     key: object = None  # compiled: frame → the key bytes (a tuple)
+    cols: object = None  # the key bytes' offsets (a numpy array), for the vector replay
     check: object = None  # compiled: frame → its length measure, or -1 (the full path must see it)
     flows: dict = field(default_factory=dict)
 
@@ -103,6 +108,8 @@ class Extractor:
             fmt += (f"{a - at}x" if a > at else "") + f"{b - a}s"
             at = b
         self.key = struct.Struct(fmt).unpack_from
+        cols = [i for a, b in self.ranges for i in range(a, b)]
+        self.cols = np.array(cols + cols[:1] * (-len(cols) % 8), np.int64)  # whole 64-bit words
         # The parser's IPv4 header checksum check; and a checksum field of 0xFFFF (the
         # non-canonical zero) takes the full path, so a copied header may keep its checksum.
         lines = ["def check(f):"]
@@ -163,6 +170,8 @@ class FlowAction:
     post: tuple = ((), (), ())  # counts, entries, stages after the cut: bumped by the segments
     pending: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # packets, bytes, segments, their bytes
     ref: bool = False  # hit since the eviction clock last passed it
+    layout: ActionBytes | None = None  # what `build` was compiled from (the vector replay reads it too)
+    vec: object = None  # p4gen.runtime.flowvec.VectorAction, made on the first vector hit
 
     def chain(self):
         fa = self
@@ -193,6 +202,10 @@ class FlowCache:
         self.uncacheable: Counter[str] = Counter()
         self.by_table: dict[str, set[tuple]] = {}
         self.dirty: list[FlowAction] = []  # flows with pending counts (folded when anything reads them)
+        self._indexes: dict[Extractor, FlowIndex] = {}  # the vector replay's arrays (p4gen.runtime.flowvec)
+        self.vector_pending = False  # an index holds hits not yet moved into `dirty`
+        self.fates: list[tuple] = []  # the fates vector outputs refer to by number
+        self._fate_ids: dict[tuple, int] = {}
         ps = hv.parser
         self.parser = ps
         self._lay = ps.inst_layout
@@ -291,6 +304,132 @@ class FlowCache:
         self.hits += hits
         return out
 
+    def run_vector(self, scope: str, frames: list[bytes], miss) -> Outputs:
+        """`run_many` over a batch as vectors (p4gen.runtime.flowvec): frames of one length whose
+        flows are cached are replayed together, the rest one at a time; the same outputs, in
+        the same order, and the same counts."""
+        ov = Outputs(self.fates)
+        n = len(frames)
+        exts = self.extractors.get((scope, False), ())
+        rest: list = []
+        if exts and n >= MIN_GROUP:
+            lens = np.fromiter(map(len, frames), np.int64, n)
+            order = np.argsort(lens, kind="stable")
+            for g in np.split(order, np.flatnonzero(np.diff(lens[order])) + 1):
+                if len(g) < MIN_GROUP:
+                    rest.append(g)
+                    continue
+                width = int(lens[g[0]])
+                joined = b"".join(frames if len(g) == n else itemgetter(*g.tolist())(frames))  # (all: in order)
+                rows = np.frombuffer(joined, np.uint8).reshape(len(g), width)
+                rest.append(g[self._vector_group(exts, frames, g, rows, ov)])
+            rest = np.sort(np.concatenate(rest)).tolist() if rest else []
+        else:
+            rest = range(n)
+        single = ov.single
+        for i in rest:
+            outs = self.run_many(scope, (frames[i],), miss)
+            if outs:
+                single.append((i, outs))
+        return ov
+
+    def _vector_group(self, exts: list[Extractor], frames: list[bytes], g: np.ndarray, rows: np.ndarray,
+                      ov: Outputs) -> np.ndarray:
+        """Replay the rows of one length (frames[g]) whose flows are cached; the positions (in
+        g) of the rest, for the scalar path (which tries the same extractors in the same order)."""
+        width = rows.shape[1]
+        todo = np.ones(len(g), bool)
+        scalar = np.zeros(len(g), bool)
+        for ext in exts:
+            if width < ext.min_len:
+                continue
+            pos = np.flatnonzero(todo)
+            if not len(pos):
+                break
+            idx = self._index(ext)
+            every = len(pos) == len(rows)  # (then plain column slices, not gathers)
+            slot = idx.lookup(rows[:, ext.cols] if every else rows[pos[:, None], ext.cols])
+            undecided = pos[slot == -2]  # a hash two stored flows share
+            scalar[undecided] = True
+            todo[undecided] = False
+            found = slot >= 0
+            if not found.any():
+                continue
+            mine, slot = pos[found], slot[found]
+            todo[mine] = False  # these rows' flows are this extractor's: decided here
+            ok, length = check_columns(rows, slice(None) if len(mine) == len(rows) else mine, ext.ipv4,
+                                       ext.length_at)
+            act = idx.choose(slot, length)
+            act[~ok] = -1
+            plan = np.where(act >= 0, idx.plan_of[np.maximum(act, 0)], -1)
+            scalar[mine[plan == -1]] = True
+            take = plan != -1
+            if not take.any():
+                continue
+            act, plan, length, rows_at = act[take], plan[take], length[take], mine[take]
+            self.hits += len(act)
+            counts = np.bincount(act, minlength=len(idx.actions))
+            idx.pk += counts
+            idx.by += counts * width
+            idx.pending = self.vector_pending = True
+            drop = plan == -2
+            if drop.any():
+                drops = self.hv.drops
+                for a, k in zip(*np.unique(act[drop], return_counts=True), strict=True):
+                    drops[idx.actions[a].fate[1]] += int(k)
+            for pid in np.unique(plan[~drop]).tolist():
+                at = np.flatnonzero(plan == pid)
+                a = act[at]
+                r = idx.row_of[a]
+                const, bases = idx.consts[pid], idx.bases[pid]
+                if len(const) == 1:  # one flow: its constants broadcast
+                    const_rows, base_rows = const, bases
+                else:
+                    const_rows, base_rows = const[r], bases[r]
+                d = length[at] - idx.length0[a]
+                sel = rows_at[at]
+                ov.blocks.append((g[sel], idx.fate_of[a], apply_plan(
+                    idx.plans[pid], rows, slice(None) if len(sel) == len(rows) else sel, const_rows, base_rows, d)))
+        return np.flatnonzero(scalar | todo)
+
+    def _index(self, ext: Extractor) -> FlowIndex:
+        """The extractor's flows as arrays (p4gen.runtime.flowvec.FlowIndex), up to date; made
+        from its flows on first use and compacted when most of its slots are dead."""
+        idx = self._indexes.get(ext)
+        if idx is None or idx.dead > max(1024, len(idx.slot_of)):
+            if idx is not None:
+                self._sync(idx)
+            idx = self._indexes[ext] = FlowIndex(ext.cols, self._fate_id)
+            for kb, fa in ext.flows.items():
+                idx.add(kb, fa)
+        idx.refresh()
+        return idx
+
+    def _sync(self, idx: FlowIndex) -> None:
+        """Move an index's counted hits into its actions' pending counts (and the clock's bit)."""
+        if not idx.pending:
+            return
+        acts, pk, by = idx.actions, idx.pk, idx.by
+        for a in np.flatnonzero(pk).tolist():
+            fa = acts[a]
+            fa.ref = True
+            p = fa.pending
+            if not p[0]:
+                self.dirty.append(fa)
+            p[0] += int(pk[a])
+            p[1] += int(by[a])
+        pk[:] = 0
+        by[:] = 0
+        idx.pending = False
+
+    def _fate_id(self, fate: tuple) -> int:
+        key = (*fate[:4], None if fate[4] is None else tuple(sorted(fate[4].items())), fate[5])
+        i = self._fate_ids.get(key)
+        if i is None:
+            i = self._fate_ids[key] = len(self.fates)
+            self.fates.append(fate)
+        return i
+
     def _train(self, fa: FlowAction, frame: bytes, length: int, n: int, out: list[Output]) -> bool:
         """A cached train: the headers rewritten once on the super-packet, then cut with them
         replicated (p4gen.runtime.tso); the stages after the cut count its segments. False
@@ -322,6 +461,9 @@ class FlowCache:
     def fold(self) -> None:
         """Add the hits of cached flows to the counters, table entries and per-stage counts they
         stand for (done before anything reads those: HypervisorPipeline's properties)."""
+        for idx in self._indexes.values():
+            self._sync(idx)
+        self.vector_pending = False
         for fa in self.dirty:
             self._settle(fa)
         self.dirty.clear()
@@ -422,6 +564,9 @@ class FlowCache:
             for tbl in (t for o in old.chain() for t in o.tables):
                 self.by_table.get(tbl, set()).discard(k)
         ext.flows[kb] = fa
+        idx = self._indexes.get(ext)
+        if idx is not None:
+            idx.add(kb, fa)
         self.flows[k] = fa
         for tbl in (t for o in fa.chain() for t in o.tables):
             self.by_table.setdefault(tbl, set()).add(k)
@@ -432,6 +577,8 @@ class FlowCache:
     def _evict(self) -> None:
         """Down to `size` flows, by the clock: the oldest flow goes unless it was hit since the
         clock last passed it (then it gets another round)."""
+        for idx in self._indexes.values():
+            self._sync(idx)
         flows = self.flows
         while len(flows) > self.size:
             k = next(iter(flows))
@@ -452,6 +599,9 @@ class FlowCache:
         for o in fa.chain():
             self._settle(o)
         k[0].flows.pop(k[1], None)
+        idx = self._indexes.get(k[0])
+        if idx is not None:
+            idx.remove(k[1])
         for tbl in (t for o in fa.chain() for t in o.tables):
             self.by_table.get(tbl, set()).discard(k)
         return fa
@@ -576,7 +726,7 @@ class FlowCache:
             return None
         shape = ActionBytes(tuple(pieces), tuple(patches), tuple(bit_patches), tuple(len_fixes), tuple(ipv4),
                             tuple(l4), t.hdr_end)
-        fa = FlowAction(build=compile_action(shape), fate=("out", o.kind, o.port, o.resume, o.code,
+        fa = FlowAction(build=compile_action(shape), layout=shape, fate=("out", o.kind, o.port, o.resume, o.code,
                                                           dict(o.meta) if o.meta is not None else None, o.l4_dirty),
                         **common)
         if fa.build(frame, 0) != expect:  # the action must give this packet's bytes
@@ -622,6 +772,7 @@ class FlowCache:
         for exts in self.extractors.values():
             for ext in exts:
                 ext.flows.clear()
+        self._indexes.clear()  # (fold above moved their counts)
 
     def summary(self) -> dict:
         return {"hits": self.hits, "misses": self.stats["misses"], "flows": len(self.flows),

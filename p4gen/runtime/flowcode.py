@@ -47,8 +47,8 @@ class ActionBytes:
 def compile_action(a: ActionBytes):
     """The builder `build(f, d) -> bytes` of `a`. The byte map is worked out once per shape;
     another flow of the same shape only reads its constants off its own header bytes."""
-    shape = _shape(a)
-    known = _SHAPES.get(shape)
+    key = shape(a)
+    known = _SHAPES.get(key)
     if known is None:
         src, _consts, recipe = _source(a)
         make = _CODE.get(src)
@@ -56,12 +56,12 @@ def compile_action(a: ActionBytes):
             ns = dict(_RUNTIME)
             exec(compile(src, "<p4gen flow action>", "exec"), ns)  # noqa: S102 - generated from integers
             make = _CODE[src] = ns["make"]
-        known = _SHAPES[shape] = (make, recipe)
+        known = _SHAPES[key] = (make, recipe)
     make, recipe = known
     return make(*_constants(a, recipe))
 
 
-def _shape(a: ActionBytes) -> tuple:
+def shape(a: ActionBytes) -> tuple:
     """Everything that decides the generated code: offsets and kinds, no header values (but the
     bits of a partial write into an input byte, which the code holds)."""
     return (tuple(("k", len(p)) if isinstance(p, bytes) else p for p in a.pieces),
@@ -69,7 +69,7 @@ def _shape(a: ActionBytes) -> tuple:
             a.ipv4, a.l4, a.hdr_end)
 
 
-def _header_constants(a: ActionBytes) -> bytearray:
+def header_constants(a: ActionBytes) -> bytearray:
     """The output header bytes that are constants (templates, patches); input bytes as 0."""
     out = bytearray()
     for p in a.pieces:
@@ -82,7 +82,7 @@ def _header_constants(a: ActionBytes) -> bytearray:
 
 
 def _constants(a: ActionBytes, recipe: list[tuple]) -> list:
-    hdr = _header_constants(a)
+    hdr = header_constants(a)
     out: list = []
     for how in recipe:
         if how[0] == "len":
@@ -95,9 +95,10 @@ def _constants(a: ActionBytes, recipe: list[tuple]) -> list:
     return out
 
 
-def _source(a: ActionBytes) -> tuple[str, list, list[tuple]]:
-    # The byte map: per output header byte, ("k", value) | ("i", input offset) |
-    # ("b", input offset, keep mask, bits) | ("L", fix) | ("C", header) (a computed checksum).
+def byte_map(a: ActionBytes) -> list[tuple]:
+    """Per output header byte, where it comes from: ("k", value) | ("i", input offset) |
+    ("b", input offset, keep mask, bits) | ("L", fix, byte of the field). The one reading of
+    an ActionBytes, for the generated function and the vector plan (p4gen.runtime.flowvec)."""
     src: list[tuple] = []
     for p in a.pieces:
         if isinstance(p, bytes):
@@ -112,7 +113,12 @@ def _source(a: ActionBytes) -> tuple[str, list, list[tuple]]:
         src[off] = ("k", (s[1] & ~mask & 0xFF) | bits) if s[0] == "k" else ("b", s[1], ~mask & 0xFF, bits)
     for k, (off, _base) in enumerate(a.len_fixes):
         src[off], src[off + 1] = ("L", k, 0), ("L", k, 1)
+    return src
 
+
+def _source(a: ActionBytes) -> tuple[str, list, list[tuple]]:
+    # The byte map, and ("C", header, byte) where a checksum is computed from the header's parts.
+    src = byte_map(a)
     consts: list = []
     recipe: list[tuple] = []  # per constant: how `_constants` gets it for another flow of this shape
 

@@ -48,6 +48,7 @@ from p4gen.place.profiles import Ports
 from p4gen.runtime.checksum import complete_partial
 from p4gen.runtime.control_flow import EntryPoint
 from p4gen.runtime.flowcache import DEFAULT_SIZE, FlowCache, Trace, TrainTrace
+from p4gen.runtime.flowvec import Outputs
 from p4gen.runtime.packet import BadChecksum, Malformed, Packet, PacketParser, crc16
 from p4gen.runtime.tables import TableRuntime
 from p4gen.runtime.tso import Drop, Segmenter
@@ -170,7 +171,7 @@ class HypervisorPipeline:
 
     def sync(self) -> None:
         """Fold the flow cache's pending hits into the counters (the fast path counts per flow)."""
-        if self.cache is not None and self.cache.dirty:
+        if self.cache is not None and (self.cache.dirty or self.cache.vector_pending):
             self.cache.fold()
 
     # ------------------------------------------------------------ public
@@ -348,6 +349,19 @@ class HypervisorPipeline:
                     break
             out[name] = keeps
         return out
+
+    def run_vector(self, pipeline: str, frames: list[bytes]) -> Outputs:
+        """Plain frames through `pipeline`, the cached flows' as vectors (p4gen.runtime.flowvec):
+        `run_batch`'s outputs, kept in arrays (`Outputs.to_list`, `Outputs.pcap_records`)."""
+        if self.cache is None:
+            ov = Outputs()
+            for i, f in enumerate(frames):
+                outs = self.run(pipeline, f)
+                if outs:
+                    ov.single.append((i, outs))
+            return ov
+        scope = f"pl:{pipeline}"
+        return self.cache.run_vector(scope, frames, lambda f: self._traced(scope, pipeline, f, None, None))
 
     def run_batch(self, pipeline: str, frames, lro: bool = False, vnets=None) -> list[Output]:
         """Packets through `pipeline`; with `lro` (the VM advertises LRO), a coalesce stage merges
