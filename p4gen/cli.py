@@ -354,6 +354,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from p4gen.runtime.flowcache import DEFAULT_SIZE
 
     hv = HypervisorPipeline(prog, g, assignment, flow_cache=0 if args.no_flow_cache else DEFAULT_SIZE, ports=ports)
+    # What the program's compilation made stays: the collector need not walk it again and again
+    # while a million frames come and go (frames and outputs hold no reference cycles).
+    import gc
+
+    gc.freeze()
     # Without coalescing (--lro) or virtio headers, a batch is only a unit of work: the cached
     # flows of a large one are replayed as vectors (p4gen.runtime.flowvec), outputs in arrays.
     vector = not args.lro and vnets is None

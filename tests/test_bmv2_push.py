@@ -87,6 +87,23 @@ def test_refused_write_names_status_entry_and_dsl_line(switch, build_dir):
     assert "action_id: 28036591" in msg
 
 
+def test_a_large_refused_batch_keeps_its_error_details(switch, build_dir):
+    """300 refused updates in one Write: every per-update error reaches the client (gRPC's
+    default metadata limits would drop them all and report RESOURCE_EXHAUSTED)."""
+    import grpc
+    from google.rpc import status_pb2
+
+    push(build_dir, switch)
+    req = text_format.Parse((build_dir / "entries.txtpb").read_text(), p4runtime_pb2.WriteRequest())
+    bad = req.updates[0]
+    bad.entity.table_entry.action.action.action_id = 0x01ABCDEF
+    with P4RuntimeClient(switch) as client, pytest.raises(grpc.RpcError) as e:
+        client.write([bad] * 300)
+    assert e.value.code() != grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+    blobs = [v for k, v in e.value.trailing_metadata() or () if k == "grpc-status-details-bin"]
+    assert blobs and len(status_pb2.Status.FromString(blobs[0]).details) == 300
+
+
 def test_unreachable_target_is_a_clear_error(build_dir):
     with pytest.raises(PushError, match="cannot reach the P4Runtime server at 127.0.0.1:"):
         push(build_dir, f"127.0.0.1:{free_port()}", timeout=1)

@@ -52,13 +52,20 @@ def _grpc_error(e: grpc.RpcError, what: str, addr: str) -> PushError:
     return PushError(f"{what} failed: gRPC {name}: {details}")
 
 
+# A refused Write reports one p4.v1.Error per update in the status details, which travel in
+# gRPC trailing metadata (about 100 bytes an update on BMv2): gRPC's default limits (8 KiB
+# soft, 16 KiB hard) would turn a batch of a few hundred refusals into RESOURCE_EXHAUSTED
+# without them. Reads of many entries may come as one large message.
+CHANNEL_OPTIONS = [("grpc.max_metadata_size", 4 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+
+
 class P4RuntimeClient:
     """The least a controller needs: arbitration, pipeline config, read, write."""
 
     def __init__(self, addr: str, device_id: int = 0, election_id: tuple[int, int] = (0, 1), timeout: float = 10):
         self.addr, self.device_id, self.timeout = addr, device_id, timeout
         self.election = p4runtime_pb2.Uint128(high=election_id[0], low=election_id[1])
-        self.channel = grpc.insecure_channel(addr)
+        self.channel = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
         self.stub = p4runtime_pb2_grpc.P4RuntimeStub(self.channel)
         self._requests: queue.Queue = queue.Queue()
         self._stream = None
