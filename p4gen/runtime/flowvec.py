@@ -1,9 +1,10 @@
 """Flow actions applied to a vector of packets at once (as VPP does), in numpy.
 
 A batch of frames is cut into groups of one length; a group is one 2-D array
-(a row per frame). Keys are read as columns and looked up once per distinct
-key (`np.unique`); the parser's IPv4 header checksum check and the length
-measure are column arithmetic; and all the rows whose flows share an action
+(a row per frame). Keys are read as columns, hashed as 64-bit words and found
+in a `FlowIndex` of the cached flows with `np.searchsorted` (each match then
+compared byte for byte); the parser's IPv4 header checksum check and the
+length measure are column arithmetic; and all the rows whose flows share an action
 *shape* (p4gen.runtime.flowcode) are rewritten together: the output headers
 are the flows' constant bytes gathered per row, input columns copied in, the
 lengths that follow the inner packet's and the IPv4 and TCP/UDP checksums
@@ -333,10 +334,6 @@ class Outputs:
     fates: list[tuple] = field(default_factory=list)  # the flow cache's (FlowCache.fates), by number
     blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     single: list[tuple[int, list]] = field(default_factory=list)
-
-    def data(self, b: int) -> np.ndarray:
-        """Block b's output rows (without the spare bytes)."""
-        return self.blocks[b][2][:, ROOM:]
 
     def __len__(self) -> int:
         return sum(len(r) for _i, _f, r in self.blocks) + sum(len(o) for _i, o in self.single)
