@@ -285,8 +285,8 @@ def _label_counts(res) -> Counter[str]:
     if isinstance(res, list):
         return Counter(_output_label(o) for o in res)
     out: Counter[str] = Counter()
-    for _idx, fates, _rows in res.blocks:
-        for f, k in enumerate(np.bincount(fates, minlength=len(res.fates)).tolist()):
+    for b in res.blocks:
+        for f, k in enumerate(np.bincount(b.fates, minlength=len(res.fates)).tolist()):
             if k:
                 out[_fate_label(res.fates[f])] += k
     for _i, outs in res.single:

@@ -43,8 +43,8 @@ import numpy as np
 from p4gen.midend.flowkeys import flow_key
 from p4gen.midend.protocols import L4_CHECKSUM_PAIRS
 from p4gen.runtime.flowcode import ActionBytes, compile_action
-from p4gen.runtime.flowvec import MIN_GROUP, FlowIndex, Outputs, apply_plan, check_columns
-from p4gen.runtime.tso import Frame
+from p4gen.runtime.flowvec import MIN_GROUP, ROOM, Block, FlowIndex, Outputs, apply_plan, check_columns
+from p4gen.runtime.tso import Frame, cut_rows
 
 if TYPE_CHECKING:
     from p4gen.runtime.packet import Packet
@@ -367,6 +367,13 @@ class FlowCache:
             if not take.any():
                 continue
             act, plan, length, rows_at = act[take], plan[take], length[take], mine[take]
+            train = idx.train_of[act] >= 0
+            if train.any():  # trains: rewritten, then cut; counted there
+                scalar[self._vector_trains(idx, rows, g, width, act[train], plan[train], length[train],
+                                           rows_at[train], ov)] = True
+                act, plan, length, rows_at = act[~train], plan[~train], length[~train], rows_at[~train]
+                if not len(act):
+                    continue
             self.hits += len(act)
             counts = np.bincount(act, minlength=len(idx.actions))
             idx.pk += counts
@@ -388,9 +395,52 @@ class FlowCache:
                     const_rows, base_rows = const[r], bases[r]
                 d = length[at] - idx.length0[a]
                 sel = rows_at[at]
-                ov.blocks.append((g[sel], idx.fate_of[a], apply_plan(
+                ov.blocks.append(Block(g[sel], idx.fate_of[a], apply_plan(
                     idx.plans[pid], rows, slice(None) if len(sel) == len(rows) else sel, const_rows, base_rows, d)))
         return np.flatnonzero(scalar | todo)
+
+    def _vector_trains(self, idx: FlowIndex, rows: np.ndarray, g: np.ndarray, width: int, act: np.ndarray,
+                       plan: np.ndarray, length: np.ndarray, rows_at: np.ndarray, ov: Outputs) -> np.ndarray:
+        """The rows whose actions are trains: rewritten as rows, then cut together per kind of
+        train and IP length (tso.cut_rows); the segments counted as `_train` counts them. The
+        rows (positions in the group) the scalar path must take: a frame shorter than its IP
+        length says, which the full path drops."""
+        a_all = act
+        train = idx.train_of[a_all]
+        d_all = length - idx.length0[a_all]
+        holds = width - np.array([t[9] for t in idx.trains], np.int64)[train] >= idx.payload0[a_all] + d_all
+        back = rows_at[~holds]
+        mine = np.flatnonzero(holds)
+        if not len(mine):
+            return back
+        ip_len = idx.ip_len0[a_all[mine]] + d_all[mine]
+        kinds = np.stack([plan[mine], train[mine], ip_len], axis=1)
+        for pid, tid, ipl in np.unique(kinds, axis=0).tolist():
+            at = mine[(plan[mine] == pid) & (train[mine] == tid) & (ip_len == ipl)]
+            a, d, sel = a_all[at], d_all[at], rows_at[at]
+            mss, hdr, l3, version, ip_hlen, protocol, l4, tcp_hlen, outer, _hdr_end = idx.trains[tid]
+            f = Frame(l3, version, ip_hlen, ipl, protocol, l4)
+            if -(-(l3 + ipl - l4 - tcp_hlen) // mss) < 2:  # (a train is cut: never one segment)
+                back = np.concatenate([back, sel])
+                continue
+            r = idx.row_of[a]
+            const, bases = idx.consts[pid], idx.bases[pid]
+            sup = apply_plan(idx.plans[pid], rows, slice(None) if len(sel) == len(rows) else sel,
+                             const if len(const) == 1 else const[r],
+                             bases if len(bases) == 1 else bases[r], d)[:, ROOM:]
+            segs, count, last = cut_rows(self.hv.segmenter, sup, f, tcp_hlen, mss, list(outer), room=ROOM)
+            k = len(at)
+            self.hits += k
+            np.add.at(idx.pk, a, 1)
+            np.add.at(idx.by, a, width)
+            np.add.at(idx.ps, a, count)
+            np.add.at(idx.pb, a, count * hdr + idx.payload0[a] + d)
+            idx.pending = self.vector_pending = True
+            nf = k * (count - 1)  # (cut_rows: the full segments first, then the last ones)
+            ov.blocks.append(Block(np.repeat(g[sel], count - 1), np.repeat(idx.fate_of[a], count - 1), segs[:nf],
+                                   np.tile(np.arange(count - 1), k)))
+            ov.blocks.append(Block(g[sel], idx.fate_of[a], segs[nf:, :ROOM + last], count - 1))
+        return back
 
     def _index(self, ext: Extractor) -> FlowIndex:
         """The extractor's flows as arrays (p4gen.runtime.flowvec.FlowIndex), up to date; made
@@ -409,7 +459,7 @@ class FlowCache:
         """Move an index's counted hits into its actions' pending counts (and the clock's bit)."""
         if not idx.pending:
             return
-        acts, pk, by = idx.actions, idx.pk, idx.by
+        acts, pk, by, ps, pb = idx.actions, idx.pk, idx.by, idx.ps, idx.pb
         for a in np.flatnonzero(pk).tolist():
             fa = acts[a]
             fa.ref = True
@@ -418,8 +468,10 @@ class FlowCache:
                 self.dirty.append(fa)
             p[0] += int(pk[a])
             p[1] += int(by[a])
-        pk[:] = 0
-        by[:] = 0
+            p[2] += int(ps[a])
+            p[3] += int(pb[a])
+        for c in (pk, by, ps, pb):
+            c[:] = 0
         idx.pending = False
 
     def _fate_id(self, fate: tuple) -> int:

@@ -20,7 +20,7 @@ of a few frames) goes through the scalar fast path, one frame at a time, and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -185,14 +185,17 @@ class FlowIndex:
         self._keys: list[bytes] = []
         self._alts: list[list[int]] = []
         self._live: list[bool] = []
-        self._act: list[list[int]] = [[], [], [], [], [], []]  # lo, hi, length0, plan, row, fate
+        # per action: lo, hi, length0, plan, row, fate, train kind, a train's payload and IP length
+        self._act: list[list[int]] = [[], [], [], [], [], [], [], [], []]
+        self.trains: list[tuple] = []
+        self._train_ids: dict[tuple, int] = {}
         self.plans: list[Plan] = []
         self._plan_ids: dict[Plan, int] = {}
         self._new_rows: list[list[tuple[np.ndarray, tuple]]] = []
         self.consts: list[np.ndarray] = []
         self.bases: list[np.ndarray] = []
-        self.pk = np.zeros(0, np.int64)  # packets and bytes not yet moved into the actions
-        self.by = np.zeros(0, np.int64)
+        # packets, bytes, segments and their bytes not yet moved into the actions
+        self.pk, self.by, self.ps, self.pb = (np.zeros(0, np.int64) for _ in range(4))
         self.pending = False
         self.stale = True
         self.dead = 0
@@ -204,14 +207,27 @@ class FlowIndex:
         self.slot_of[kb] = len(self._keys)
         self._keys.append(raw + raw[:1] * (self.width - len(raw)))
         mine = []
-        lo, hi, length0, plan_of, row_of, fate_of = self._act
+        lo, hi, length0, plan_of, row_of, fate_of, train_of, payload0, ip_len0 = self._act
         for o in fa.chain():
             mine.append(len(self.actions))
             self.actions.append(o)
             lo.append(o.lo)
             hi.append(o.hi)
             length0.append(o.length0)
-            if o.train is not None or (o.build is not None and o.layout is None):
+            train = -1
+            if o.train is not None and o.layout is not None:
+                # A train: rewritten as a row like any action, then cut (tso.cut_rows). Trains
+                # of one kind share the MSS, the header bytes and where the layers are.
+                mss, hdr, pay0, f0, tcp_hlen, outer, hdr_end = o.train
+                tk = (mss, hdr, f0.l3, f0.version, f0.ip_hlen, f0.protocol, f0.l4, tcp_hlen, tuple(outer), hdr_end)
+                train = self._train_ids.get(tk)
+                if train is None:
+                    train = self._train_ids[tk] = len(self.trains)
+                    self.trains.append(tk)
+            train_of.append(train)
+            payload0.append(o.train[2] if o.train is not None else 0)
+            ip_len0.append(o.train[3].ip_len if o.train is not None else 0)
+            if (o.train is not None and train < 0) or (o.build is not None and o.layout is None):
                 plan, row, fate = -1, 0, -1  # the scalar path
             elif o.build is None:
                 plan, row, fate = -2, 0, -1  # a drop
@@ -227,7 +243,7 @@ class FlowIndex:
                     self.bases.append(np.zeros((0, len(o.vec.bases)), np.int64))
                 row = len(self.consts[plan]) + len(self._new_rows[plan])
                 self._new_rows[plan].append((o.vec.const, o.vec.bases))
-                fate = self.fate_id(o.fate[1:])
+                fate = self.fate_id((*o.fate[1:6], False) if train >= 0 else o.fate[1:])  # (segments: no dirty L4)
             plan_of.append(plan)
             row_of.append(row)
             fate_of.append(fate)
@@ -257,8 +273,10 @@ class FlowIndex:
         self.clash = np.unique(self.hashes[1:][dup])  # hashes two live flows share: the scalar path
         self.alts = np.array(self._alts, np.int64).reshape(n, MAX_ALT)
         self.one_each = bool(n) and bool((self.alts[:, 0] >= 0).all() and (self.alts[:, 1] == -1).all())
-        lo, hi, length0, plan_of, row_of, fate_of = (np.array(v, np.int64) for v in self._act)
+        lo, hi, length0, plan_of, row_of, fate_of, train_of, payload0, ip_len0 = (np.array(v, np.int64)
+                                                                                for v in self._act)
         self.lo, self.hi, self.length0, self.plan_of, self.row_of = lo, hi, length0, plan_of, row_of
+        self.train_of, self.payload0, self.ip_len0 = train_of, payload0, ip_len0
         self.fate_of = fate_of.astype(np.int32)
         for p, new in enumerate(self._new_rows):
             if new:
@@ -268,8 +286,8 @@ class FlowIndex:
                 new.clear()
         grow = len(self.actions) - len(self.pk)
         if grow:
-            self.pk = np.concatenate([self.pk, np.zeros(grow, np.int64)])
-            self.by = np.concatenate([self.by, np.zeros(grow, np.int64)])
+            self.pk, self.by, self.ps, self.pb = (np.concatenate([c, np.zeros(grow, np.int64)])
+                                                  for c in (self.pk, self.by, self.ps, self.pb))
         self.stale = False
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
@@ -323,6 +341,17 @@ def check_columns(rows: np.ndarray, sel: np.ndarray, ipv4: tuple,
     return ok, v + add
 
 
+class Block(NamedTuple):
+    """Output rows the vector replay made: the input each came from, its fate (a number in
+    Outputs.fates), the rows (after ROOM spare bytes each), and each row's place among its
+    input's outputs (a train's segments: 0, 1, …)."""
+
+    idx: np.ndarray
+    fates: np.ndarray
+    rows: np.ndarray
+    sub: np.ndarray | int = 0
+
+
 @dataclass
 class Outputs:
     """A batch's outputs, kept as the vector replay made them and listed in input order on
@@ -332,17 +361,18 @@ class Outputs:
     meta, l4_dirty), as in FlowAction.fate without its tag."""
 
     fates: list[tuple] = field(default_factory=list)  # the flow cache's (FlowCache.fates), by number
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
     single: list[tuple[int, list]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return sum(len(r) for _i, _f, r in self.blocks) + sum(len(o) for _i, o in self.single)
+        return sum(len(b.rows) for b in self.blocks) + sum(len(o) for _i, o in self.single)
 
     def _order(self) -> list[tuple[int, int, object]]:
         """(input index, place in the input's outputs, where it is) for every output, in order."""
         out: list[tuple[int, int, object]] = []
-        for b, (idx, _f, _r) in enumerate(self.blocks):
-            out += [(i, 0, (b, j)) for j, i in enumerate(idx.tolist())]
+        for b, blk in enumerate(self.blocks):
+            subs = np.broadcast_to(blk.sub, blk.idx.shape).tolist()
+            out += [(i, s, (b, j)) for j, (i, s) in enumerate(zip(blk.idx.tolist(), subs, strict=True))]
         for i, outs in self.single:
             out += [(i, j, o) for j, o in enumerate(outs)]
         out.sort(key=lambda t: (t[0], t[1]))
@@ -351,7 +381,7 @@ class Outputs:
     def to_list(self) -> list[Output]:
         from p4gen.runtime.pipeline import Output
 
-        rows = [(f.tolist(), r[:, ROOM:]) for _i, f, r in self.blocks]
+        rows = [(b.fates.tolist(), b.rows[:, ROOM:]) for b in self.blocks]
         lst: list[Output] = []
         for _i, _j, where in self._order():
             if not isinstance(where, tuple):
@@ -369,11 +399,11 @@ class Outputs:
         timestamp) from `first`; and how many. A block's rows become records in one numpy step."""
         keep_fate = np.asarray(keep_fate, bool)
         keys, lens, picks = [], [], []
-        for idx, fates, rows in self.blocks:
-            m = keep_fate[fates] if len(self.fates) else np.zeros(len(idx), bool)
+        for b in self.blocks:
+            m = keep_fate[b.fates] if len(self.fates) else np.zeros(len(b.idx), bool)
             picks.append(m)
-            keys.append(idx[m].astype(np.int64) * _PER_INPUT)
-            lens.append(np.full(int(m.sum()), rows.shape[1] - ROOM, np.int64))
+            keys.append(b.idx[m].astype(np.int64) * _PER_INPUT + np.broadcast_to(b.sub, b.idx.shape)[m])
+            lens.append(np.full(int(m.sum()), b.rows.shape[1] - ROOM, np.int64))
         chosen = [(i * _PER_INPUT + j, o.data) for i, outs in self.single for j, o in enumerate(outs)
                   if keep_single(o)]
         keys.append(np.array([k for k, _d in chosen], np.int64))
@@ -389,11 +419,11 @@ class Outputs:
         parts: list[bytes] = []
         src = np.empty(n, np.int64)  # where each record lies in the parts joined
         base = at = 0
-        for (_idx, _f, rows), m in zip(self.blocks, picks, strict=True):
+        for (_idx, _f, rows, _s), m in zip(self.blocks, picks, strict=True):
             k = int(m.sum())
             if k:
                 w = rows.shape[1]
-                recs = rows if k == len(rows) else rows[m]
+                recs = np.ascontiguousarray(rows) if k == len(rows) else rows[m]
                 recs[:, :ROOM] = head[at:at + k]  # the record headers go in the spare bytes
                 parts.append(recs)
                 src[at:at + k] = base + np.arange(k) * w

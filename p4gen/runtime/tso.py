@@ -293,6 +293,100 @@ class Segmenter:
         return [flat[i * row:i * row + hlen + int(lens[i])].tobytes() for i in range(count)]
 
 
+def _column(rows: np.ndarray, at: int, nbytes: int) -> np.ndarray:
+    """A big-endian field of every row, as int64."""
+    v = np.zeros(len(rows), np.int64)
+    for j in range(nbytes):
+        v = v << 8 | rows[:, at + j]
+    return v
+
+
+def cut_rows(seg: Segmenter, rows: np.ndarray, f: Frame, tcp_hlen: int, mss: int, outer: list[tuple[str, int]],
+             room: int = 0) -> tuple[np.ndarray, int, int]:
+    """`cut` of k super-packets of one layout and one IP length at once (rows: one each): the
+    same bytes, written as k · count rows of room + hlen + mss bytes: first every full
+    segment (super-packet i's segment j at row i · (count - 1) + j), then the k last
+    segments, whose payload is shorter (the rest of the row is zero); each after `room`
+    spare bytes. Returns (rows, count, length of a last segment). `f` is the layout with
+    this IP length; at least two segments."""
+    k = len(rows)
+    hlen = f.l4 + tcp_hlen
+    n = f.l3 + f.ip_len - hlen
+    count = -(-n // mss)
+    full = (count - 1) * mss
+    last = n - full
+    row = hlen + mss
+    nf = k * (count - 1)  # full segments
+    whole = np.empty((k * count, room + row), np.uint8)
+    buf = whole[:, room:]
+
+    def per_row(values: np.ndarray) -> np.ndarray:  # one value per super-packet → per segment
+        return np.concatenate([np.repeat(values, count - 1, axis=0), values])
+
+    buf[:, :hlen] = per_row(rows[:, :hlen])
+    buf[:nf, hlen:] = rows[:, hlen:hlen + full].reshape(nf, mss)
+    buf[nf:, hlen:hlen + last] = rows[:, hlen + full:hlen + n]
+    buf[nf:, hlen + last:] = 0  # so that the last segments' word sums see zero padding
+    idx = np.concatenate([np.tile(np.arange(count - 1, dtype=np.int64), k), np.full(k, count - 1, np.int64)])
+    lens = np.where(idx == count - 1, last, mss)
+
+    def put(col: int, values: np.ndarray, nbytes: int) -> None:
+        dtype = {2: ">u2", 4: ">u4"}[nbytes]
+        buf[:, col:col + nbytes] = values.astype(dtype).view(np.uint8).reshape(k * count, nbytes)
+
+    tcp, l4 = seg.tcp, f.l4
+    put(l4 + tcp["seq_no"].byte, (per_row(_column(rows, l4 + tcp["seq_no"].byte, 4)) + idx * mss) & 0xFFFFFFFF, 4)
+    fl = tcp["flags"]
+    flags = per_row(rows[:, l4 + fl.byte].astype(np.int64))
+    flags = np.where(idx > 0, flags & ~TCP_CWR, flags)
+    flags = np.where(idx < count - 1, flags & ~(TCP_FIN | TCP_PSH), flags)
+    buf[:, l4 + fl.byte] = flags
+    tcp_len = tcp_hlen + lens
+    zeros = np.zeros(k * count, np.int64)
+    if f.version == 4:
+        ip = seg.ip4
+        put(f.l3 + ip["total_len"].byte, f.ip_hlen + tcp_len, 2)
+        ident = per_row(_column(rows, f.l3 + ip["identification"].byte, 2))
+        put(f.l3 + ip["identification"].byte, (ident + idx) & 0xFFFF, 2)
+        put(f.l3 + ip["hdr_checksum"].byte, zeros, 2)
+        put(f.l3 + ip["hdr_checksum"].byte, ~_fold(_row_sums(buf, f.l3, f.l4)) & 0xFFFF, 2)
+        addr = (f.l3 + ip["src"].byte, f.l3 + ip["dst"].byte + 4)
+    else:
+        ip = seg.ip6
+        put(f.l3 + ip["payload_len"].byte, tcp_len, 2)
+        addr = (f.l3 + ip["src"].byte, f.l3 + ip["dst"].byte + 16)
+    put(l4 + tcp["checksum"].byte, zeros, 2)
+    pseudo = per_row(_row_sums(rows, addr[0], addr[1])) + IPPROTO_TCP
+    put(l4 + tcp["checksum"].byte, ~_fold(pseudo + tcp_len + _row_sums(buf, l4, row)) & 0xFFFF, 2)
+    if outer:
+        lengths, ip_sums, udp = _outer_fields(seg, bytes(rows[0]), outer)
+        shrink = n - lens
+        for at, _value in lengths:
+            put(at, (per_row(_column(rows, at, 2)) - shrink) & 0xFFFF, 2)
+        for at, start, stop in ip_sums:
+            put(at, zeros, 2)
+            put(at, ~_fold(_row_sums(buf, start, stop)) & 0xFFFF, 2)
+        del udp  # (row 0's; each row decides whether its UDP checksums are there)
+        spans, ip_span = [], None
+        for kind, off in outer:  # every outer UDP and the addresses of the IP header before it
+            if kind in ("ipv4", "ipv6"):
+                lay = seg.ip4 if kind == "ipv4" else seg.ip6
+                ip_span = (off + lay["src"].byte, off + lay["dst"].byte + lay["dst"].nbytes)
+            elif seg.udp is not None and ip_span is not None:
+                spans.append((off + seg.udp["checksum"].byte, off, ip_span))
+        for at, start, (a0, a1) in spans[::-1]:  # innermost first, as `_outer_lengths`
+            live = per_row(_column(rows, at, 2)) != 0  # a zero UDP checksum means none, and stays
+            if not live.any():
+                continue
+            udp_len = per_row(_column(rows, start + seg.udp["length"].byte, 2))
+            sums = per_row(_row_sums(rows, a0, a1)) + IPPROTO_UDP + ((udp_len - shrink) & 0xFFFF) + \
+                _row_sums(buf, start, row)
+            put(at, zeros, 2)
+            value = ~_fold(sums) & 0xFFFF
+            put(at, np.where(live, np.where(value == 0, 0xFFFF, value), 0), 2)
+    return whole, count, hlen + last
+
+
 def _sum(data) -> int:
     """Unfolded word sum of short data (a header, a segment): the big-integer remainder."""
     v = int.from_bytes(data, "big")
