@@ -392,7 +392,7 @@ class FlowCache:
                 if len(const) == 1:  # one flow: its constants broadcast
                     const_rows, base_rows = const, bases
                 else:
-                    const_rows, base_rows = const[r], bases[r]
+                    const_rows, base_rows = np.take(const, r, axis=0), np.take(bases, r, axis=0)
                 d = length[at] - idx.length0[a]
                 sel = rows_at[at]
                 ov.blocks.append(Block(g[sel], idx.fate_of[a], apply_plan(

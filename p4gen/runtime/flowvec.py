@@ -113,14 +113,16 @@ def apply_plan(p: Plan, rows: np.ndarray, sel, const: np.ndarray, bases: np.ndar
     row's flow's constant header bytes, `bases` its length fields' values at its first length,
     `d` how much longer each row's inner packet is than that."""
     n, width = len(d), rows.shape[1]
+    if not isinstance(sel, slice):  # the rows gathered once (numpy's take beats a fancy index per slice)
+        rows = np.take(rows, sel, axis=0)
     whole = np.empty((n, ROOM + p.out_hdr + width - p.hdr_end), np.uint8)
     out = whole[:, ROOM:]
     out[:, :p.out_hdr] = const  # (one row broadcasts: a single flow)
     for o, i, m in p.runs:
-        out[:, o:o + m] = rows[sel, i:i + m]
+        out[:, o:o + m] = rows[:, i:i + m]
     for o, i, keep in p.bits:
-        out[:, o] = const[:, o] | (rows[sel, i] & keep)
-    out[:, p.out_hdr:] = rows[sel, p.hdr_end:]
+        out[:, o] = const[:, o] | (rows[:, i] & keep)
+    out[:, p.out_hdr:] = rows[:, p.hdr_end:]
     for k, o in enumerate(p.lens):
         _put16(out, o, (bases[:, k] + d) & 0xFFFF)
     for o, hl in p.ipv4:
