@@ -355,7 +355,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     hv = HypervisorPipeline(prog, g, assignment, flow_cache=0 if args.no_flow_cache else DEFAULT_SIZE, ports=ports)
     # What the program's compilation made stays: the collector need not walk it again and again
-    # while a million frames come and go (frames and outputs hold no reference cycles).
+    # while a million frames come and go.
     import gc
 
     gc.freeze()
@@ -628,6 +628,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"up: {what}; VM side {vm_side}, wire side {wire_side}; logs in {out}. "
           f"Ctrl-C or 'p4gen down {out}' to stop.", flush=True)
     code = 0
+    import gc
+
+    gc.freeze()  # the program, the pipeline and gRPC's objects: not walked again on every collection
     try:
         up.serve(args.seconds)
     except KeyboardInterrupt:
