@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from p4gen.runtime.checksum import fold_rows, row_sums
 from p4gen.runtime.flowcode import ActionBytes, byte_map, header_constants, shape
 from p4gen.runtime.pcap import RECORD_HEADER, record_headers
 
@@ -95,13 +96,6 @@ def vector_action(a: ActionBytes) -> VectorAction:
                         tuple(base for _off, base in a.len_fixes))
 
 
-def _words(block: np.ndarray) -> np.ndarray:
-    """Row sums of the 16-bit big-endian words of `block` (an odd width is zero-padded)."""
-    if block.shape[1] & 1:
-        block = np.concatenate([block, np.zeros((len(block), 1), np.uint8)], axis=1)
-    return np.ascontiguousarray(block).view(">u2").sum(axis=1, dtype=np.int64)
-
-
 def _put16(out: np.ndarray, at: int, v: np.ndarray) -> None:
     out[:, at] = v >> 8
     out[:, at + 1] = v & 0xFF
@@ -127,26 +121,20 @@ def apply_plan(p: Plan, rows: np.ndarray, sel, const: np.ndarray, bases: np.ndar
         _put16(out, o, (bases[:, k] + d) & 0xFFFF)
     for o, hl in p.ipv4:
         out[:, o + 10:o + 12] = 0
-        v = _words(out[:, o:o + hl]) % 0xFFFF
+        v = row_sums(out, o, o + hl) % 0xFFFF  # (as flowcode's: 0 stays 0)
         _put16(out, o + 10, np.where(v != 0, 0xFFFF - v, 0))
     for ip, version, l4, at, udp in p.l4:
         live = (out[:, at] | out[:, at + 1]) != 0 if udp else None  # a zero UDP checksum means none
         if version == 4:
             hdr = out[:, ip:ip + 20].astype(np.int64)
             l4_len = ((hdr[:, 2] << 8 | hdr[:, 3]) - (hdr[:, 0] & 0xF) * 4) & 0xFFFF
-            pseudo = _words(out[:, ip + 12:ip + 20]) + hdr[:, 9] + l4_len
+            pseudo = row_sums(out, ip + 12, ip + 20) + hdr[:, 9] + l4_len
         else:
-            pseudo = (_words(out[:, ip + 8:ip + 40]) + out[:, ip + 6].astype(np.int64)
+            pseudo = (row_sums(out, ip + 8, ip + 40) + out[:, ip + 6].astype(np.int64)
                       + (out[:, ip + 4].astype(np.int64) << 8 | out[:, ip + 5]))
         out[:, at:at + 2] = 0
-        s = pseudo + _words(out[:, l4:])
-        folded = np.where(s != 0, (s - 1) % 0xFFFF + 1, 0)  # checksum.fold of a true sum
-        c = 0xFFFF - folded
-        if live is None:
-            _put16(out, at, c)
-        else:
-            old = np.zeros(n, np.int64)
-            _put16(out, at, np.where(live, c, old))
+        c = ~fold_rows(pseudo + row_sums(out, l4, out.shape[1])) & 0xFFFF
+        _put16(out, at, c if live is None else np.where(live, c, 0))
     return whole
 
 
@@ -332,7 +320,7 @@ def check_columns(rows: np.ndarray, sel: np.ndarray, ipv4: tuple,
     ok = np.ones(n, bool)
     for a, hl in ipv4:
         h = rows[sel, a:a + hl]
-        v = np.ascontiguousarray(h).view(">u2").astype(np.uint32).sum(axis=1)  # (≤ 30 words: no overflow)
+        v = row_sums(h, 0, hl)
         ok &= (v % 0xFFFF == 0) & (v != 0) & ~((h[:, 10] == 255) & (h[:, 11] == 255))  # v = 0: all zero
     if length_at is None:
         return ok, np.full(n, width, np.int64)

@@ -24,7 +24,7 @@ import numpy as np
 
 from p4gen.frontend.program import Program
 from p4gen.midend.protocols import IPPROTO_TCP, IPPROTO_UDP
-from p4gen.runtime.checksum import fold, pseudo_header_sum
+from p4gen.runtime.checksum import fold, fold_rows, pseudo_header_sum, row_sums
 from p4gen.runtime.layout import HeaderLayout
 from p4gen.runtime.packet import Malformed, PacketParser
 
@@ -230,10 +230,10 @@ class Segmenter:
 
     def cut(self, frame: bytes, f: Frame, tcp_hlen: int, mss: int,
             outer: list[tuple[str, int]] = ()) -> list[bytes]:
-        """All segments at once: one buffer of N rows (headers | payload slice), with the
-        per-segment fields written as numpy columns and checksums summed vectorised.
-        `outer`: headers in front of `f`'s IP whose lengths (and checksums) follow each
-        segment's, as (header type, offset): "ipv4", "ipv6", "udp"."""
+        """All segments at once (`cut_rows` of this one super-packet; up to SCALAR_SEGMENTS
+        one at a time, `_cut_few`, where numpy's fixed cost would dominate). `outer`: headers
+        in front of `f`'s IP whose lengths (and checksums) follow each segment's, as (header
+        type, offset): "ipv4", "ipv6", "udp"."""
         hlen = f.l4 + tcp_hlen  # every header byte before the payload
         n = f.l3 + f.ip_len - hlen
         if n <= mss:
@@ -241,56 +241,9 @@ class Segmenter:
         count = -(-n // mss)
         if count <= SCALAR_SEGMENTS:
             return _cut_few(self, frame, f, tcp_hlen, mss, outer, hlen, n, count)
-        row = hlen + mss
-        buf = np.empty((count, row), dtype=np.uint8)
-        template = np.frombuffer(frame, dtype=np.uint8, count=hlen)
-        buf[:, :hlen] = template
-        payload = np.frombuffer(frame, dtype=np.uint8, count=n, offset=hlen)
-        full = (count - 1) * mss
-        buf[: count - 1, hlen:] = payload[:full].reshape(count - 1, mss)
-        last = n - full
-        buf[count - 1, hlen:hlen + last] = payload[full:]
-        buf[count - 1, hlen + last:] = 0  # so that the last row's word sums see zero padding
-
-        idx = np.arange(count, dtype=np.int64)
-        lens = np.full(count, mss, dtype=np.int64)
-        lens[-1] = last
-        tcp, l4 = self.tcp, f.l4
-
-        def put(col: int, values: np.ndarray, nbytes: int) -> None:
-            dtype = {2: ">u2", 4: ">u4"}[nbytes]
-            buf[:, col:col + nbytes] = values.astype(dtype).view(np.uint8).reshape(count, nbytes)
-
-        # TCP: sequence numbers, flags (CWR first only, FIN/PSH last only), checksum.
-        seq0 = tcp["seq_no"].get(frame, l4)
-        put(l4 + tcp["seq_no"].byte, (seq0 + idx * mss) & 0xFFFFFFFF, 4)
-        fl = tcp["flags"]
-        flags = np.full(count, fl.get(frame, l4), dtype=np.int64)
-        flags[1:] &= ~TCP_CWR
-        flags[:-1] &= ~(TCP_FIN | TCP_PSH)
-        buf[:, l4 + fl.byte] = flags  # the flags field is exactly one byte
-        tcp_len = tcp_hlen + lens
-        # IP: lengths, identification, header checksum.
-        if f.version == 4:
-            ip = self.ip4
-            put(f.l3 + ip["total_len"].byte, f.ip_hlen + tcp_len, 2)
-            ident0 = ip["identification"].get(frame, f.l3)
-            put(f.l3 + ip["identification"].byte, (ident0 + idx) & 0xFFFF, 2)
-            put(f.l3 + ip["hdr_checksum"].byte, np.zeros(count, dtype=np.int64), 2)
-            ip_sums = _row_sums(buf, f.l3, f.l4)
-            put(f.l3 + ip["hdr_checksum"].byte, ~_fold(ip_sums) & 0xFFFF, 2)
-            addr = (f.l3 + ip["src"].byte, f.l3 + ip["dst"].byte + 4)
-        else:
-            ip = self.ip6
-            put(f.l3 + ip["payload_len"].byte, tcp_len, 2)
-            addr = (f.l3 + ip["src"].byte, f.l3 + ip["dst"].byte + 16)
-        put(l4 + tcp["checksum"].byte, np.zeros(count, dtype=np.int64), 2)
-        sums = pseudo_header_sum(frame[addr[0]:addr[1]], IPPROTO_TCP, 0) + tcp_len + _row_sums(buf, l4, row)
-        put(l4 + tcp["checksum"].byte, ~_fold(sums) & 0xFFFF, 2)
-        if outer:
-            _outer_lengths(self, buf, frame, outer, n - lens, row, put)
-        flat = buf.reshape(-1)
-        return [flat[i * row:i * row + hlen + int(lens[i])].tobytes() for i in range(count)]
+        rows, _count, last = cut_rows(self, np.frombuffer(frame, np.uint8, count=f.l3 + f.ip_len).reshape(1, -1),
+                                      f, tcp_hlen, mss, outer)
+        return [r.tobytes() for r in rows[:count - 1]] + [rows[count - 1, :last].tobytes()]
 
 
 def _column(rows: np.ndarray, at: int, nbytes: int) -> np.ndarray:
@@ -349,15 +302,15 @@ def cut_rows(seg: Segmenter, rows: np.ndarray, f: Frame, tcp_hlen: int, mss: int
         ident = per_row(_column(rows, f.l3 + ip["identification"].byte, 2))
         put(f.l3 + ip["identification"].byte, (ident + idx) & 0xFFFF, 2)
         put(f.l3 + ip["hdr_checksum"].byte, zeros, 2)
-        put(f.l3 + ip["hdr_checksum"].byte, ~_fold(_row_sums(buf, f.l3, f.l4)) & 0xFFFF, 2)
+        put(f.l3 + ip["hdr_checksum"].byte, ~fold_rows(row_sums(buf, f.l3, f.l4)) & 0xFFFF, 2)
         addr = (f.l3 + ip["src"].byte, f.l3 + ip["dst"].byte + 4)
     else:
         ip = seg.ip6
         put(f.l3 + ip["payload_len"].byte, tcp_len, 2)
         addr = (f.l3 + ip["src"].byte, f.l3 + ip["dst"].byte + 16)
     put(l4 + tcp["checksum"].byte, zeros, 2)
-    pseudo = per_row(_row_sums(rows, addr[0], addr[1])) + IPPROTO_TCP
-    put(l4 + tcp["checksum"].byte, ~_fold(pseudo + tcp_len + _row_sums(buf, l4, row)) & 0xFFFF, 2)
+    pseudo = per_row(row_sums(rows, addr[0], addr[1])) + IPPROTO_TCP
+    put(l4 + tcp["checksum"].byte, ~fold_rows(pseudo + tcp_len + row_sums(buf, l4, row)) & 0xFFFF, 2)
     if outer:
         lengths, ip_sums, udp = _outer_fields(seg, bytes(rows[0]), outer)
         shrink = n - lens
@@ -365,7 +318,7 @@ def cut_rows(seg: Segmenter, rows: np.ndarray, f: Frame, tcp_hlen: int, mss: int
             put(at, (per_row(_column(rows, at, 2)) - shrink) & 0xFFFF, 2)
         for at, start, stop in ip_sums:
             put(at, zeros, 2)
-            put(at, ~_fold(_row_sums(buf, start, stop)) & 0xFFFF, 2)
+            put(at, ~fold_rows(row_sums(buf, start, stop)) & 0xFFFF, 2)
         del udp  # (row 0's; each row decides whether its UDP checksums are there)
         spans, ip_span = [], None
         for kind, off in outer:  # every outer UDP and the addresses of the IP header before it
@@ -374,15 +327,15 @@ def cut_rows(seg: Segmenter, rows: np.ndarray, f: Frame, tcp_hlen: int, mss: int
                 ip_span = (off + lay["src"].byte, off + lay["dst"].byte + lay["dst"].nbytes)
             elif seg.udp is not None and ip_span is not None:
                 spans.append((off + seg.udp["checksum"].byte, off, ip_span))
-        for at, start, (a0, a1) in spans[::-1]:  # innermost first, as `_outer_lengths`
+        for at, start, (a0, a1) in spans[::-1]:  # innermost first (an outer UDP covers the inner)
             live = per_row(_column(rows, at, 2)) != 0  # a zero UDP checksum means none, and stays
             if not live.any():
                 continue
             udp_len = per_row(_column(rows, start + seg.udp["length"].byte, 2))
-            sums = per_row(_row_sums(rows, a0, a1)) + IPPROTO_UDP + ((udp_len - shrink) & 0xFFFF) + \
-                _row_sums(buf, start, row)
-            put(at, zeros, 2)
-            value = ~_fold(sums) & 0xFFFF
+            put(at, zeros, 2)  # (before summing: the field holds the super-packet's checksum)
+            sums = per_row(row_sums(rows, a0, a1)) + IPPROTO_UDP + ((udp_len - shrink) & 0xFFFF) + \
+                row_sums(buf, start, row)
+            value = ~fold_rows(sums) & 0xFFFF
             put(at, np.where(live, np.where(value == 0, 0xFFFF, value), 0), 2)
     return whole, count, hlen + last
 
@@ -473,7 +426,8 @@ def _outer_fields(seg: Segmenter, frame: bytes, outer: list[tuple[str, int]]):
 
 def _outer_lengths_one(seg: Segmenter, b: bytearray, frame: bytes, outer: list[tuple[str, int]],
                        shrink: int) -> None:
-    """`_outer_lengths` for one segment."""
+    """The outer headers of one segment of a replicated cut (`_outer_fields`; `cut_rows` does
+    every row at once): each length less `shrink`, then the checksums."""
     lengths, ip_sums, udp = _outer_fields(seg, frame, outer)
     for at, value in lengths:
         _put16(b, at, (value - shrink) & 0xFFFF)
@@ -484,42 +438,3 @@ def _outer_lengths_one(seg: Segmenter, b: bytearray, frame: bytes, outer: list[t
         _put16(b, at, 0)
         value = ~fold(pseudo_header_sum(addrs, IPPROTO_UDP, 0) + ((udp_len - shrink) & 0xFFFF) + _sum(b[start:]))
         _put16(b, at, value & 0xFFFF or 0xFFFF)
-
-
-def _outer_lengths(seg: Segmenter, buf: np.ndarray, frame: bytes, outer: list[tuple[str, int]],
-                   shrink: np.ndarray, row: int, put) -> None:
-    """The outer headers of a replicated cut (`_outer_fields`), every row at once: each length
-    less `shrink` (the payload each segment lacks against the super-packet), modulo 2^16 (a
-    super-packet's outer lengths may have wrapped, its segments' do not); then checksums."""
-    zeros = np.zeros(buf.shape[0], dtype=np.int64)
-    lengths, ip_sums, udp = _outer_fields(seg, frame, outer)
-    for at, value in lengths:
-        put(at, (value - shrink) & 0xFFFF, 2)
-    for at, start, stop in ip_sums:
-        put(at, zeros, 2)
-        put(at, ~_fold(_row_sums(buf, start, stop)) & 0xFFFF, 2)
-    for at, start, udp_len, addrs in udp:
-        put(at, zeros, 2)
-        sums = pseudo_header_sum(addrs, IPPROTO_UDP, 0) + ((udp_len - shrink) & 0xFFFF) + _row_sums(buf, start, row)
-        value = ~_fold(sums) & 0xFFFF
-        put(at, np.where(value == 0, 0xFFFF, value), 2)
-
-
-def _row_sums(buf: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Unfolded 16-bit word sums of buf[:, start:stop] for every row (start even offset from
-    the row's first word boundary is not required: bytes are paired from `start`)."""
-    if not (start | stop | buf.shape[1]) & 1:  # word-aligned: sum the bytes as big-endian words
-        words = buf.view(">u2")[:, start // 2:stop // 2]
-        return words.sum(axis=1, dtype=np.uint64).astype(np.int64)
-    part = buf[:, start:stop]
-    if part.shape[1] & 1:
-        part = np.concatenate([part, np.zeros((part.shape[0], 1), dtype=np.uint8)], axis=1)
-    words = part[:, 0::2].astype(np.int64) << 8 | part[:, 1::2].astype(np.int64)
-    return words.sum(axis=1)
-
-
-def _fold(sums: np.ndarray) -> np.ndarray:
-    sums = sums.astype(np.int64)
-    while (sums >> 16).any():
-        sums = (sums & 0xFFFF) + (sums >> 16)
-    return sums
