@@ -2,7 +2,8 @@
 
 1. p4gen hypervisor-only: vm1 ↔ `p4gen up` (targets/hypervisor.toml) ↔ peer with a kernel vxlan device;
    and the scenario's Internet path (SNAT, no tunnel) with the kernel's GSO cutting at p4gen's MSS
-   against p4gen's own segmenter (`--no-kernel-gso`);
+   against p4gen's own segmenter (`--no-kernel-gso`); and the links' packet rings against a system
+   call per frame (`--no-rings`);
 2. the BMv2 split: the same with `p4gen up` of a bmv2-smartnic build (needs p4c-bm2-ss and simple_switch_grpc);
 3. BMv2's own ceiling: simple_switch_grpc running benchmarks/trivial_fwd.p4 (one exact table, port 1 ↔ 2)
    between two namespaces, 1500-byte frames (the offloads a raw BMv2 port cannot honour switched off);
@@ -137,6 +138,8 @@ def main() -> int:
         tmp = Path(d)
         rows["kernel VXLAN (anchor)"] = kernel_vxlan(args.seconds, "bk")
         rows["p4gen hypervisor-only"] = through_p4gen("hypervisor.toml", args.seconds, tmp, "bh")
+        rows["  a system call per frame (--no-rings)"] = through_p4gen("hypervisor.toml", args.seconds, tmp, "bn",
+                                                                      False, ("--no-rings",))
         rows["  Internet path, kernel GSO"] = through_p4gen("hypervisor.toml", args.seconds, tmp, "bg", True)
         rows["  Internet path, Python segmenter"] = through_p4gen("hypervisor.toml", args.seconds, tmp, "bp", True,
                                                                  ("--no-kernel-gso",))

@@ -611,6 +611,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             return _error("simple_switch_grpc not found (P4GEN_BMV2, PATH, /opt/p4/bin); "
                           "'p4gen up OUTDIR --target targets/hypervisor.toml' runs without a NIC")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # A shell starts background jobs with SIGINT ignored, and Python then leaves it so: Ctrl-C
+    # (or `kill -INT`) must stop `up` wherever it was started from.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     netns = None if args.no_netns else (args.netns or args.prefix)
     if netns and not netns_supported():
         print("note: network namespaces unavailable (needs root and iproute2): the NIC runs in this one")
@@ -618,7 +621,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         up = Up(prog, g, pl, out, args.prefix, bmv2=bmv2, grpc_addr=args.grpc_addr, netns=netns, vm=vm,
                 wire_netns=args.wire_netns, lro=args.lro, switch_log=args.switch_log,
-                kernel_gso=not args.no_kernel_gso, flow_cache=not args.no_flow_cache)
+                kernel_gso=not args.no_kernel_gso, flow_cache=not args.no_flow_cache, rings=not args.no_rings)
     except (LinkError, PushError) as e:  # UpError is a LinkError
         return _error(str(e))
     where = f" in network namespace {netns}" if netns else ""
@@ -634,7 +637,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         up.serve(args.seconds)
     except KeyboardInterrupt:
-        pass
+        up.note("interrupted: stopping")
     except LinkError as e:
         code = _error(str(e))
     finally:
@@ -844,6 +847,8 @@ def make_parser() -> argparse.ArgumentParser:
     u.add_argument("--lro", action="store_true", help="the VM accepts coalesced (GSO) packets: coalesce for it")
     u.add_argument("--switch-log", action="store_true", help="let BMv2 log every packet to OUTDIR/bmv2.log (slow)")
     u.add_argument("--no-flow-cache", action="store_true", help="every packet through the full pipeline")
+    u.add_argument("--no-rings", action="store_true", help="one system call per frame instead of the links' "
+                   "memory-mapped packet rings (PACKET_RX_RING/TX_RING)")
     u.add_argument("--no-kernel-gso", action="store_true", help="without a NIC, cut every super-packet in Python "
                    "(default: plain TCP ones leave whole for the kernel's GSO, at p4gen's MSS)")
     u.add_argument("--grpc-addr", default="127.0.0.1:9559", metavar="HOST:PORT",

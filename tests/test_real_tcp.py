@@ -85,7 +85,7 @@ def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str, lossle
     finally:
         code = up.stop()
         subprocess.run(["ip", "netns", "del", peer_ns], capture_output=True, check=False)
-    assert code == 0, up.text()
+    assert code == 0, up.text() + "\n" + "".join(p.read_text() for p in out.glob("*.log"))
     assert "down" in up.text()
     assert realnet.leftovers(tag) == []
     assert not (out / "up.json").exists()

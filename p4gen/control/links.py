@@ -61,6 +61,29 @@ def delete_links(links: Iterable[str]) -> None:
         subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
 
 
+def with_tag(frame: bytes, status: int, tci: int, tpid: int) -> bytes:
+    """The frame with the VLAN tag the kernel took off (TP_STATUS_VLAN_VALID in `status`) put
+    back where it was (csum_start already counts it: packet(7))."""
+    if not status & TP_STATUS_VLAN_VALID:
+        return frame
+    tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID and tpid else 0x8100
+    return frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
+
+
+def receive(sock: socket.socket, vnet: bool) -> tuple[bytes, VnetHdr]:
+    """One frame read with recvmsg from a packet socket with PACKET_AUXDATA on, and its
+    virtio-net header (PLAIN without `vnet`); BlockingIOError when none waits."""
+    data, ancillary, _flags, _addr = sock.recvmsg(MAX_FRAME, socket.CMSG_SPACE(AUXDATA.size))
+    hdr = PLAIN
+    if vnet:
+        hdr, data = VnetHdr.unpack(data), data[VNET_SIZE:]
+    for level, kind, blob in ancillary:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(blob) >= AUXDATA.size:
+            status, _len, _snap, _mac, _net, tci, tpid = AUXDATA.unpack_from(blob)
+            data = with_tag(data, status, tci, tpid)
+    return data, hdr
+
+
 class PacketSocket:
     """A raw AF_PACKET socket on one interface that reads frames exactly as they were sent.
 
@@ -101,19 +124,24 @@ class PacketSocket:
         """One frame, with a VLAN tag the kernel took off put back (BlockingIOError if none waits)."""
         return self.recv_vnet()[0]
 
+    def recv_batch(self, limit: int) -> list[tuple[bytes, VnetHdr]]:
+        """Up to `limit` waiting frames with their virtio-net headers (a call each: rings.RingSocket
+        reads them without)."""
+        out: list[tuple[bytes, VnetHdr]] = []
+        while len(out) < limit:
+            try:
+                out.append(self.recv_vnet())
+            except BlockingIOError:
+                break
+        return out
+
+    def flush(self) -> int:
+        """Nothing waits here: every send went out at once (rings.RingSocket's interface)."""
+        return 0
+
     def recv_vnet(self) -> tuple[bytes, VnetHdr]:
         """One frame and its virtio-net header (PLAIN on a socket without `vnet`)."""
-        data, ancillary, _flags, _addr = self.sock.recvmsg(MAX_FRAME, socket.CMSG_SPACE(AUXDATA.size))
-        vnet = PLAIN
-        if self.vnet:
-            vnet, data = VnetHdr.unpack(data), data[VNET_SIZE:]
-        for level, kind, blob in ancillary:
-            if level == SOL_PACKET and kind == PACKET_AUXDATA and len(blob) >= AUXDATA.size:
-                status, _len, _snap, _mac, _net, tci, tpid = AUXDATA.unpack_from(blob)
-                if status & TP_STATUS_VLAN_VALID:  # (csum_start already counts the tag: packet(7))
-                    tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID and tpid else 0x8100
-                    data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
-        return data, vnet
+        return receive(self.sock, self.vnet)
 
     def stats(self) -> tuple[int, int]:
         """(frames received, frames the kernel dropped because the queue was full) since the

@@ -13,8 +13,12 @@ stages and on to the NIC's host port with the punt header; frames the NIC punts
 continue in the hypervisor and go to the VM (or back to the NIC). The VM's link
 speaks virtio-net (PACKET_VNET_HDR): partial checksums are completed and GSO
 super-packets cut where the program says; towards the VM, with `lro`, segments
-are coalesced into GSO packets. The I/O loop drains each socket in batches and
-sleeps in `select` only when every socket is empty.
+are coalesced into GSO packets. Every link is read and written through
+memory-mapped rings (p4gen.control.rings): the loop takes a batch of frames from
+each receive ring without a system call, runs them, and hands each link's
+transmit ring to the kernel with one call per batch; it sleeps in `select` only
+when every ring is empty. (`rings=False`, or a kernel that refuses them: one
+call per frame.)
 
 Everything it creates is recorded in OUTDIR/up.json; Ctrl-C, SIGTERM, the
 switch dying, or `p4gen down OUTDIR` removes it. Logs go to OUTDIR
@@ -47,6 +51,7 @@ from p4gen.control.links import (
     veth_across,
 )
 from p4gen.control.push import push
+from p4gen.control.rings import RingSocket
 from p4gen.control.vmns import VmSpec, configure
 from p4gen.crossing.dispatch import NIC_PORT, VM, WIRE, Delivery, HostDispatcher
 from p4gen.place import HYP, Placement
@@ -55,6 +60,7 @@ from p4gen.runtime.pipeline import HypervisorPipeline
 STATE = "up.json"
 BATCH = 64  # frames read from one socket before the others get a turn
 SOCKET_BUFFER = 8 << 20  # bytes queued per link before the kernel drops (counted as <link>_queue_full)
+RING_SLOTS = 4096  # MTU-sized frames each link's rings hold (a burst; larger frames queue on the socket)
 
 
 class UpError(LinkError):
@@ -127,7 +133,7 @@ class Up:
     def __init__(self, prog, graph, placement: Placement, outdir: Path, prefix: str, *, bmv2: str | None = None,
                  grpc_addr: str = "127.0.0.1:9559", netns: str | None = None, vm: VmSpec | None = None,
                  wire_netns: str | None = None, lro: bool = False, switch_log: bool = False,
-                 kernel_gso: bool = True, flow_cache: bool = True):
+                 kernel_gso: bool = True, flow_cache: bool = True, rings: bool = True):
         self.prog, self.placement, self.outdir = prog, placement, outdir
         nic = placement.problem.nic
         if nic is not None and bmv2 is None:
@@ -183,16 +189,26 @@ class Up:
             if nic is not None:
                 self._start_switch(bmv2, grpc_addr, nic, switch_log)
             self.sock = {}
+            ends = {"vm": (self.names["vm"][0], True)}
+            if nic is not None:
+                ends["host"] = (self.names["host"][1], False)
+            else:
+                ends["wire"] = (self.names["uplink"][0], kernel_gso)
             with in_netns(netns):
-                self.sock["vm"] = packet_socket(self.names["vm"][0], blocking=False, vnet=True, buffer=SOCKET_BUFFER)
-                if nic is not None:
-                    self.sock["host"] = packet_socket(self.names["host"][1], blocking=False, buffer=SOCKET_BUFFER)
-                else:
-                    self.sock["wire"] = packet_socket(self.names["uplink"][0], blocking=False, buffer=SOCKET_BUFFER,
-                                                      vnet=kernel_gso)
+                for role, (ifname, vnet) in ends.items():
+                    self.sock[role] = self._open(role, ifname, vnet, rings)
         except Exception:
             self.close()
             raise
+
+    def _open(self, role: str, ifname: str, vnet: bool, rings: bool):
+        """A link's socket: with rings, unless the kernel refuses them (then one call per frame)."""
+        if rings:
+            try:
+                return RingSocket(ifname, vnet=vnet, slots=RING_SLOTS, buffer=SOCKET_BUFFER)
+            except OSError as e:
+                self.note(f"{role}: no packet rings ({e}): one system call per frame")
+        return packet_socket(ifname, blocking=False, vnet=vnet, buffer=SOCKET_BUFFER)
 
     def _start_switch(self, bmv2: str, grpc_addr: str, nic, switch_log: bool) -> None:
         netns = self.netns
@@ -251,18 +267,15 @@ class Up:
                 sock.send(data, vnet)
         except BlockingIOError:
             self.dispatch.drops[f"{role}_busy"] += 1  # the link's queue is full: dropped, as a NIC would
+        except ValueError:
+            self.dispatch.drops[f"{role}_too_big"] += 1  # larger than the link's frames
         except OSError as e:
             self.dispatch.drops[f"{role}_{errno.errorcode.get(e.errno, 'error').lower()}"] += 1
 
     def _receive(self, role: str, sock, to_vm: list[Delivery]) -> int:
         """Up to BATCH frames from one socket, through the dispatcher; how many were read."""
-        n = 0
-        while n < BATCH:
-            try:
-                frame, vnet = sock.recv_vnet()
-            except BlockingIOError:
-                break
-            n += 1
+        batch = sock.recv_batch(BATCH)
+        for frame, vnet in batch:
             try:
                 if role == "vm":
                     deliveries = self.dispatch.from_vm(frame, vnet)
@@ -277,7 +290,7 @@ class Up:
                     self.note(f"internal error on a {len(frame)}-byte frame from {role}:\n{traceback.format_exc()}")
                 continue
             self._take(deliveries, to_vm)
-        return n
+        return len(batch)
 
     def serve(self, stop_after: float | None = None) -> None:
         """Forward until a signal (or `stop_after` seconds, for tests); raises UpError when the
@@ -292,6 +305,8 @@ class Up:
             if to_vm:
                 for data, vnet in self.dispatch.for_vm(to_vm, self.lro):
                     self._send("vm", data, vnet)
+            for _, s in socks:  # the batch's frames, one call per link
+                s.flush()
             if busy:
                 continue
             if self.switch is not None and self.switch.poll() is not None:
@@ -307,18 +322,31 @@ class Up:
             if dropped:
                 self.dispatch.drops[f"{role}_queue_full"] += dropped
                 out[role] = dropped
+            if isinstance(s, RingSocket):  # longer than a slot; refused by the kernel
+                for what in ("truncated", "refused"):
+                    n = getattr(s, what)
+                    if n:
+                        self.dispatch.drops[f"{role}_{what}"] += n
+                        setattr(s, what, 0)
         return out
 
     def close(self) -> None:
+        t0 = time.monotonic()
         if getattr(self, "sock", None):
             self.queue_drops()
         for s in getattr(self, "sock", {}).values():
             s.close()
         stop_switch(self.switch)
         self.state["pids"] = [p for p in self.state["pids"] if p != os.getpid()]
+        t1 = time.monotonic()
         delete_links(self.state["links"])
+        t2 = time.monotonic()
         for ns in self.state["netns"]:
             netns_delete(ns)
+        t3 = time.monotonic()
+        if t3 - t0 > 5:  # (a slow kernel: say where the time went)
+            self.note(f"stopping took {t3 - t0:.1f} s: sockets and switch {t1 - t0:.1f} s, links {t2 - t1:.1f} s, "
+                      f"namespaces {t3 - t2:.1f} s")
         (self.outdir / STATE).unlink(missing_ok=True)
         cache = self.hv.cache.summary() if self.hv.cache is not None else "off"
         self.note(f"down; drops: {dict(self.hv.drops)}; flow cache: {cache}")

@@ -87,8 +87,26 @@ def complete_partial(frame: bytes, start: int, offset: int) -> bytes:
 
 def row_sums(buf: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Unfolded 16-bit word sums of buf[:, start:stop] for every row of a 2-D uint8 array
-    (bytes are paired from `start`; an odd width is zero-padded). Segmentation and the flow
-    cache's vector replay sum headers and payloads of many packets at once with it."""
+    (bytes are paired from `start`; an odd width is zero-padded), as positive int64 values
+    congruent to them modulo 0xFFFF (what a one's complement sum needs). Segmentation and the
+    flow cache's vector replay sum headers and payloads of many packets at once with it.
+
+    Long spans are summed as native 32-bit words (RFC 1071: the one's complement sum does
+    not depend on byte order or word width; fold to 16 bits and swap the bytes back), twice
+    as fast as big-endian 16-bit words in numpy."""
+    if not start & 1 and stop - start >= 64:
+        # From the 4-byte-aligned address at or before `start` when rows keep their alignment
+        # (unaligned words sum at half the speed), less the one word that adds.
+        lead = (buf.ctypes.data + start) % 4 if buf.strides[0] % 4 == 0 else 0
+        lead = lead if lead == 2 and start >= 2 else 0
+        at = start - lead
+        mid = at + (stop - at) // 4 * 4
+        wide = buf[:, at:mid].view("<u4").sum(axis=1, dtype=np.uint64).astype(np.int64)
+        if lead:  # its little-endian value, taken off (modulo 0xFFFF: add its complement)
+            wide += 0xFFFF - (buf[:, at].astype(np.int64) | buf[:, at + 1].astype(np.int64) << 8)
+        wide = fold_rows(wide)
+        wide = (wide >> 8) | ((wide & 0xFF) << 8)  # the byte-swapped sum's bytes, back in order
+        return wide + row_sums(buf, mid, stop) if mid < stop else wide
     if not (start | stop | buf.shape[1]) & 1:  # word-aligned: sum the bytes as big-endian words
         words = buf.view(">u2")[:, start // 2:stop // 2]
         return words.sum(axis=1, dtype=np.uint64).astype(np.int64)

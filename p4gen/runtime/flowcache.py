@@ -414,9 +414,13 @@ class FlowCache:
         if not len(mine):
             return back
         ip_len = idx.ip_len0[a_all[mine]] + d_all[mine]
-        kinds = np.stack([plan[mine], train[mine], ip_len], axis=1)
-        for pid, tid, ipl in np.unique(kinds, axis=0).tolist():
-            at = mine[(plan[mine] == pid) & (train[mine] == tid) & (ip_len == ipl)]
+        kinds = plan[mine].astype(np.int64) << 40 | train[mine].astype(np.int64) << 20 | ip_len  # (IP lengths < 2^20)
+        if (kinds == kinds[0]).all():  # (the common case: one kind, no sort)
+            groups = [(int(kinds[0]), mine)]
+        else:
+            groups = [(int(kind), mine[kinds == kind]) for kind in np.unique(kinds).tolist()]
+        for kind, at in groups:
+            pid, tid, ipl = kind >> 40, kind >> 20 & 0xFFFFF, kind & 0xFFFFF
             a, d, sel = a_all[at], d_all[at], rows_at[at]
             mss, hdr, l3, version, ip_hlen, protocol, l4, tcp_hlen, outer, _hdr_end = idx.trains[tid]
             f = Frame(l3, version, ip_hlen, ipl, protocol, l4)
@@ -424,11 +428,16 @@ class FlowCache:
                 back = np.concatenate([back, sel])
                 continue
             r = idx.row_of[a]
-            const, bases = idx.consts[pid], idx.bases[pid]
-            sup = apply_plan(idx.plans[pid], rows, slice(None) if len(sel) == len(rows) else sel,
-                             const if len(const) == 1 else const[r],
-                             bases if len(bases) == 1 else bases[r], d)[:, ROOM:]
-            segs, count, last = cut_rows(self.hv.segmenter, sup, f, tcp_hlen, mss, list(outer), room=ROOM)
+            const, bases, p = idx.consts[pid], idx.bases[pid], idx.plans[pid]
+            # Only the headers are rewritten (the cut computes the checksums); the payload is
+            # cut straight from the input rows.
+            hdr_in = l4 + tcp_hlen - (p.out_hdr - p.hdr_end)
+            every = len(sel) == len(rows)
+            heads = apply_plan(p, rows[:, :hdr_in], slice(None) if every else sel,
+                               const if len(const) == 1 else const[r], bases if len(bases) == 1 else bases[r], d,
+                               checksums=False)[:, ROOM:]
+            segs, count, last = cut_rows(self.hv.segmenter, heads, f, tcp_hlen, mss, list(outer), room=ROOM,
+                                         payload=(rows if every else np.take(rows, sel, axis=0), hdr_in))
             k = len(at)
             self.hits += k
             np.add.at(idx.pk, a, 1)

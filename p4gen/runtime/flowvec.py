@@ -101,15 +101,19 @@ def _put16(out: np.ndarray, at: int, v: np.ndarray) -> None:
     out[:, at + 1] = v & 0xFF
 
 
-def apply_plan(p: Plan, rows: np.ndarray, sel, const: np.ndarray, bases: np.ndarray, d: np.ndarray) -> np.ndarray:
+def apply_plan(p: Plan, rows: np.ndarray, sel, const: np.ndarray, bases: np.ndarray, d: np.ndarray,
+               checksums: bool = True) -> np.ndarray:
     """The output rows of rows[sel] (`sel`: an index array, or a slice for all), each after
     ROOM spare bytes (where a pcap record header goes: Outputs.pcap_records); `const` each
     row's flow's constant header bytes, `bases` its length fields' values at its first length,
-    `d` how much longer each row's inner packet is than that."""
+    `d` how much longer each row's inner packet is than that. Without `checksums`, the
+    checksum fields keep what the constants and copied bytes put there (a train's headers:
+    the cut computes them, and `rows` may end with the headers)."""
     n, width = len(d), rows.shape[1]
     if not isinstance(sel, slice):  # the rows gathered once (numpy's take beats a fancy index per slice)
         rows = np.take(rows, sel, axis=0)
-    whole = np.empty((n, ROOM + p.out_hdr + width - p.hdr_end), np.uint8)
+    size = ROOM + p.out_hdr + width - p.hdr_end
+    whole = np.empty((n, -(-size // 8) * 8), np.uint8)[:, :size]  # rows 8-byte aligned: word sums
     out = whole[:, ROOM:]
     out[:, :p.out_hdr] = const  # (one row broadcasts: a single flow)
     for o, i, m in p.runs:
@@ -119,6 +123,8 @@ def apply_plan(p: Plan, rows: np.ndarray, sel, const: np.ndarray, bases: np.ndar
     out[:, p.out_hdr:] = rows[:, p.hdr_end:]
     for k, o in enumerate(p.lens):
         _put16(out, o, (bases[:, k] + d) & 0xFFFF)
+    if not checksums:
+        return whole
     for o, hl in p.ipv4:
         out[:, o + 10:o + 12] = 0
         v = row_sums(out, o, o + hl) % 0xFFFF  # (as flowcode's: 0 stays 0)

@@ -254,14 +254,23 @@ def _column(rows: np.ndarray, at: int, nbytes: int) -> np.ndarray:
     return v
 
 
+def _split_rows(a: np.ndarray, k: int, parts: int, width: int) -> np.ndarray:
+    """A (k, parts · width) view as (k, parts, width), never a copy (assignments must land)."""
+    v = a.view()
+    v.shape = (k, parts, width)
+    return v
+
+
 def cut_rows(seg: Segmenter, rows: np.ndarray, f: Frame, tcp_hlen: int, mss: int, outer: list[tuple[str, int]],
-             room: int = 0) -> tuple[np.ndarray, int, int]:
+             room: int = 0, payload: tuple[np.ndarray, int] | None = None) -> tuple[np.ndarray, int, int]:
     """`cut` of k super-packets of one layout and one IP length at once (rows: one each): the
     same bytes, written as k · count rows of room + hlen + mss bytes: first every full
     segment (super-packet i's segment j at row i · (count - 1) + j), then the k last
     segments, whose payload is shorter (the rest of the row is zero); each after `room`
     spare bytes. Returns (rows, count, length of a last segment). `f` is the layout with
-    this IP length; at least two segments."""
+    this IP length; at least two segments. With `payload` (rows, offset), `rows` need hold
+    only the headers: the TCP payload is read from there (the flow cache's trains: headers
+    rewritten, payload cut straight from the input)."""
     k = len(rows)
     hlen = f.l4 + tcp_hlen
     n = f.l3 + f.ip_len - hlen
@@ -270,22 +279,33 @@ def cut_rows(seg: Segmenter, rows: np.ndarray, f: Frame, tcp_hlen: int, mss: int
     last = n - full
     row = hlen + mss
     nf = k * (count - 1)  # full segments
-    whole = np.empty((k * count, room + row), np.uint8)
+    # Rows a multiple of 8 bytes apart, so that the word sums read aligned words.
+    whole = np.empty((k * count, -(-(room + row) // 8) * 8), np.uint8)[:, :room + row]
     buf = whole[:, room:]
 
     def per_row(values: np.ndarray) -> np.ndarray:  # one value per super-packet → per segment
         return np.concatenate([np.repeat(values, count - 1, axis=0), values])
 
-    buf[:, :hlen] = per_row(rows[:, :hlen])
-    buf[:nf, hlen:] = rows[:, hlen:hlen + full].reshape(nf, mss)
-    buf[nf:, hlen:hlen + last] = rows[:, hlen + full:hlen + n]
+    # The payload is copied once into place and summed once; the headers are built in a
+    # compact array of their own (per-row field writes and sums stay in cache), then copied in.
+    src, src_at = payload if payload is not None else (rows, hlen)
+    _split_rows(buf[:nf, hlen:], k, count - 1, mss)[...] = _split_rows(src[:, src_at:src_at + full], k, count - 1,
+                                                                       mss)
+    buf[nf:, hlen:hlen + last] = src[:, src_at + full:src_at + n]
     buf[nf:, hlen + last:] = 0  # so that the last segments' word sums see zero padding
+    body = row_sums(buf, hlen, row)
+    hdr = per_row(rows[:, :hlen])
     idx = np.concatenate([np.tile(np.arange(count - 1, dtype=np.int64), k), np.full(k, count - 1, np.int64)])
     lens = np.where(idx == count - 1, last, mss)
 
     def put(col: int, values: np.ndarray, nbytes: int) -> None:
         dtype = {2: ">u2", 4: ">u4"}[nbytes]
-        buf[:, col:col + nbytes] = values.astype(dtype).view(np.uint8).reshape(k * count, nbytes)
+        hdr[:, col:col + nbytes] = values.astype(dtype).view(np.uint8).reshape(k * count, nbytes)
+
+    def sum_to_end(start: int) -> np.ndarray:
+        """Word sums from `start` to the end of each segment (the payload's paired from
+        `start`: by an odd number of header bytes, its sum times 256 is)."""
+        return row_sums(hdr, start, hlen) + (body if not (hlen - start) & 1 else body * 256)
 
     tcp, l4 = seg.tcp, f.l4
     put(l4 + tcp["seq_no"].byte, (per_row(_column(rows, l4 + tcp["seq_no"].byte, 4)) + idx * mss) & 0xFFFFFFFF, 4)
@@ -293,7 +313,7 @@ def cut_rows(seg: Segmenter, rows: np.ndarray, f: Frame, tcp_hlen: int, mss: int
     flags = per_row(rows[:, l4 + fl.byte].astype(np.int64))
     flags = np.where(idx > 0, flags & ~TCP_CWR, flags)
     flags = np.where(idx < count - 1, flags & ~(TCP_FIN | TCP_PSH), flags)
-    buf[:, l4 + fl.byte] = flags
+    hdr[:, l4 + fl.byte] = flags
     tcp_len = tcp_hlen + lens
     zeros = np.zeros(k * count, np.int64)
     if f.version == 4:
@@ -302,7 +322,7 @@ def cut_rows(seg: Segmenter, rows: np.ndarray, f: Frame, tcp_hlen: int, mss: int
         ident = per_row(_column(rows, f.l3 + ip["identification"].byte, 2))
         put(f.l3 + ip["identification"].byte, (ident + idx) & 0xFFFF, 2)
         put(f.l3 + ip["hdr_checksum"].byte, zeros, 2)
-        put(f.l3 + ip["hdr_checksum"].byte, ~fold_rows(row_sums(buf, f.l3, f.l4)) & 0xFFFF, 2)
+        put(f.l3 + ip["hdr_checksum"].byte, ~fold_rows(row_sums(hdr, f.l3, f.l4)) & 0xFFFF, 2)
         addr = (f.l3 + ip["src"].byte, f.l3 + ip["dst"].byte + 4)
     else:
         ip = seg.ip6
@@ -310,15 +330,15 @@ def cut_rows(seg: Segmenter, rows: np.ndarray, f: Frame, tcp_hlen: int, mss: int
         addr = (f.l3 + ip["src"].byte, f.l3 + ip["dst"].byte + 16)
     put(l4 + tcp["checksum"].byte, zeros, 2)
     pseudo = per_row(row_sums(rows, addr[0], addr[1])) + IPPROTO_TCP
-    put(l4 + tcp["checksum"].byte, ~fold_rows(pseudo + tcp_len + row_sums(buf, l4, row)) & 0xFFFF, 2)
+    put(l4 + tcp["checksum"].byte, ~fold_rows(pseudo + tcp_len + sum_to_end(l4)) & 0xFFFF, 2)
     if outer:
-        lengths, ip_sums, udp = _outer_fields(seg, bytes(rows[0]), outer)
+        lengths, ip_sums, udp = _outer_fields(seg, bytes(rows[0, :hlen]), outer)
         shrink = n - lens
         for at, _value in lengths:
             put(at, (per_row(_column(rows, at, 2)) - shrink) & 0xFFFF, 2)
         for at, start, stop in ip_sums:
             put(at, zeros, 2)
-            put(at, ~fold_rows(row_sums(buf, start, stop)) & 0xFFFF, 2)
+            put(at, ~fold_rows(row_sums(hdr, start, stop)) & 0xFFFF, 2)
         del udp  # (row 0's; each row decides whether its UDP checksums are there)
         spans, ip_span = [], None
         for kind, off in outer:  # every outer UDP and the addresses of the IP header before it
@@ -334,9 +354,10 @@ def cut_rows(seg: Segmenter, rows: np.ndarray, f: Frame, tcp_hlen: int, mss: int
             udp_len = per_row(_column(rows, start + seg.udp["length"].byte, 2))
             put(at, zeros, 2)  # (before summing: the field holds the super-packet's checksum)
             sums = per_row(row_sums(rows, a0, a1)) + IPPROTO_UDP + ((udp_len - shrink) & 0xFFFF) + \
-                row_sums(buf, start, row)
+                sum_to_end(start)
             value = ~fold_rows(sums) & 0xFFFF
             put(at, np.where(live, np.where(value == 0, 0xFFFF, value), 0), 2)
+    buf[:, :hlen] = hdr
     return whole, count, hlen + last
 
 
