@@ -13,6 +13,7 @@ Hypervisor-only in CI (no p4c or BMv2 needed); the BMv2 split with -m bmv2.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -86,6 +87,10 @@ def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str, lossle
         code = up.stop()
         subprocess.run(["ip", "netns", "del", peer_ns], capture_output=True, check=False)
     assert code == 0, up.text() + "\n" + "".join(p.read_text() for p in out.glob("*.log"))
+    if lossless:  # the hypervisor dropped only what the ACL refused (the probe to port 22)
+        (down,) = [line for line in (out / "hypervisor.log").read_text().splitlines() if " down; drops: " in line]
+        drops = ast.literal_eval(down.split(" down; drops: ", 1)[1].split("; flow cache: ", 1)[0])
+        assert set(drops) <= {"acl_out.deny"}, drops
     assert "down" in up.text()
     assert realnet.leftovers(tag) == []
     assert not (out / "up.json").exists()

@@ -44,7 +44,7 @@ from p4gen.control.links import (
 from p4gen.runtime.virtio import PLAIN, VnetHdr
 from p4gen.runtime.virtio import SIZE as VNET_SIZE
 
-PACKET_RX_RING, PACKET_COPY_THRESH, PACKET_VERSION, PACKET_TX_RING = 5, 7, 10, 13
+PACKET_RX_RING, PACKET_COPY_THRESH, PACKET_VERSION, PACKET_TX_RING, PACKET_IGNORE_OUTGOING = 5, 7, 10, 13, 23
 TPACKET_V2 = 1
 TPACKET_REQ = struct.Struct("=IIII")  # struct tpacket_req: block size, block count, frame size, frame count
 HDR = struct.Struct("=IIIHHIIHH4x")  # struct tpacket2_hdr
@@ -100,6 +100,9 @@ class RingSocket:
             if vnet:
                 self.sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
             self.sock.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)
+            # What the side socket sends would come back as outgoing frames (a packet socket is
+            # spared only its own): received frames only.
+            self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             self.sock.setsockopt(SOL_PACKET, PACKET_RX_RING, rx_req)
             self.sock.setsockopt(SOL_PACKET, PACKET_TX_RING, tx_req)
             self.ring = mmap.mmap(self.sock.fileno(), rx_bytes + tx_bytes, mmap.MAP_SHARED,
