@@ -96,6 +96,27 @@ def chain_program(tmp: Path):
     return prog, build_ir(prog)
 
 
+def chain_row(label: str, prog, g, hv: HypervisorPipeline, cold: HypervisorPipeline, size: int, n: int,
+              nv: int) -> None:
+    """One row: cached flows as vectors and one at a time, every packet a new flow (cold), no
+    cache at all, and scapy, for `size`-byte frames through vm_egress."""
+    f = frame(size)
+    batch = [f] * n
+    vec = [f] * nv
+    hv.run_vector("vm_egress", vec)
+    t_vec = median_time(lambda: hv.run_vector("vm_egress", vec), 5)[0]
+    t_ours = median_time(lambda: hv.run_batch("vm_egress", batch), 3)[0]
+    fresh = [frame(size, sport=1024 + i) for i in range(n)]  # n new flows, each into a fresh cache
+    pipes = [HypervisorPipeline(prog, g) for _ in range(3)]
+    t_miss = median_time(lambda: pipes.pop().run_batch("vm_egress", fresh), 3)[0]
+    t_cold = median_time(lambda: [cold.run("vm_egress", f) for _ in range(n)], 3)[0]
+    counters: dict = {}
+    m = max(1, n // 10)
+    t_scapy = median_time(lambda: [scapy_chain(f, counters) for _ in range(m)], 3)[0] * n / m
+    print(f"{label:<26} {nv / t_vec:>8.0f} pps {n / t_ours:>8.0f} pps {n / t_miss:>8.0f} pps "
+          f"{n / t_cold:>8.0f} pps {n / t_scapy:>6.0f} pps {t_scapy / n / (t_vec / nv):>16.1f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=2000)
@@ -111,38 +132,16 @@ def main() -> None:
     n, nv = args.packets, args.vector
     print(f"{'chain (ACL → counter → VXLAN)':<26} {'vectors':>12} {'one by one':>12} {'cold (miss)':>12} "
           f"{'no cache':>12} {'scapy':>10} {'vectors vs scapy':>17}")
-    # 1500-byte frames exceed the overlay path's MSS and are segmented first; 1464 bytes is
-    # the largest frame the chain forwards as one packet.
+    # Through the whole vm_egress: 1500-byte frames exceed the overlay path's MSS and are
+    # segmented first; 1464 bytes is the largest frame it forwards as one packet.
     for size in (64, 1464, 1500):
-        f = frame(size)
-        batch = [f] * n
-        vec = [f] * nv
-        hv.run_vector("vm_egress", vec)
-        t_vec = median_time(lambda b=vec: hv.run_vector("vm_egress", b), 5)[0]
-        t_ours = median_time(lambda b=batch: hv.run_batch("vm_egress", b), 3)[0]
-        fresh = [frame(size, sport=1024 + i) for i in range(n)]  # n new flows, each into a fresh cache
-        pipes = [HypervisorPipeline(prog, g) for _ in range(3)]
-        t_miss = median_time(lambda b=fresh, p=pipes: p.pop().run_batch("vm_egress", b), 3)[0]
-        t_cold = median_time(lambda f=f: [cold.run("vm_egress", f) for _ in range(n)], 3)[0]
-        counters: dict = {}
-        m = max(1, n // 10)
-        t_scapy = median_time(lambda f=f, c=counters, m=m: [scapy_chain(f, c) for _ in range(m)], 3)[0] * n / m
-        print(f"{f'{size}-byte packets':<26} {nv / t_vec:>8.0f} pps {n / t_ours:>8.0f} pps {n / t_miss:>8.0f} pps "
-              f"{n / t_cold:>8.0f} pps {n / t_scapy:>6.0f} pps {t_scapy / n / (t_vec / nv):>16.1f}x")
+        chain_row(f"{size}-byte packets", prog, g, hv, cold, size, n, nv)
     # The chain alone (what scapy_chain does): a 1500-byte frame is encapsulated whole.
     with tempfile.TemporaryDirectory() as d:
         cprog, cg = chain_program(Path(d))
-    chain = HypervisorPipeline(cprog, cg)
+    chain, chain_cold = HypervisorPipeline(cprog, cg), HypervisorPipeline(cprog, cg, flow_cache=0)
     for size in (64, 1500):
-        f = frame(size)
-        vec = [f] * nv
-        chain.run_vector("vm_egress", vec)
-        t_vec = median_time(lambda b=vec: chain.run_vector("vm_egress", b), 5)[0]
-        m = max(1, n // 10)
-        t_scapy = median_time(lambda f=f, c={}, m=m: [scapy_chain(f, c) for _ in range(m)], 3)[0] / m  # noqa: B006
-        blank = ""
-        print(f"{f'{size} B, chain alone':<26} {nv / t_vec:>8.0f} pps {blank:>38} {1 / t_scapy:>6.0f} pps "
-              f"{t_scapy / (t_vec / nv):>16.1f}x")
+        chain_row(f"{size} B, the chain alone", cprog, cg, chain, chain_cold, size, n, nv)
     pps, hit = zipf_mix(prog, g, 10_000, 200_000, nv)
     print(f"Zipf mix of 10,000 flows (200,000 packets of 154 bytes, as vectors): {pps:.0f} pps, {hit:.1%} cache hits")
     big = frame(65549)
