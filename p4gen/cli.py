@@ -144,6 +144,7 @@ def _print_diagnostic(d: Diagnostic) -> None:
 def cmd_place(args: argparse.Namespace) -> int:
     import json
 
+    from p4gen.place import flowtable
     from p4gen.place.explain import to_json, to_text
 
     prog, g = _load(args.file)
@@ -155,6 +156,9 @@ def cmd_place(args: argparse.Namespace) -> int:
     if pl is None:
         return 1
     data = to_json(pl, args.file)
+    flows = flowtable.report(prog, pl)
+    if args.json and flows is not None:
+        data["flow_offload"] = flowtable.to_json(flows)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2)
@@ -162,7 +166,10 @@ def cmd_place(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        sys.stdout.write(to_text(pl, args.file, args.explain))
+        text = to_text(pl, args.file, args.explain)
+        if args.explain and flows is not None:
+            text += "\n" + "\n".join(flowtable.to_lines(flows)) + "\n"
+        sys.stdout.write(text)
     return 0
 
 

@@ -151,6 +151,20 @@ def expand(prog: P.Program, s: P.PrimOp) -> list[CoreOp]:
     raise ValueError(f"no core operations for primitive {name}")  # pragma: no cover - the checker knows them
 
 
+def stmts_ops(prog: P.Program, nf: P.Nf, stmts) -> list[CoreOp]:
+    """The core operations of straight-line statements (an action body, a block of an apply),
+    called actions inlined (their parameters stay operands)."""
+    out: list[CoreOp] = []
+    for s in stmts:
+        if isinstance(s, P.AssignOp):
+            out.append(Assign(s.target, s.value))
+        elif isinstance(s, P.PrimOp):
+            out += expand(prog, s)
+        elif isinstance(s, P.CallActionOp):
+            out += stmts_ops(prog, nf, nf.actions[s.action].body)
+    return out
+
+
 def encap_cleared(prog: P.Program, spec: TunnelSpec) -> tuple[list[str], list[str]]:
     """What an encapsulation invalidates once the outer headers have moved inward: the outer
     headers it does not push again, and the variable parts (options) of every outer header."""
@@ -177,14 +191,14 @@ def show_operand(x: P.Operand) -> str:
     return repr(x)
 
 
-def _show_cond(c: P.CondT) -> str:
+def show_cond(c: P.CondT) -> str:
     if isinstance(c, P.ValidC):
         return f"{c.instance}{'' if c.index is None else f'[{c.index}]'}.isValid()"
     if isinstance(c, P.NotC):
-        return f"!{_show_cond(c.operand)}"
+        return f"!{show_cond(c.operand)}"
     if isinstance(c, (P.OrC, P.AndC)):
         joiner = " || " if isinstance(c, P.OrC) else " && "
-        return "(" + joiner.join(_show_cond(o) for o in c.operands) + ")"
+        return "(" + joiner.join(show_cond(o) for o in c.operands) + ")"
     return repr(c)
 
 
@@ -199,7 +213,7 @@ def show(op: CoreOp) -> str:
     if isinstance(op, Drop):
         return "fate: drop"
     if isinstance(op, DropIf):
-        return f"fate: drop as {op.reason} if {_show_cond(op.cond)}"
+        return f"fate: drop as {op.reason} if {show_cond(op.cond)}"
     if isinstance(op, ToHypervisor):
         return f"fate: to_hypervisor code {show_operand(op.code)}"
     if isinstance(op, Count):

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from p4gen.frontend.primitives import PRIMITIVES
 from p4gen.frontend.program import Program
+from p4gen.ir.effects import Effect
 from p4gen.ir.lower import Stage
 from p4gen.place.profiles import Profile
 
 CHECKSUMMED = ("ipv4.", "inner_ipv4.")
+
+
+def effect_capabilities(eff: Effect) -> set[str]:
+    """What running one action (or block) needs: its primitives' capabilities, and checksum
+    updates where it writes under an IPv4 header checksum."""
+    caps = set(eff.capabilities)
+    if any(w.startswith(CHECKSUMMED) and not w.endswith((".hdr_checksum", ".$valid")) for w in eff.writes):
+        caps.add("checksum")
+    return caps
 
 
 def needed_capabilities(stage: Stage) -> set[str]:
@@ -17,9 +27,7 @@ def needed_capabilities(stage: Stage) -> set[str]:
     if stage.kind == "branch":
         return {"branch"}
     for eff in stage.effects.values():
-        caps |= eff.capabilities
-        if any(w.startswith(CHECKSUMMED) and not w.endswith((".hdr_checksum", ".$valid")) for w in eff.writes):
-            caps.add("checksum")
+        caps |= effect_capabilities(eff)
     if stage.table is not None:
         if stage.table.counters:
             caps.add("direct_counter")
