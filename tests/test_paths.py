@@ -108,8 +108,9 @@ def test_paths_of_the_scenario_golden():
     check_golden("paths/vm_offload.txt", "".join(f"# {n}\n{dump(pipeline_paths(t, prog))}" for n, t in trees.items()))
 
 
-@pytest.mark.parametrize("target, room", [("constrained-nic", "room for 0 entries (no table left: 4/4 in use)"),
-                                          ("bmv2-smartnic", "room for 65536 entries")])
+@pytest.mark.parametrize("target, room", [
+    ("constrained-nic", "room for 0 entries (no [offload] in the profile, and no table left: 4/4 in use)"),
+    ("bmv2-smartnic", "room for 65536 entries (reserved by bmv2-smartnic's [offload]: a table of its own)")])
 def test_place_explain_reports_what_a_flow_table_could_take(capsys, target, room):
     """The constrained NIC cannot look up the ACLs (range matches), but a flow's fused action
     needs only their actions: on both NICs, every path without segmentation or coalescing

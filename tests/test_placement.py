@@ -168,7 +168,23 @@ def test_place_cli_json(tmp_path, capsys):
     stages = {s["id"]: s for s in data["stages"]}
     assert stages["vm_egress/tso"]["target"] == "hypervisor"
     assert stages["vm_egress/snat.snat_v4"]["target"] == "bmv2-smartnic"
-    assert data["resources"]["tables"] == {"used": 11, "limit": 4096}
+    assert data["resources"]["tables"] == {"used": 11, "limit": 4095}  # (one is the flow table's: [offload])
+
+
+def test_offload_reserves_a_table_before_the_static_placement(tmp_path, capsys):
+    """[offload] takes a table and its entries off the NIC before placement: on a 4-table NIC
+    the static split gets 3, and the report says what the flow table has."""
+    prof = tmp_path / "c.toml"
+    prof.write_text(open("targets/constrained-nic.toml").read() +
+                    "\n[offload]\nflow_entries = 1024\nthreshold_packets = 4\nidle_timeout_ms = 5000\n")
+    assert main(["place", "examples/vm_offload.nf", "--target", str(prof), "--explain"]) == 0
+    text = capsys.readouterr().out
+    assert "resources on constrained-nic: tables 3/3, table entries 1152/3072 (besides a table of 1024 entries " \
+           "for per-flow offload)" in text
+    assert "NIC tables exhausted: 3 of 3 in use" in text
+    assert "room for 1024 entries (reserved by constrained-nic's [offload]: a table of its own)" in text
+    assert ("a flow goes to the table after 4 packets and leaves it after 5 s without one (polling its counters: "
+            "constrained-nic lacks 'idle_timeout')") in text
 
 
 def test_rates_file(vm, tmp_path, capsys):

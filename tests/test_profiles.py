@@ -58,6 +58,31 @@ def test_profile_errors(change, message):
     assert str(e.value).startswith("p.toml: ") and message in str(e.value)
 
 
+@pytest.mark.parametrize("section,message", [
+    ("[offload]\nthreshold_packets = 4", "[offload].flow_entries must be given"),
+    ("[offload]\nflow_entries = 0", "[offload].flow_entries must be given, and at least 1"),
+    ("[resources]\nmax_table_size = 100\n[offload]\nflow_entries = 101", "exceeds [resources].max_table_size = 100"),
+    ("[offload]\nflow_entries = 10\nidle_timeout_ms = 500", "idle_timeout_ms must be at least 1000"),
+    ("[offload]\nflow_entries = 10\nthreshold_packets = 0", "threshold_packets must be at least 1"),
+    ("[offload]\nflow_entries = 10\nidle = 5", "unknown key 'idle' in [offload]"),
+])
+def test_offload_section_errors(section, message):
+    text = GOOD.replace("[resources]\ntables = 2\n", "") + section + "\n"
+    with pytest.raises(ProfileError) as e:
+        parse_profile(text, "p.toml")
+    assert str(e.value).startswith("p.toml: ") and message in str(e.value)
+
+
+def test_offload_section():
+    p = parse_profile(GOOD + "[offload]\nflow_entries = 100\nidle_timeout_ms = 2000\n", "p.toml")
+    assert p.offload is not None
+    assert (p.offload.flow_entries, p.offload.threshold_packets, p.offload.idle_timeout_ms) == (100, 8, 2000)
+    assert parse_profile(GOOD, "p.toml").offload is None
+    hyp = open("targets/hypervisor.toml").read() + "\n[offload]\nflow_entries = 10\n"
+    with pytest.raises(ProfileError, match="is for NIC profiles"):
+        parse_profile(hyp, "h.toml")
+
+
 def test_two_nics_rejected():
     with pytest.raises(ProfileError, match="only one NIC profile"):
         resolve_targets(["targets/bmv2-smartnic.toml", "targets/constrained-nic.toml"])

@@ -140,7 +140,9 @@ def to_text(pl: Placement, source: str, explain: bool) -> str:
     if prob.nic is not None:
         use = pl.resource_use()
         parts = [f"{k.replace('_', ' ')} {u}/{lim if lim is not None else '∞'}" for k, (u, lim) in use.items()]
-        lines.append(f"resources on {prob.nic.name}: " + ", ".join(parts))
+        off = prob.nic.offload
+        more = f" (besides a table of {off.flow_entries} entries for per-flow offload)" if off is not None else ""
+        lines.append(f"resources on {prob.nic.name}: " + ", ".join(parts) + more)
     cross = pl.crossings()
     lines.append("crossings per packet: " + ", ".join(
         f"{p} {int(c['max_to_exit'])} (expected {c['expected']:.2f})" for p, c in cross.items()))

@@ -50,6 +50,7 @@ class FlowTableReport:
     table_gaps: list[str]  # capabilities the flow table itself needs and the NIC lacks
     key_limit: int | None
     pipelines: list[PipelinePaths]
+    policy: str = ""  # when a flow goes to the table and when it leaves
 
 
 def step_needs(step: Step) -> set[str]:
@@ -94,13 +95,16 @@ def key_bits(prog: Program, fields: frozenset[str]) -> int:
 
 
 def budget(pl: Placement) -> tuple[int, str]:
-    """Entries the static placement leaves for a flow table, and why."""
+    """Entries a flow table could have, and why: the profile's reservation ([offload]), or
+    what the static placement leaves."""
     nic = pl.problem.nic
     assert nic is not None
+    if nic.offload is not None:
+        return nic.offload.flow_entries, f"reserved by {nic.name}'s [offload]: a table of its own"
     use = pl.resource_use()
     (t_used, t_max), (e_used, e_max) = use["tables"], use["table_entries"]
     if t_max is not None and t_used >= t_max:
-        return 0, f"no table left: {t_used}/{t_max} in use"
+        return 0, f"no [offload] in the profile, and no table left: {t_used}/{t_max} in use"
     room = [(e_max - e_used, f"{e_max - e_used} of {e_max} entries left")] if e_max is not None else []
     if nic.resources.max_table_size is not None:
         room.append((nic.resources.max_table_size, f"{nic.name}'s per-table limit"))
@@ -108,7 +112,7 @@ def budget(pl: Placement) -> tuple[int, str]:
         return -1, "no limit"
     n, why = min(room)
     tables = f"{t_max - t_used} of {t_max} tables left" if t_max is not None else "tables unlimited"
-    return max(0, n), f"{tables}; {why}"
+    return max(0, n), f"no [offload] in the profile, what the static placement leaves: {tables}; {why}"
 
 
 def report(prog: Program, pl: Placement) -> FlowTableReport | None:
@@ -136,13 +140,21 @@ def report(prog: Program, pl: Placement) -> FlowTableReport | None:
                 row.needs[where] += 1
         out.append(row)
     gaps = [c for c in TABLE_NEEDS if c not in nic.capabilities]
-    return FlowTableReport(nic.name, entries, why, gaps, nic.resources.max_key_bits, out)
+    policy = ""
+    if nic.offload is not None:
+        idle = ("idle-timeout notifications" if "idle_timeout" in nic.capabilities
+                else f"polling its counters: {nic.name} lacks 'idle_timeout'")
+        policy = (f"a flow goes to the table after {nic.offload.threshold_packets} packets and leaves it after "
+                  f"{nic.offload.idle_timeout_ms / 1000:g} s without one ({idle})")
+    return FlowTableReport(nic.name, entries, why, gaps, nic.resources.max_key_bits, out, policy)
 
 
 def to_lines(r: FlowTableReport) -> list[str]:
     """The report as `p4gen place --explain` prints it."""
     room = "unlimited" if r.entries < 0 else f"{r.entries} entries"
     lines = [f"per-flow offload on {r.nic} (a fused flow table; not built yet): room for {room} ({r.why})"]
+    if r.policy:
+        lines.append(f"  {r.policy}")
     if r.table_gaps:
         lines.append(f"  the flow table needs {', '.join(repr(g) for g in r.table_gaps)}, which {r.nic} lacks")
     for p in r.pipelines:
@@ -163,7 +175,8 @@ def to_lines(r: FlowTableReport) -> list[str]:
 
 def to_json(r: FlowTableReport) -> dict:
     return {
-        "nic": r.nic, "entries": r.entries, "why": r.why, "table_gaps": r.table_gaps, "key_limit": r.key_limit,
+        "nic": r.nic, "entries": r.entries, "why": r.why, "policy": r.policy, "table_gaps": r.table_gaps,
+        "key_limit": r.key_limit,
         "pipelines": {p.pipeline: {"paths": p.paths, "whole": p.whole, "tail": p.tail, "part": p.part,
                                    "none": p.none, "needs": dict(p.needs), "key_bits": p.key_bits,
                                    "uncacheable": p.uncacheable, "too_many": p.too_many}

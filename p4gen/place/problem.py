@@ -139,10 +139,14 @@ def build_problem(g: nx.DiGraph, prog: Program, nic: Profile | None, hyp: Profil
             ))
         edges += [PEdge(u, v, w) for (u, v), w in edge_w.items()]
     res = nic.resources if nic is not None else None
+    max_tables, max_entries = (res.tables, res.table_entries) if res else (None, None)
+    if nic is not None and nic.offload is not None:  # the flow table's, before anything else
+        max_tables = max_tables - 1 if max_tables is not None else None
+        max_entries = max_entries - nic.offload.flow_entries if max_entries is not None else None
     return Problem(
         stages=stages, edges=edges,
         crossing_cost=nic.crossing_cost if nic is not None else 0.0,
         preference_cost=hyp.preference_cost,
-        max_tables=res.tables if res else None, max_entries=res.table_entries if res else None,
+        max_tables=max_tables, max_entries=max_entries,
         nic=nic, hyp=hyp, pipelines=ends,
     )

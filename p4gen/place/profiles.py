@@ -43,6 +43,17 @@ class Ports:
 
 
 @dataclass(frozen=True)
+class OffloadPolicy:
+    """A NIC's share for per-flow offload (docs/offload-design.md): one table of `flow_entries`
+    entries, reserved before the static placement; a flow is offloaded after `threshold_packets`
+    packets, and leaves the table after `idle_timeout_ms` without one."""
+
+    flow_entries: int
+    threshold_packets: int = 8
+    idle_timeout_ms: int = 10_000
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     kind: str  # "nic" | "hypervisor"
@@ -59,6 +70,7 @@ class Profile:
     match_kind_costs: dict[str, float] = field(default_factory=dict)
     primitive_costs: dict[str, float] = field(default_factory=dict)
     preference_cost: float = 2.0
+    offload: OffloadPolicy | None = None  # [offload]: a flow table reserved for per-flow offload
     path: str = ""
     builtin: bool = field(default=False, compare=False)  # shipped with p4gen (builtin_profile), not read from `path`
 
@@ -133,7 +145,8 @@ def _type_name(t) -> str:
     return " or ".join(names.get(x, x.__name__) for x in _as_tuple(t))
 
 
-TOP_KEYS = {"target": "", "capabilities": "", "resources": "", "ports": "", "attachment": "", "costs": ""}
+TOP_KEYS = {"target": "", "capabilities": "", "resources": "", "ports": "", "attachment": "", "costs": "",
+            "offload": ""}
 
 
 def parse_profile(text: str, path: str) -> Profile:
@@ -189,6 +202,7 @@ def parse_profile(text: str, path: str) -> Profile:
         missing = [k for k in STAGE_KINDS if k not in stage_costs]
         if missing:
             raise ProfileError(f"{path}: [costs.stage] needs a cost for {', '.join(missing)}")
+    offload = _offload(path, top, kind, res)
     return Profile(
         name=name, kind=kind, architecture=arch,  # type: ignore[arg-type]
         description=target.get("description", str, ""),  # type: ignore[arg-type]
@@ -198,8 +212,33 @@ def parse_profile(text: str, path: str) -> Profile:
         match_kind_costs=costs.costs("match_kind", MATCH_KINDS),
         primitive_costs=costs.costs("primitive", CAPABILITIES),
         preference_cost=float(costs.get("preference", (int, float), 2.0)),  # type: ignore[arg-type]
-        path=path,
+        offload=offload, path=path,
     )
+
+
+def _offload(path: str, top: _Section, kind: str, res: Resources) -> OffloadPolicy | None:
+    if "offload" not in top.data:
+        return None
+    if kind != "nic":
+        raise ProfileError(f"{path}: [offload] is for NIC profiles (it reserves a NIC table)")
+    sec = _Section(path, "offload", top.get("offload", dict), {"flow_entries": "", "threshold_packets": "",
+                                                                 "idle_timeout_ms": ""})
+    entries = sec.count("flow_entries")
+    if not entries:
+        raise ProfileError(f"{path}: [offload].flow_entries must be given, and at least 1")
+    for limit, what in ((res.max_table_size, "[resources].max_table_size"),
+                        (res.table_entries, "[resources].table_entries")):
+        if limit is not None and entries > limit:
+            raise ProfileError(f"{path}: [offload].flow_entries = {entries} exceeds {what} = {limit}")
+    if res.tables is not None and res.tables < 1:
+        raise ProfileError(f"{path}: [offload] reserves a table, and [resources].tables is 0")
+    threshold = sec.count("threshold_packets")
+    idle = sec.count("idle_timeout_ms")
+    if threshold == 0:
+        raise ProfileError(f"{path}: [offload].threshold_packets must be at least 1")
+    if idle is not None and idle < 1000:  # (BMv2 checks idle entries once a second)
+        raise ProfileError(f"{path}: [offload].idle_timeout_ms must be at least 1000")
+    return OffloadPolicy(entries, threshold or 8, idle or 10_000)
 
 
 def load_profile(path: str | Path) -> Profile:
