@@ -5,6 +5,7 @@ and iproute2)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import shutil
@@ -88,6 +89,18 @@ def test_frames_sent_through_the_ring_leave_at_the_flush_in_order(link):
         assert got == frames[:10] + [big] + frames[10:]
         time.sleep(0.05)
         assert ring.recv_batch(100) == []  # what it sent (by either socket) never reads back
+        # Longer than the link's MTU (9000): refused at once, as a plain socket's send() is; the
+        # ring goes on. A VLAN tag may come on top of the MTU.
+        with pytest.raises(OSError) as e:
+            ring.send(frame(1, 9015))
+        assert e.value.errno == errno.EMSGSIZE
+        tagged = frame(2, 9014)
+        tagged = tagged[:12] + b"\x81\x00\x00\x07" + tagged[12:]
+        after = [frame(3, 100), tagged, frame(4, 200)]
+        for f in after:
+            ring.send(f)
+        ring.flush()
+        assert [f for f, _ in drain(rx, 3)] == after
 
 
 def test_a_full_receive_ring_drops_the_newest_and_counts_them(link):

@@ -25,6 +25,8 @@ flush, stats, fileno); frames read the same (a VLAN tag taken off is put back).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import mmap
 import socket
 import struct
@@ -44,7 +46,9 @@ from p4gen.control.links import (
 from p4gen.runtime.virtio import PLAIN, VnetHdr
 from p4gen.runtime.virtio import SIZE as VNET_SIZE
 
-PACKET_RX_RING, PACKET_COPY_THRESH, PACKET_VERSION, PACKET_TX_RING, PACKET_IGNORE_OUTGOING = 5, 7, 10, 13, 23
+PACKET_RX_RING, PACKET_COPY_THRESH, PACKET_VERSION, PACKET_TX_RING, PACKET_LOSS, PACKET_IGNORE_OUTGOING = \
+    5, 7, 10, 13, 14, 23
+SIOCGIFMTU = 0x8921
 TPACKET_V2 = 1
 TPACKET_REQ = struct.Struct("=IIII")  # struct tpacket_req: block size, block count, frame size, frame count
 HDR = struct.Struct("=IIIHHIIHH4x")  # struct tpacket2_hdr
@@ -54,6 +58,7 @@ TP_STATUS_KERNEL = TP_STATUS_AVAILABLE = 0
 TP_STATUS_USER = TP_STATUS_SEND_REQUEST = 1
 TP_STATUS_COPY = 2  # receive: the frame did not fit its slot; it waits whole on the socket's queue
 TP_STATUS_WRONG_FORMAT = 4
+VLAN_TPIDS = (b"\x81\x00", b"\x88\xa8")
 SLOT = 2048  # a 1500-byte frame with a VLAN tag, a punt header and the virtio-net header
 BLOCK = 1 << 20  # the kernel allocates a ring in blocks (a power of two pages); slots never cross one
 
@@ -103,11 +108,16 @@ class RingSocket:
             # What the side socket sends would come back as outgoing frames (a packet socket is
             # spared only its own): received frames only.
             self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            # A frame the kernel refuses is skipped: without this it would stop the transmit ring
+            # there for good (it sends from the ring's head only).
+            self.sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
             self.sock.setsockopt(SOL_PACKET, PACKET_RX_RING, rx_req)
             self.sock.setsockopt(SOL_PACKET, PACKET_TX_RING, tx_req)
             self.ring = mmap.mmap(self.sock.fileno(), rx_bytes + tx_bytes, mmap.MAP_SHARED,
                                   mmap.PROT_READ | mmap.PROT_WRITE)
             self.sock.bind((ifname, ETH_P_ALL))
+            ifreq = fcntl.ioctl(self.sock.fileno(), SIOCGIFMTU, struct.pack("16si", ifname.encode(), 0))
+            self.mtu = struct.unpack_from("i", ifreq, 16)[0]
             self.big = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # receives nothing (protocol 0)
             try:
                 self.big.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, buffer)
@@ -170,6 +180,8 @@ class RingSocket:
     def send(self, frame: bytes, vnet: VnetHdr = PLAIN) -> int:
         """Queue a frame in the transmit ring, sent at the next `flush` (or now, when the ring is
         full or the frame larger than a slot). RingFull (a BlockingIOError) when it cannot go."""
+        if len(frame) > self.mtu + 14 + (4 if frame[12:14] in VLAN_TPIDS else 0) and not (self.vnet and vnet.gso):
+            raise OSError(errno.EMSGSIZE, "frame longer than the link's MTU")  # (as send() on a plain socket)
         data = vnet.pack() + frame if self.vnet else frame
         if TX_DATA + len(data) > self.slot:  # after what is queued, in a call of its own
             self.flush()
@@ -198,6 +210,8 @@ class RingSocket:
                 self.sock.send(b"", socket.MSG_DONTWAIT)
             except BlockingIOError:  # the device's queue is full: they go at the next flush
                 self.pending = n
+            except OSError:  # (not expected: with PACKET_LOSS the kernel skips what it refuses)
+                self.refused += 1
         return n
 
     # ------------------------------------------------------------ the rest of PacketSocket's
