@@ -19,8 +19,9 @@ from progfuzz import PacketGen, ProgramGen, Rejected, _pipeline_for, ci_features
 from p4gen.cli import main
 from p4gen.frontend import load_program
 from p4gen.ir import build_ir
-from p4gen.midend.paths import TooManyPaths, dump, pipeline_paths
+from p4gen.midend.paths import TooManyPaths, dump, parse_paths, pipeline_paths
 from p4gen.midend.stages import build_stage_trees
+from p4gen.runtime.packet import Malformed, PacketParser
 from p4gen.runtime.pcap import read_pcap
 from p4gen.runtime.pipeline import HypervisorPipeline
 
@@ -126,4 +127,35 @@ def test_place_explain_reports_what_a_flow_table_could_take(capsys, target, room
     data = json.loads(capsys.readouterr().out)["flow_offload"]
     assert data["pipelines"]["vm_ingress"] == {
         "paths": 15, "whole": 9, "tail": 6, "part": 0, "none": 0, "needs": {"'coalesce' at gro": 6},
-        "key_bits": data["pipelines"]["vm_ingress"]["key_bits"], "uncacheable": None, "too_many": None}
+        "key_bits": 701, "widest_parse_path": 428, "uncacheable": None, "too_many": None}
+
+
+def test_every_parsed_packet_holds_the_headers_of_a_parse_path():
+    """parse_paths against the runtime's parser: the headers a parsed packet holds are one of
+    the enumerated sets, for the examples' traffic and random programs' packets."""
+    def held(pkt) -> frozenset[str]:
+        return frozenset([i for i, b in pkt.hdr.items() if b is not None] + [i for i, st in pkt.stacks.items() if st])
+
+    prog, _ = load_program([str(ROOT / "examples" / "vm_offload.nf")])
+    sets = set(parse_paths(prog))
+    parser = PacketParser(prog)
+    frames = [f for pcap in ("vm1_egress.pcap", "vm1_ingress.pcap")
+              for f in read_pcap(str(ROOT / "examples" / "traffic" / pcap))]
+    assert all(held(parser.parse(f)) in sets for f in frames)
+    assert frozenset({"ethernet", "ipv4", "udp", "vxlan", "inner_ethernet", "inner_ipv4", "inner_tcp"}) in sets
+    feats, checked = ci_features(), 0
+    for k in range(30):
+        gp = ProgramGen(SEED + 100 + k, feats).generate()
+        try:
+            prog, _ = load(gp.text)
+        except Rejected:
+            continue
+        sets, parser = set(parse_paths(prog)), PacketParser(prog)
+        for _port, frame in PacketGen(gp, SEED + 100 + k, feats).take(12):
+            try:
+                pkt = parser.parse(frame)
+            except Malformed:  # refused by the parser (a bad checksum too): no path
+                continue
+            assert held(pkt) in sets, (SEED + 100 + k, sorted(held(pkt)))
+            checked += 1
+    assert checked >= 100

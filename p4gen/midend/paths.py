@@ -179,3 +179,29 @@ def _forget(known: dict[str, tuple[bool, frozenset[str]]], eff: Effect | None) -
 def dump(paths: list[Path]) -> str:
     """One path per line (for golden files)."""
     return "".join(p.show() + "\n" for p in paths)
+
+
+def parse_paths(prog: P.Program, limit: int = PATH_LIMIT) -> list[frozenset[str]]:
+    """The sets of headers a packet can hold on input: one per path of the parser from `start`
+    to `accept` (a header stack's state visited at most as often as the stack is deep)."""
+    out: set[frozenset[str]] = set()
+
+    def walk(state: str, held: frozenset[str], visits: dict[str, int]) -> None:
+        if len(out) > limit:
+            raise TooManyPaths(f"the parser has more than {limit} paths")
+        if state == "accept":
+            out.add(held)
+            return
+        st = prog.parser.get(state)
+        if st is None:  # reject
+            return
+        deepest = max((prog.instances[i].stack or 1 for i, _ in st.extracts), default=1)
+        if visits.get(state, 0) >= deepest:
+            return
+        now = held | {i for i, _ in st.extracts}
+        for nxt in dict.fromkeys(target for _key, target in st.cases) or ("accept",):
+            walk(nxt, now, {**visits, state: visits.get(state, 0) + 1})
+
+    walk("start", frozenset(), {})
+    return sorted(out, key=lambda h: (len(h), sorted(h)))
+

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from p4gen.frontend.program import Program
 from p4gen.midend.flowkeys import flow_key
-from p4gen.midend.paths import CUT, Path, Step, TooManyPaths, pipeline_paths
+from p4gen.midend.paths import CUT, Path, Step, TooManyPaths, parse_paths, pipeline_paths
 from p4gen.midend.stages import build_stage_trees
 from p4gen.place import Placement
 from p4gen.place.profiles import Profile
@@ -38,6 +38,7 @@ class PipelinePaths:
     none: int = 0  # its first step is hypervisor-only
     needs: Counter = field(default_factory=Counter)  # "'cap' at stage" → paths it stops
     key_bits: int = 0
+    widest_parse_path: int = 0  # the key's bits on the parse path that has the most of its fields
     uncacheable: str | None = None  # why no flow of this pipeline is ever specialised
     too_many: str | None = None
 
@@ -79,11 +80,14 @@ def classify(path: Path, nic: Profile) -> tuple[str, str | None]:
     return "part", where
 
 
-def key_bits(prog: Program, fields: frozenset[str]) -> int:
-    """The flow key's width: each field's bits, a validity bit per `$valid`."""
+def key_bits(prog: Program, fields: frozenset[str], held: frozenset[str] | None = None) -> int:
+    """The flow key's width: each field's bits, a validity bit per `$valid`; with `held` (the
+    headers of one parse path), only the fields a packet on that path has, and no validity."""
     bits = 0
     for f in fields:
         inst, _, name = f.partition(".")
+        if held is not None and (name == "$valid" or inst != "meta" and inst not in held):
+            continue
         if name == "$valid":
             bits += 1
         elif inst == "meta":
@@ -122,10 +126,15 @@ def report(prog: Program, pl: Placement) -> FlowTableReport | None:
         return None
     entries, why = budget(pl)
     out = []
+    try:
+        parsed = parse_paths(prog)
+    except TooManyPaths:
+        parsed = []
     for name, tree in build_stage_trees(prog).items():
         row = PipelinePaths(name)
         key = flow_key(prog, [tree])
         row.key_bits, row.uncacheable = key_bits(prog, key.fields), key.problem
+        row.widest_parse_path = max((key_bits(prog, key.fields, held) for held in parsed), default=row.key_bits)
         try:
             paths = pipeline_paths(tree, prog)
         except TooManyPaths as e:
@@ -163,8 +172,11 @@ def to_lines(r: FlowTableReport) -> list[str]:
             continue
         text = (f"  {p.pipeline}: {p.paths} paths; on the NIC whole {p.whole}, up to hypervisor-only stages at "
                 f"the end {p.tail}, up to one in the middle {p.part}, not at all {p.none}")
-        over = r.key_limit is not None and p.key_bits > r.key_limit
-        text += f"; flow key {p.key_bits} bits" + (f", over {r.nic}'s {r.key_limit}" if over else "")
+        text += f"; flow key {p.key_bits} bits, {p.widest_parse_path} on its widest parse path"
+        if r.key_limit is not None and p.widest_parse_path > r.key_limit:
+            text += f" (over {r.nic}'s {r.key_limit} even so)"
+        elif r.key_limit is not None and p.key_bits > r.key_limit:
+            text += f" (over {r.nic}'s {r.key_limit} as one table; within it per parse path)"
         if p.uncacheable:
             text += f"; no flow is specialised: {p.uncacheable}"
         lines.append(text)
@@ -179,6 +191,7 @@ def to_json(r: FlowTableReport) -> dict:
         "key_limit": r.key_limit,
         "pipelines": {p.pipeline: {"paths": p.paths, "whole": p.whole, "tail": p.tail, "part": p.part,
                                    "none": p.none, "needs": dict(p.needs), "key_bits": p.key_bits,
+                                   "widest_parse_path": p.widest_parse_path,
                                    "uncacheable": p.uncacheable, "too_many": p.too_many}
                       for p in r.pipelines},
     }
