@@ -148,6 +148,10 @@ class PacketSocket:
         last call (PACKET_STATISTICS resets on read)."""
         return TPACKET_STATS.unpack(self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, TPACKET_STATS.size))
 
+    def drops(self) -> dict[str, int]:
+        """What the socket dropped since the last call, by reason: queue_full."""
+        return {"queue_full": self.stats()[1]}
+
     def close(self) -> None:
         self.sock.close()
 

@@ -219,6 +219,13 @@ class RingSocket:
         """(frames received, frames dropped because the ring was full) since the last call."""
         return TPACKET_STATS.unpack(self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, TPACKET_STATS.size))
 
+    def drops(self) -> dict[str, int]:
+        """What the socket dropped since the last call, by reason: queue_full (the receive ring
+        was full), truncated (larger than a slot and not queued whole), refused (by the kernel)."""
+        out = {"queue_full": self.stats()[1], "truncated": self.truncated, "refused": self.refused}
+        self.truncated = self.refused = 0
+        return out
+
     def close(self) -> None:
         if self.sock.fileno() >= 0:
             self.flush()

@@ -267,8 +267,6 @@ class Up:
                 sock.send(data, vnet)
         except BlockingIOError:
             self.dispatch.drops[f"{role}_busy"] += 1  # the link's queue is full: dropped, as a NIC would
-        except ValueError:
-            self.dispatch.drops[f"{role}_too_big"] += 1  # larger than the link's frames
         except OSError as e:
             self.dispatch.drops[f"{role}_{errno.errorcode.get(e.errno, 'error').lower()}"] += 1
 
@@ -314,39 +312,24 @@ class Up:
                               f"{self.outdir / 'switch.log'}")
             select.select([s for _, s in socks], [], [], 0.2)
 
-    def queue_drops(self) -> dict[str, int]:
-        """Frames each link's receive queue dropped since the last call (we were too slow)."""
-        out = {}
+    def link_drops(self) -> None:
+        """Add what each link's socket dropped since the last call to the drop counts, by reason
+        (`<link>_queue_full`: we were too slow)."""
         for role, s in getattr(self, "sock", {}).items():
-            _n, dropped = s.stats()
-            if dropped:
-                self.dispatch.drops[f"{role}_queue_full"] += dropped
-                out[role] = dropped
-            if isinstance(s, RingSocket):  # longer than a slot; refused by the kernel
-                for what in ("truncated", "refused"):
-                    n = getattr(s, what)
-                    if n:
-                        self.dispatch.drops[f"{role}_{what}"] += n
-                        setattr(s, what, 0)
-        return out
+            for why, n in s.drops().items():
+                if n:
+                    self.dispatch.drops[f"{role}_{why}"] += n
 
     def close(self) -> None:
-        t0 = time.monotonic()
         if getattr(self, "sock", None):
-            self.queue_drops()
+            self.link_drops()
         for s in getattr(self, "sock", {}).values():
             s.close()
         stop_switch(self.switch)
         self.state["pids"] = [p for p in self.state["pids"] if p != os.getpid()]
-        t1 = time.monotonic()
         delete_links(self.state["links"])
-        t2 = time.monotonic()
         for ns in self.state["netns"]:
             netns_delete(ns)
-        t3 = time.monotonic()
-        if t3 - t0 > 5:  # (a slow kernel: say where the time went)
-            self.note(f"stopping took {t3 - t0:.1f} s: sockets and switch {t1 - t0:.1f} s, links {t2 - t1:.1f} s, "
-                      f"namespaces {t3 - t2:.1f} s")
         (self.outdir / STATE).unlink(missing_ok=True)
         cache = self.hv.cache.summary() if self.hv.cache is not None else "off"
         self.note(f"down; drops: {dict(self.hv.drops)}; flow cache: {cache}")
