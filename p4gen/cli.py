@@ -635,13 +635,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     what = f"NIC {args.grpc_addr}{where}" if bmv2 else f"hypervisor only{where}"
     vm_side = f"{vm.ifname} in network namespace {vm.netns}" if vm else f"{args.prefix}-vm"
     wire_side = f"{args.prefix}-wire" + (f" in network namespace {args.wire_netns}" if args.wire_netns else "")
-    print(f"up: {what}; VM side {vm_side}, wire side {wire_side}; logs in {out}. "
-          f"Ctrl-C or 'p4gen down {out}' to stop.", flush=True)
     code = 0
     import gc
 
-    gc.freeze()  # the program, the pipeline and gRPC's objects: not walked again on every collection
-    try:
+    try:  # from the "up:" line on, Ctrl-C stops cleanly: whoever saw the line may send it at once
+        print(f"up: {what}; VM side {vm_side}, wire side {wire_side}; logs in {out}. "
+              f"Ctrl-C or 'p4gen down {out}' to stop.", flush=True)
+        gc.freeze()  # the program, the pipeline and gRPC's objects: not walked again on every collection
         up.serve(args.seconds)
     except KeyboardInterrupt:
         up.note("interrupted: stopping")

@@ -53,7 +53,16 @@ def test_p4info_structure(tmp_path):
     assert set(tables) == {
         "acl_out.acl_out_v4", "acl_out.acl_out_v6", "snat.snat_v4", "flow_counters.flows_v4",
         "flow_counters.flows_v6", "overlay_encap.overlay_v4", "overlay_encap.overlay_v6", "overlay_decap.tunnels",
-        "dnat.dnat_v4", "acl_in.acl_in_v4", "acl_in.acl_in_v6"}
+        "dnat.dnat_v4", "acl_in.acl_in_v4", "acl_in.acl_in_v6", "p4gen.flows"}
+    # the profile's [offload]: the fused flow table, keyed on the pipeline and the flow key's hash,
+    # one action per pipeline that starts on the NIC (slot, key copy, decisions), idle timeout
+    flows = tables["p4gen.flows"]
+    assert [(f.name, f.bitwidth, f.match_type) for f in flows.match_fields] == [
+        ("meta.p4gen_pipeline", 8, p4info_pb2.MatchField.EXACT),
+        ("meta.p4gen_flow_hash", 32, p4info_pb2.MatchField.EXACT)]
+    assert flows.size == 65536 and flows.idle_timeout_behavior == p4info_pb2.Table.NOTIFY_CONTROL
+    assert {r.preamble.name: (r.size, r.type_spec.bitstring.bit.bitwidth) for r in info.registers} == {
+        "p4gen.learn": (16384, 32)}
     acl = tables["acl_out.acl_out_v4"]
     assert acl.preamble.id >> 24 == 0x02 and acl.preamble.alias == "acl_out_v4"
     assert [(f.id, f.name, f.bitwidth, f.match_type) for f in acl.match_fields] == [
@@ -70,7 +79,8 @@ def test_p4info_structure(tmp_path):
     # "allow" exists in two nfs: aliases must keep them apart.
     assert actions["acl_in.allow"].preamble.alias == "acl_in.allow"
     assert actions["snat.snat_rewrite"].preamble.alias == "snat_rewrite"
-    ids = [x.preamble.id for x in (*info.tables, *info.actions, *info.counters, *info.direct_counters)]
+    ids = [x.preamble.id for x in (*info.tables, *info.actions, *info.counters, *info.direct_counters,
+                                   *info.registers)]
     assert len(ids) == len(set(ids))
     # The ids in program.p4's @id annotations are the P4Info's.
     text = (tmp_path / "program.p4").read_text()
@@ -176,7 +186,7 @@ def _normalised(info: p4info_pb2.P4Info) -> p4info_pb2.P4Info:
     """Order-insensitive: repeated top-level objects sorted by id."""
     out = p4info_pb2.P4Info()
     out.CopyFrom(info)
-    for name in ("tables", "actions", "counters", "direct_counters"):
+    for name in ("tables", "actions", "counters", "direct_counters", "registers"):
         items = sorted(getattr(out, name), key=lambda x: x.preamble.id)
         copies = [type(x)() for x in items]
         for c, x in zip(copies, items, strict=True):
@@ -272,7 +282,8 @@ def test_carried_metadata_layout_and_framing():
     class PuntHdr(Packet):  # scapy as the oracle of the bit packing
         fields_desc = [BitField("version", 0, 8), BitField("pipeline", 0, 8), BitField("resume", 0, 16),
                        BitField("flow", 0, 16), BitField("reason", 0, 8), BitField("code", 0, 8),
-                       BitField("egress_port", 0, 16), BitField("flags", 0, 8), BitField("reserved", 0, 8)]
+                       BitField("egress_port", 0, 16), BitField("flags", 0, 8), BitField("reserved", 0, 8),
+                       BitField("flow_hash", 0, 32)]
 
     class Carried(Packet):
         fields_desc = [BitField("ingress_port", 0, 9), BitField("l4_src", 0, 16), BitField("l4_dst", 0, 16),
@@ -281,16 +292,17 @@ def test_carried_metadata_layout_and_framing():
     cross = crossing(prog)
     name = list(prog.pipelines)[0]
     meta = {"ingress_port": 255, "l4_src": 40000, "l4_dst": 443, "nexthop_id": 2}
-    frame = cross.wrap(name, 7, b"packet", meta, port=3)
-    assert frame[:12] == bytes(PuntHdr(version=VERSION, pipeline=1, resume=7, egress_port=3, flags=FLAG_FORWARDED))
-    assert frame[12:20] == bytes(Carried(ingress_port=255, l4_src=40000, l4_dst=443, nexthop_id=2))
-    assert frame[20:] == b"packet"
+    frame = cross.wrap(name, 7, b"packet", meta, port=3, flow_hash=0xDEADBEEF)
+    assert frame[:16] == bytes(PuntHdr(version=VERSION, pipeline=1, resume=7, egress_port=3, flags=FLAG_FORWARDED,
+                                       flow_hash=0xDEADBEEF))
+    assert frame[16:24] == bytes(Carried(ingress_port=255, l4_src=40000, l4_dst=443, nexthop_id=2))
+    assert frame[24:] == b"packet"
     p = cross.unwrap(frame)
-    assert (p.pipeline, p.resume, p.port, p.meta, p.data) == (name, 7, 3, meta, b"packet")
+    assert (p.pipeline, p.resume, p.port, p.meta, p.data, p.flow_hash) == (name, 7, 3, meta, b"packet", 0xDEADBEEF)
     done = cross.unwrap(cross.wrap(name, None, b"x", reason=Reason.TO_HYPERVISOR, code=9))
     assert (done.resume, done.port, done.reason, done.code) == (None, None, Reason.TO_HYPERVISOR, 9)
-    with pytest.raises(BadPunt, match="needs 20 header bytes"):
-        cross.unwrap(frame[:19])
+    with pytest.raises(BadPunt, match="needs 24 header bytes"):
+        cross.unwrap(frame[:23])
     with pytest.raises(BadPunt, match="pipeline 9"):
         cross.unwrap(frame[:1] + b"\x09" + frame[2:])
 

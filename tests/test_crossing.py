@@ -13,7 +13,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from p4gen.crossing import Reason, crossing
+from p4gen.crossing import VERSION, Reason, crossing
 from p4gen.crossing.dispatch import NIC_PORT, SLOW_PATH, VM, HostDispatcher
 from p4gen.frontend import load_program
 from p4gen.ir import build_ir
@@ -109,7 +109,7 @@ def test_dispatcher_routes_by_reason(tmp_path):
     assert (slow.to, slow.code, slow.data) == (SLOW_PATH, 7, frame)
     (vm,) = d.from_nic(cross.wrap("inward", None, frame, reason=Reason.FINISHED))
     assert (vm.to, vm.data) == (VM, frame)
-    assert d.from_nic(b"\x02\x09" + bytes(16)) == [] and d.drops["bad_pipeline"] == 1
+    assert d.from_nic(bytes([VERSION, 9]) + bytes(30)) == [] and d.drops["bad_pipeline"] == 1
     assert d.from_nic(b"\x02") == [] and d.drops["malformed_punt"] == 1
 
 

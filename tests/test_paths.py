@@ -118,7 +118,7 @@ def test_place_explain_reports_what_a_flow_table_could_take(capsys, target, room
     could run there; the egress paths that cut need 'segment', the ingress ones end at gro."""
     assert main(["place", "examples/vm_offload.nf", "--target", f"targets/{target}.toml", "--explain"]) == 0
     text = capsys.readouterr().out
-    assert f"per-flow offload on {target} (a fused flow table; not built yet): {room}" in text
+    assert f"per-flow offload on {target} (the fused flow table p4gen.flows): {room}" in text
     assert ("  vm_egress: 43 paths; on the NIC whole 22, up to hypervisor-only stages at the end 0, up to one in "
             "the middle 0, not at all 21") in text
     assert "    21 path(s) need 'segment' at tso" in text

@@ -38,6 +38,7 @@ from p4gen.midend.protocols import IPV4_HEADERS, L4_CHECKSUM_PAIRS, SRC_PORT_BAS
 from p4gen.midend.stages import Branch, Seq, Stage
 from p4gen.midend.widths import leaf_width
 from p4gen.place import HYP, NIC
+from p4gen.place.flowlayout import LEARN_BUCKETS, RELEARN_PACKETS, SELECTOR_WIDTH
 
 L4_PSEUDO = L4_CHECKSUM_FIELDS
 
@@ -299,6 +300,19 @@ class Emitter:
                      "bit<128> p4gen_h_src;", "bit<128> p4gen_h_dst;", "bit<8> p4gen_h_proto;",
                      "bit<8> p4gen_h_tos;", "bit<32> p4gen_drop_cause;"):
             o(line)
+        if self.m.flow_layouts:  # per-flow offload: the flow key, and what a flow table hit recorded
+            for line in ("bit<32> p4gen_flow_hash;", "bit<1> p4gen_fused;", "bit<8> p4gen_fhit;",
+                         "bit<32> p4gen_fslot;", "bit<32> p4gen_learn_n;"):
+                o(line)
+            for lay in self.m.flow_layouts.values():
+                n = lay.number
+                for i, k in enumerate(lay.key):
+                    o(f"bit<{k.width}> p4gen_f{n}_k{i};  // {k.name}")
+                    o(f"bit<{k.width}> p4gen_f{n}_c{i};")
+                for t in lay.tables:
+                    o(f"bit<{SELECTOR_WIDTH}> p4gen_f{n}_{t.selector};")
+                    for a, prm, w in t.params:
+                        o(f"bit<{w}> p4gen_f{n}_{t.param_name(a, prm)};")
         o.close()
         o()
 
@@ -494,6 +508,9 @@ class Emitter:
         o("mark_to_drop(standard_metadata);")
         o("meta.p4gen_state = P4GEN_ST_DROP;")
         o.close()
+        for r in self.m.registers:
+            o(f'@name(".{r.name}") @id({r.id:#010x})')
+            o(f"register<bit<{r.width}>>({r.size}) {r.p4name};")
         for a in sorted(self.m.actions.values(), key=lambda a: a.name):
             self.action(a)
         for t in self.m.tables.values():
@@ -501,11 +518,21 @@ class Emitter:
         o()
         o.open("apply")
         self.ingress_entry()
+        self.flow_lookup()
         for name, pl in self.prog.pipelines.items():
             idx = self.m.pipeline_index[name]
             o.open(f"if (meta.p4gen_pipeline == {idx})", pl.pos)
             o(f"// pipeline {name} ({pl.direction})")
+            lay = self.m.flow_layouts.get(name)
+            if lay is not None:
+                o.open("if (meta.p4gen_fused == 1)")
+                o("// a flow table hit: every lookup replaced by the flow's recorded decision")
+                self.fused_seq(stage_trees(self.g)[name].body, lay)
+                o.close()
+                o.open("else")
             self.seq(stage_trees(self.g)[name].body)
+            if lay is not None:
+                o.close()
             self.pipeline_end(name)
             o.close()
         self.ingress_exit()
@@ -515,6 +542,9 @@ class Emitter:
 
     def action(self, a: P4Action) -> None:
         o = self.out
+        if a.nf == "p4gen":  # the flow table's own actions: record what the entry says
+            self.flow_action(a)
+            return
         params = ", ".join(f"bit<{p.width}> {p.p4name}" for p in a.params)
         o(f'@name(".{a.name}") @id({a.id:#010x})', a.action.pos)
         o.open(f"action {a.p4name}({params})")
@@ -534,8 +564,9 @@ class Emitter:
         o.open(f"table {t.p4name}")
         if t.keys:
             o.open("key =")
-            for k in t.keys:
-                o(f'{self.read(k.field)}: {k.match_kind} @name("{k.name}");')
+            for k in t.keys:  # p4gen's own tables key on p4gen's own metadata, named as it is
+                expr = str(k.field) if t.table.nf == "p4gen" else self.read(k.field)
+                o(f'{expr}: {k.match_kind} @name("{k.name}");')
             o.close()
         o.open("actions =")
         for a in t.actions:
@@ -699,6 +730,169 @@ class Emitter:
         vlan = self.prog.instances.get("vlan")
         for i in range(vlan.stack if vlan is not None and vlan.stack else 0):
             o(f"hdr.vlan[{i}].setInvalid();  // the outer frame's 802.1Q tags go with it")
+
+    # ------------------------------------------------------------ per-flow offload
+    def flow_action(self, a: P4Action) -> None:
+        """A flow table action: copy the entry's data (key copy, decisions, parameters) into
+        metadata; the pipeline's fused code acts on it once the key copy matched."""
+        o = self.out
+        params = ", ".join(f"bit<{p.width}> {p.p4name}" for p in a.params)
+        o(f'@name(".{a.name}") @id({a.id:#010x})')
+        o.open(f"action {a.p4name}({params})")
+        lay = next((x for x in self.m.flow_layouts.values() if x.action_name == a.name), None)
+        if lay is not None:
+            n = lay.number
+            o(f"meta.p4gen_fhit = {n};")
+            o("meta.p4gen_fslot = slot;")
+            for i in range(len(lay.key)):
+                o(f"meta.p4gen_f{n}_c{i} = k{i};")
+            for t in lay.tables:
+                o(f"meta.p4gen_f{n}_{t.selector} = {t.selector};")
+                for act, prm, _w in t.params:
+                    o(f"meta.p4gen_f{n}_{t.param_name(act, prm)} = {t.param_name(act, prm)};")
+        o.close()
+
+    def key_value(self, k) -> str:
+        """One flow key field as the DSL reads it (0 when its header is invalid)."""
+        if k.field == "$valid":
+            elem = f"hdr.{p4_ident(k.instance)}" + ("" if k.index is None else f"[{k.index}]")
+            return f"({elem}.isValid() ? 1w1 : 1w0)"
+        return self.read(k.ref)
+
+    def flow_lookup(self) -> None:
+        """The fused flow table, applied to packets that start a pipeline on the NIC: a verified
+        hit marks the packet fused; a miss counts towards learning, and at the threshold (and
+        every RELEARN_PACKETS after it) the packet itself goes to the hypervisor, unchanged,
+        to be learnt from and run there from its first stage."""
+        lays = self.m.flow_layouts
+        if not lays:
+            return
+        o = self.out
+        nic = self.m.placement.problem.nic
+        policy = nic.offload
+        o("// ---- per-flow offload: the fused flow table (p4gen.place.flowlayout)")
+        o("meta.p4gen_fused = 0;")
+        o("meta.p4gen_fhit = 0;")
+        o("meta.p4gen_flow_hash = 0;")
+        mine = " || ".join(f"meta.p4gen_pipeline == {lay.number}" for lay in lays.values())
+        o.open(f"if (meta.p4gen_state == P4GEN_ST_RUN && ({mine}))")
+        for lay in lays.values():
+            if lay.problem is not None:
+                continue
+            n = lay.number
+            o.open(f"if (meta.p4gen_pipeline == {n})")
+            o(f"// pipeline {lay.pipeline}: its flow key")
+            for i, k in enumerate(lay.key):
+                o(f"meta.p4gen_f{n}_k{i} = {self.key_value(k)};")
+            fields = ", ".join(["meta.p4gen_pipeline"] + [f"meta.p4gen_f{n}_k{i}" for i in range(len(lay.key))])
+            o(f"hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, {{ {fields} }}, 32w0xffffffff);")
+            o.close()
+        o(f"{self.m.flow_table.p4name}.apply();")
+        for lay in lays.values():
+            if lay.problem is not None:
+                continue
+            n = lay.number
+            same = " && ".join(f"meta.p4gen_f{n}_k{i} == meta.p4gen_f{n}_c{i}" for i in range(len(lay.key)))
+            o.open(f"if (meta.p4gen_fhit == {n} && meta.p4gen_pipeline == {n}" + (f" && {same})" if same else ")"))
+            o("meta.p4gen_fused = 1;")
+            o.close()
+        flows = self.m.counters[("p4gen", "flow_packets")]
+        o.open("if (meta.p4gen_fused == 1)")
+        o(f"{flows.p4name}.count(meta.p4gen_fslot);")
+        o.close()
+        reg = self.m.registers[0]
+        t, every = policy.threshold_packets, RELEARN_PACKETS
+        o.open("else")
+        o(f"{reg.p4name}.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w{LEARN_BUCKETS - 1});")
+        o("meta.p4gen_learn_n = meta.p4gen_learn_n + 1;")
+        o(f"{reg.p4name}.write(meta.p4gen_flow_hash & 32w{LEARN_BUCKETS - 1}, meta.p4gen_learn_n);")
+        o.open(f"if (meta.p4gen_learn_n == {t} || (meta.p4gen_learn_n > {t} && "
+               f"(meta.p4gen_learn_n & 32w{every - 1}) == 0))")
+        o("meta.p4gen_state = P4GEN_ST_PUNT;")
+        o("meta.p4gen_reason = P4GEN_REASON_LEARN;")
+        for lay in lays.values():
+            o.open(f"if (meta.p4gen_pipeline == {lay.number})")
+            o(f"meta.p4gen_resume = {lay.first_stage};")
+            o.close()
+        o.close()
+        o.close()
+        o.close()
+
+    def handover(self, st: Stage, why: str) -> None:
+        o = self.out
+        o(f"// stage {st.order}: {st.name} ({st.kind}) -> hypervisor: a fused action lacks {why!r}", st.pos)
+        o.open("if (meta.p4gen_state == P4GEN_ST_RUN)")
+        o("meta.p4gen_state = P4GEN_ST_PUNT;")
+        o(f"meta.p4gen_resume = {st.order};")
+        o("meta.p4gen_reason = P4GEN_REASON_PLACEMENT;")
+        o.close()
+
+    def decided(self, lay, table: str) -> None:
+        """A table's lookup replaced by the flow's recorded decision: its action with the
+        entry's parameters, or (selector 0) the default action with its default arguments."""
+        o = self.out
+        slot = next(t for t in lay.tables if t.table == table)
+        nf = self.prog.nfs[slot.nf]
+        n = lay.number
+        first = True
+        for i, act in enumerate(slot.actions):
+            o.open(("if" if first else "else if") + f" (meta.p4gen_f{n}_{slot.selector} == {i + 1})")
+            first = False
+            pmap = {p: f"meta.p4gen_f{n}_{slot.param_name(act, p)}" for p, _w in nf.actions[act].params}
+            for s in nf.actions[act].body:
+                self.simple_stmt(s, slot.nf, pmap, f"{slot.nf}.{act}")
+            o.close()
+        tbl = nf.tables[table]
+        o.open("else")
+        dflt = nf.actions[tbl.default_action]
+        pmap = {p: f"{w}w{v}" for (p, w), v in zip(dflt.params, tbl.default_args, strict=True)}
+        for s in dflt.body:
+            self.simple_stmt(s, slot.nf, pmap, f"{slot.nf}.{tbl.default_action}")
+        o.close()
+
+    def fused_seq(self, seq: Seq, lay) -> None:
+        """The pipeline's stages for a flow table hit: lookups replaced by decisions; a stage the
+        NIC cannot run at all hands the packet to the hypervisor, resuming there."""
+        o = self.out
+        for it in seq.items:
+            if isinstance(it, Branch):
+                st = it.stage
+                self.tmp += 1
+                var = f"p4gen_go{self.tmp}"
+                o(f"bool {var} = false;")
+                if st.order in lay.handover:
+                    self.handover(st, lay.handover[st.order])
+                else:
+                    o(f"// stage {st.order}: {st.name} ({st.kind}) -> nic (fused)", st.pos)
+                    o.open("if (meta.p4gen_state == P4GEN_ST_RUN)")
+                    if it.hit is not None:
+                        table, want_hit = it.hit
+                        self.decided(lay, table)
+                        sel = next(t.selector for t in lay.tables if t.table == table)
+                        o(f"{var} = meta.p4gen_f{lay.number}_{sel} {'!=' if want_hit else '=='} 0;")
+                    else:
+                        o(f"{var} = {self.cond(st.cond)};")
+                    o.close()
+                o.open(f"if ({var})")
+                self.fused_seq(it.then, lay)
+                o.close()
+                if it.orelse.items:
+                    o.open("else")
+                    self.fused_seq(it.orelse, lay)
+                    o.close()
+                continue
+            assert isinstance(it, Stage)
+            if it.order in lay.handover or it.kind in ("segment", "coalesce"):
+                self.handover(it, lay.handover.get(it.order, it.kind))
+                continue
+            o(f"// stage {it.order}: {it.name} ({it.kind}) -> nic (fused)", it.pos)
+            o.open("if (meta.p4gen_state == P4GEN_ST_RUN)")
+            if it.kind == "action":
+                for x in it.stmts:
+                    self.simple_stmt(x, it.nf)
+            elif it.kind == "table":
+                self.decided(lay, it.table.name)
+            o.close()
 
     # ------------------------------------------------------------ stage guards
     def stage_guard(self, st: Stage, body) -> None:
@@ -878,6 +1072,7 @@ class Emitter:
         o("hdr.p4gen.egress_port = 0;")
         o("hdr.p4gen.flags = 0;")
         o("hdr.p4gen.reserved = 0;")
+        o(f"hdr.p4gen.flow_hash = {'meta.p4gen_flow_hash' if self.m.flow_layouts else '0'};")
         o.open("if (meta.p4gen_forwarded == 1)")
         o("hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;")
         o("hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;")

@@ -65,27 +65,35 @@ def build_updates(m: NicModel) -> p4runtime_pb2.WriteRequest:
     """INSERT updates for every DSL entry of a table placed on the NIC."""
     req = p4runtime_pb2.WriteRequest()
     for e in m.prog.entries:
-        t = m.tables.get(e.table)
-        if t is None:  # the table runs in the hypervisor
+        te = table_entry(m, e)
+        if te is None:  # the table runs in the hypervisor
             continue
         u = req.updates.add()
         u.type = p4runtime_pb2.Update.INSERT
-        te = u.entity.table_entry
-        te.table_id = t.id
-        for key, km in zip(t.keys, e.keys, strict=True):
-            fm = p4runtime_pb2.FieldMatch(field_id=key.id)
-            try:
-                if _field_match(fm, km, key.field.width):
-                    te.match.append(fm)
-            except ValueError as err:
-                raise BackendError(f"entry of table '{e.table}', key {key.name}: {err}", e.pos) from None
-        action = m.actions[(e.nf, e.action)]
-        te.action.action.action_id = action.id
-        for p, v in zip(action.params, e.args, strict=True):
-            te.action.action.params.add(param_id=p.id, value=canonical(v, p.width))
-        if t.table.needs_priority:
-            te.priority = e.priority or 0
+        u.entity.table_entry.CopyFrom(te)
     return req
+
+
+def table_entry(m: NicModel, e: P.TableEntry) -> p4runtime_pb2.TableEntry | None:
+    """One DSL entry as P4Runtime encodes it; None when its table is not on the NIC."""
+    t = m.tables.get(e.table)
+    if t is None:
+        return None
+    te = p4runtime_pb2.TableEntry(table_id=t.id)
+    for key, km in zip(t.keys, e.keys, strict=True):
+        fm = p4runtime_pb2.FieldMatch(field_id=key.id)
+        try:
+            if _field_match(fm, km, key.field.width):
+                te.match.append(fm)
+        except ValueError as err:
+            raise BackendError(f"entry of table '{e.table}', key {key.name}: {err}", e.pos) from None
+    action = m.actions[(e.nf, e.action)]
+    te.action.action.action_id = action.id
+    for p, v in zip(action.params, e.args, strict=True):
+        te.action.action.params.add(param_id=p.id, value=canonical(v, p.width))
+    if t.table.needs_priority:
+        te.priority = e.priority or 0
+    return te
 
 
 def entry_positions(m: NicModel) -> list:

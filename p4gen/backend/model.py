@@ -17,13 +17,24 @@ from p4gen.backend.names import p4_ident
 from p4gen.crossing import DROP_REASONS, drop_sites, pipeline_numbers
 from p4gen.diagnostics import Pos
 from p4gen.frontend import program as P
+from p4gen.ir.lower import stage_trees
 from p4gen.place import NIC, Placement
+from p4gen.place.flowlayout import (
+    FLOW_COUNTER,
+    FLOW_TABLE,
+    HASH_WIDTH,
+    LEARN_BUCKETS,
+    LEARN_REGISTER,
+    FlowLayout,
+    flow_layout,
+)
 
 # P4Runtime resource-type prefixes (p4info.proto, P4Ids.Prefix).
 PREFIX_ACTION = 0x01
 PREFIX_TABLE = 0x02
 PREFIX_COUNTER = 0x12
 PREFIX_DIRECT_COUNTER = 0x13
+PREFIX_REGISTER = 0x16
 
 
 
@@ -75,6 +86,15 @@ class P4Counter:
 
 
 @dataclass
+class P4Register:
+    name: str
+    p4name: str
+    width: int
+    size: int
+    id: int = 0
+
+
+@dataclass
 class P4Table:
     table: P.Table
     p4name: str
@@ -98,6 +118,15 @@ class NicModel:
     drop_counter: P4Counter | None = None
     drop_action: P4Action | None = None  # p4gen's own drop-with-reason action
     pipeline_index: dict[str, int] = field(default_factory=dict)
+    # Per-flow offload (p4gen.place.flowlayout): the fused flow table, its actions by pipeline,
+    # and the register that counts misses before a flow is learnt.
+    flow_layouts: dict[str, FlowLayout] = field(default_factory=dict)
+    flow_actions: dict[str, P4Action] = field(default_factory=dict)
+    registers: list[P4Register] = field(default_factory=list)
+
+    @property
+    def flow_table(self) -> P4Table | None:
+        return self.tables.get(FLOW_TABLE)
 
     def on_nic(self, stage_id: str) -> bool:
         return self.placement.assignment.get(stage_id) == NIC
@@ -159,6 +188,15 @@ def build_model(prog: P.Program, g: nx.DiGraph, placement: Placement) -> NicMode
             m.actions[key] = a
         return m.actions[key]
 
+    layouts = _flow_layouts(prog, g, placement, m.pipeline_index)
+    for lay in layouts.values():  # fused code inlines table actions, and calls what the blocks call
+        tree = stage_trees(g)[lay.pipeline]
+        for slot in lay.tables:
+            for a in slot.actions:
+                used_actions |= {(slot.nf, s.action) for s in prog.nfs[slot.nf].actions[a].body
+                                 if isinstance(s, P.CallActionOp)}
+        for st in tree.stages():
+            used_actions |= set(_called_actions(prog, st))
     for nf, name in sorted(used_actions):
         action(nf, name)
     for t, stage_id in sorted(nic_tables, key=lambda x: x[0].name):
@@ -175,20 +213,66 @@ def build_model(prog: P.Program, g: nx.DiGraph, placement: Placement) -> NicMode
             m.counters.setdefault((nf, c.name), P4Counter(f"{nf}.{c.name}", p4_ident(f"{nf}_{c.name}"), c.size or 1))
     for n, d in g.nodes(data=True):
         st = d["stage"]
-        if placement.assignment.get(n) == NIC and st.kind == "action" and st.nf is not None:
+        fused = st.pipeline in layouts  # a fused action runs every block of the pipeline
+        if (placement.assignment.get(n) == NIC or fused) and st.kind == "action" and st.nf is not None:
             for c in prog.nfs[st.nf].counters.values():
                 m.counters.setdefault((st.nf, c.name),
                                       P4Counter(f"{st.nf}.{c.name}", p4_ident(f"{st.nf}_{c.name}"), c.size or 1))
+    if layouts:
+        _flow_table(m, layouts, placement)
     m.drop_counter = P4Counter("p4gen.drops", "p4gen_drops", len(DROP_REASONS) + len(drop_sites(prog)))
     drop = P.Action("drop", "p4gen", [("reason", 32)], [], (), Pos("<p4gen>", 0, 0))
     m.drop_action = P4Action("p4gen", drop, "p4gen_drop", "p4gen.drop", params=[P4Param("reason", "reason", 32, 1)])
     _assign_ids(list(m.tables.values()), PREFIX_TABLE, lambda t: _annotation_id(t.table.annotations))
+    _assign_ids(list(m.registers), PREFIX_REGISTER, lambda r: None)
     _assign_ids(list(m.actions.values()) + [m.drop_action], PREFIX_ACTION,
                 lambda a: _annotation_id(a.action.annotations))
     _assign_ids(list(m.counters.values()) + [m.drop_counter], PREFIX_COUNTER, lambda c: None)
     _assign_ids([t.direct_counter for t in m.tables.values() if t.direct_counter], PREFIX_DIRECT_COUNTER,
                 lambda c: None)
     return m
+
+
+def _flow_layouts(prog: P.Program, g: nx.DiGraph, placement: Placement, numbers: dict[str, int]
+                  ) -> dict[str, FlowLayout]:
+    """The flow table's layout for each pipeline that starts on the NIC, when the NIC's profile
+    reserves a flow table ([offload]); none otherwise."""
+    nic = placement.problem.nic
+    if nic is None or nic.offload is None:
+        return {}
+    out = {}
+    for name, tree in stage_trees(g).items():
+        if placement.problem.pipelines[name][0] == NIC:
+            out[name] = flow_layout(prog, tree, numbers[name], nic.capabilities)
+    return out
+
+
+def _flow_table(m: NicModel, layouts: dict[str, FlowLayout], placement: Placement) -> None:
+    """The fused flow table and what goes with it, as model objects (P4 text and P4Info)."""
+    nic = placement.problem.nic
+    assert nic is not None and nic.offload is not None
+    m.flow_layouts = layouts
+    pos = Pos("<p4gen>", 0, 0)
+    for name, lay in layouts.items():
+        act = P.Action(lay.action_name.split(".", 1)[1], "p4gen", lay.action_params(), [], (), pos)
+        a = P4Action("p4gen", act, p4_ident(lay.action_name.replace(".", "_")), lay.action_name)
+        a.params = [P4Param(pn, pn, w, i + 1) for i, (pn, w) in enumerate(act.params)]
+        m.flow_actions[name] = a
+        m.actions[("p4gen", act.name)] = a
+    miss = P4Action("p4gen", P.Action("flow_miss", "p4gen", [], [], (), pos), "p4gen_flow_miss", "p4gen.flow_miss")
+    m.actions[("p4gen", "flow_miss")] = miss
+    keys = [P.KeyField(P.FieldRef("meta", "p4gen_pipeline", 8), "exact", pos),
+            P.KeyField(P.FieldRef("meta", "p4gen_flow_hash", HASH_WIDTH), "exact", pos)]
+    names = [*(a.action.name for a in m.flow_actions.values()), "flow_miss"]
+    table = P.Table("flows", "p4gen", keys, names, "flow_miss", [], nic.offload.flow_entries, True,
+                    "idle_timeout" in nic.capabilities, (), pos)
+    pt = P4Table(table, "p4gen_flows", FLOW_TABLE,
+                 [P4Key(str(k.field), k.field, "exact", i + 1) for i, k in enumerate(keys)],
+                 [*m.flow_actions.values(), miss], miss)
+    pt.direct_counter = P4Counter(f"{FLOW_TABLE}_counter", "p4gen_flows_counter", 0, direct_table=FLOW_TABLE)
+    m.tables[FLOW_TABLE] = pt
+    m.counters[("p4gen", "flow_packets")] = P4Counter(FLOW_COUNTER, "p4gen_flow_packets", nic.offload.flow_entries)
+    m.registers.append(P4Register(LEARN_REGISTER, "p4gen_learn", 32, LEARN_BUCKETS))
 
 
 def _called_actions(prog: P.Program, st) -> list[tuple[str, str]]:

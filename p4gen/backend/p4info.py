@@ -44,7 +44,8 @@ def build_p4info(m: NicModel) -> p4info_pb2.P4Info:
     counters = sorted(list(m.counters.values()) + [m.drop_counter], key=lambda c: c.id)
     tables = sorted(m.tables.values(), key=lambda t: t.id)
     directs = sorted((t.direct_counter for t in tables if t.direct_counter), key=lambda c: c.id)
-    alias = shortest_unique_suffixes([x.name for x in (*actions, *counters, *tables, *directs)])
+    registers = sorted(m.registers, key=lambda r: r.id)
+    alias = shortest_unique_suffixes([x.name for x in (*actions, *counters, *tables, *directs, *registers)])
 
     for t in tables:
         pt = info.tables.add()
@@ -86,4 +87,9 @@ def build_p4info(m: NicModel) -> p4info_pb2.P4Info:
         pd.preamble.id, pd.preamble.name, pd.preamble.alias = d.id, d.name, alias[d.name]
         pd.spec.unit = p4info_pb2.CounterSpec.BOTH
         pd.direct_table_id = next(t.id for t in tables if t.direct_counter is d)
+    for r in registers:
+        pr = info.registers.add()
+        pr.preamble.id, pr.preamble.name, pr.preamble.alias = r.id, r.name, alias[r.name]
+        pr.type_spec.bitstring.bit.bitwidth = r.width
+        pr.size = r.size
     return info

@@ -235,7 +235,10 @@ def push(outdir: Path, addr: str, device_id: int = 0, election_id: tuple[int, in
         if pipeline_set:
             client.set_pipeline(info, device_config, cookie)
         want = {_key(u.entity.table_entry): u.entity.table_entry for u in desired.updates}
-        have = {_key(te): te for te in client.read_table_entries()}
+        # The flow table's entries belong to the offload manager (p4gen.control.offload), not to
+        # the build: a push leaves them alone.
+        runtime_owned = {t.preamble.id for t in info.tables if t.preamble.name.startswith("p4gen.")}
+        have = {_key(te): te for te in client.read_table_entries() if te.table_id not in runtime_owned}
         updates: list[p4runtime_pb2.Update] = []
         for k, te in have.items():
             if k not in want:

@@ -48,6 +48,10 @@ class HostDispatcher:
         self.nic = nic  # False: hypervisor-only, the uplink is our own WIRE link
         self.drops: Counter[str] = hv.drops  # one tally with the pipeline's own
         self._gro: dict[str, object] = {}
+        self.crossings: Counter[str] = Counter()  # frames from the NIC, by reason (Reason names)
+        self.offload = None  # an OffloadManager (p4gen.control.offload): LEARN punts go to it
+        self.resumed_at: Counter[str] = Counter()  # frames from the NIC by the stage the hypervisor resumes at
+        self._names: dict[tuple[str, int], str] = {}
 
     def from_vm(self, frame: bytes, vnet: VnetHdr | None = None) -> list[Delivery]:
         """A frame the VM sent, with its virtio-net header (checksum and GSO requests)."""
@@ -88,6 +92,11 @@ class HostDispatcher:
         except BadPunt as e:
             self.drops[e.reason] += 1
             return []
+        self.crossings[Reason(p.reason).name.lower() if p.reason in Reason._value2member_map_ else "unknown"] += 1
+        if p.resume is not None:
+            self.resumed_at[self._stage_name(p.pipeline, p.resume)] += 1
+        if p.reason == Reason.LEARN and self.offload is not None:
+            self.offload.learn(p)  # then it runs as any punted packet: from its first stage
         if p.reason == Reason.TO_HYPERVISOR:
             return [Delivery(SLOW_PATH, p.data, p.code)]
         if p.resume is None:  # the pipeline finished on the NIC: deliver where it ends
@@ -96,6 +105,14 @@ class HostDispatcher:
             return self._send(p.pipeline, p.data, self.uplink_port)
         return self.route(p.pipeline, self.hv.run(p.pipeline, p.data, resume=p.resume, meta=p.meta, port=p.port,
                                                   l4_dirty=p.l4_dirty))
+
+    def _stage_name(self, pipeline: str, order: int) -> str:
+        if not self._names:
+            from p4gen.ir.lower import stage_trees
+
+            self._names = {(name, st.order): st.name for name, tree in stage_trees(self.hv.g).items()
+                           for st in tree.stages()}
+        return f"{pipeline}:{self._names.get((pipeline, order), order)}"
 
     def route(self, pipeline: str, outputs: list[Output]) -> list[Delivery]:
         out: list[Delivery] = []

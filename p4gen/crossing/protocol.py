@@ -25,7 +25,7 @@ from enum import IntEnum
 from p4gen.crossing.numbering import pipeline_name, pipeline_numbers
 from p4gen.frontend.program import Program
 
-VERSION = 2
+VERSION = 3
 RESUME_DONE = 0xFFFF
 FLAG_FORWARDED = 0x01
 FLAG_L4_DIRTY = 0x02  # a field under a TCP/UDP checksum was rewritten: recompute it at the end
@@ -35,6 +35,7 @@ class Reason(IntEnum):
     PLACEMENT = 0  # the next stage runs on the other target
     FINISHED = 1  # the pipeline ended on the NIC; deliver where it ends
     TO_HYPERVISOR = 2  # a to_hypervisor() primitive; `code` has its argument
+    LEARN = 3  # a flow missed the flow table often enough: the original packet, from its first stage
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,12 @@ class PuntLayout:
 
 PUNT_HEADER = PuntLayout(
     (("version", 8), ("pipeline", 8), ("resume", 16), ("flow", 16), ("reason", 8), ("code", 8),
-     ("egress_port", 16), ("flags", 8), ("reserved", 8)),
+     ("egress_port", 16), ("flags", 8), ("reserved", 8), ("flow_hash", 32)),
     "p4gen_t",
     ("P4GEN_VERSION", "1-based number of the pipeline in the program", "stage to continue at, or P4GEN_RESUME_DONE",
      "1-based index of the flow that classified the packet (0: none)", "P4GEN_REASON_* (NIC -> hypervisor)",
      "to_hypervisor(code) argument", "with P4GEN_FLAG_FORWARDED: the port forward() chose",
-     "P4GEN_FLAG_*", "0"),
+     "P4GEN_FLAG_*", "0", "NIC -> hypervisor: the flow key's hash (the flow table's key), 0 if none"),
 )
 
 CARRIED_PAD = "p4gen_pad"
@@ -109,6 +110,7 @@ class Punted:
     meta: dict[str, int]
     data: bytes
     l4_dirty: bool = False
+    flow_hash: int = 0  # the NIC's hash of the flow key (p4gen.place.flowlayout), with Reason.LEARN
 
 
 class BadPunt(ValueError):
@@ -131,12 +133,13 @@ class Crossing:
         return PUNT_HEADER.size + self.carried.size
 
     def wrap(self, pipeline: str, resume: int | None, data: bytes, meta: dict[str, int] | None = None,
-             port: int | None = None, reason: int = Reason.PLACEMENT, code: int = 0, l4_dirty: bool = False) -> bytes:
+             port: int | None = None, reason: int = Reason.PLACEMENT, code: int = 0, l4_dirty: bool = False,
+             flow_hash: int = 0) -> bytes:
         numbers = pipeline_numbers(self.prog)
         flags = (FLAG_FORWARDED if port is not None else 0) | (FLAG_L4_DIRTY if l4_dirty else 0)
         hdr = PUNT_HEADER.pack(version=VERSION, pipeline=numbers[pipeline],
                                resume=RESUME_DONE if resume is None else resume, reason=int(reason), code=code,
-                               egress_port=port or 0, flags=flags)
+                               egress_port=port or 0, flags=flags, flow_hash=flow_hash)
         values = {k: v for k, v in (meta or {}).items() if any(k == n for n, _ in self.carried.fields)}
         return hdr + self.carried.pack(**values) + data
 
@@ -153,7 +156,7 @@ class Crossing:
         meta = {k: v for k, v in self.carried.unpack(frame[PUNT_HEADER.size:]).items() if k != CARRIED_PAD}
         return Punted(name, None if h["resume"] == RESUME_DONE else h["resume"], h["reason"], h["code"],
                       h["egress_port"] if h["flags"] & FLAG_FORWARDED else None, meta, frame[self.size:],
-                      bool(h["flags"] & FLAG_L4_DIRTY))
+                      bool(h["flags"] & FLAG_L4_DIRTY), h["flow_hash"])
 
 
 def crossing(prog: Program) -> Crossing:

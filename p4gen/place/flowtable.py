@@ -9,7 +9,8 @@ not matter (it is exact on the flow key). What matters:
 - how wide the flow key is against the NIC's key limit;
 - how many entries the static placement leaves.
 
-`p4gen place --explain` prints this report. The offload itself is not built yet.
+`p4gen place --explain` prints this report; the table itself is p4gen.place.flowlayout's, run
+by p4gen.control.offload.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def report(prog: Program, pl: Placement) -> FlowTableReport | None:
 def to_lines(r: FlowTableReport) -> list[str]:
     """The report as `p4gen place --explain` prints it."""
     room = "unlimited" if r.entries < 0 else f"{r.entries} entries"
-    lines = [f"per-flow offload on {r.nic} (a fused flow table; not built yet): room for {room} ({r.why})"]
+    lines = [f"per-flow offload on {r.nic} (the fused flow table p4gen.flows): room for {room} ({r.why})"]
     if r.policy:
         lines.append(f"  {r.policy}")
     if r.table_gaps:

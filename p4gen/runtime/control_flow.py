@@ -121,6 +121,8 @@ class EntryPoint:
             return "gone"
         if not self.dry:
             lines.append(f"{pad}SP[{st.id!r}] += ctx.pkt.segs")
+        else:  # a prediction records the path (HypervisorPipeline.predict)
+            lines.append(f"{pad}if ctx.trace is not None: ctx.trace.stages.append({st.order})")
         return "run"
 
     def _stage(self, lines: list[str], st, ind: int, body) -> bool:

@@ -84,6 +84,7 @@ class Trace:
     path: tuple = ()  # input: (instance, header bytes, variable-length tail bytes) in emit order
     train: TrainTrace | None = None  # a segmentation stage made it a train
     train_out: bytes | None = None  # the train's bytes at its fate, before the cut
+    stages: list = field(default_factory=list)  # a prediction: the order numbers of the stages it ran
 
 
 @dataclass(eq=False)

@@ -260,6 +260,24 @@ class HypervisorPipeline:
             trace.pkt, trace.state, trace.drop_reason = ctx.pkt, ctx.state, ctx.drop_reason
         return self._finish(ctx)
 
+    def predict(self, pipeline: str, frame: bytes, meta: dict[str, int] | None = None) -> Trace | None:
+        """What `pipeline` would do to a packet from its start, every stage run here and
+        nothing counted (a dry run): the stages it runs, the tables it looks up and the
+        entries it hits, and its fate. None when the packet does not parse. The per-flow
+        offload (p4gen.control.offload) learns a flow's decisions from this."""
+        try:
+            pkt = self.parser.parse(frame)
+        except Malformed:
+            return None
+        pkt.meta["ingress_port"] = self.ingress_port[self.direction[pipeline]]
+        if meta:
+            pkt.meta.update(meta)
+        trace = Trace(pipeline=pipeline)
+        ctx = _Ctx(pkt, RUN, None, pipeline, dry=True, trace=trace)
+        self.entry(pipeline, None, dry=True)(ctx)
+        trace.pkt, trace.state, trace.drop_reason = ctx.pkt, ctx.state, ctx.drop_reason
+        return trace
+
     def run_direction(self, direction: str, frame: bytes, vnet: VnetHdr | None = None
                       ) -> tuple[str | None, list[Output]]:
         """A packet entering the system from the VM ("vm_egress", with the VM's virtio-net

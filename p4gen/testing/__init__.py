@@ -39,6 +39,7 @@ from p4gen.crossing import DROP_REASONS, drop_sites
 from p4gen.crossing.dispatch import NIC_PORT, SLOW_PATH, VM, Delivery, HostDispatcher, NicModel
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, NIC, Placement
+from p4gen.place.flowlayout import FLOW_TABLE
 from p4gen.place.profiles import Ports
 from p4gen.runtime.flowcache import DEFAULT_SIZE
 from p4gen.runtime.pipeline import HypervisorPipeline, Output
@@ -193,7 +194,10 @@ class Bmv2Target(Target):
 
     QUIET = 0.25  # seconds without a packet before a send is considered complete
 
-    def __init__(self, prog: Program, graph: nx.DiGraph, placement: Placement, build_dir: Path, bmv2: str):
+    def __init__(self, prog: Program, graph: nx.DiGraph, placement: Placement, build_dir: Path, bmv2: str,
+                 offload: bool = True):
+        """`offload`: run the per-flow offload manager when the build has a flow table (the NIC
+        profile's [offload]); `self.offload` is the manager (None without one)."""
         from p4gen.control.links import packet_socket, veth
         from p4gen.control.push import push
         from p4gen.control.up import wait_for_switch
@@ -230,6 +234,13 @@ class Bmv2Target(Target):
             push(build_dir, self.addr)
             info = text_format.Parse((build_dir / "program.p4info.txtpb").read_text(), p4info_pb2.P4Info())
             self.counter_ids = {c.preamble.name: c.preamble.id for c in info.counters}
+            self.offload = None
+            if offload and nic.offload is not None and any(t.preamble.name == FLOW_TABLE for t in info.tables):
+                from p4gen.control.offload import OffloadManager
+
+                self.offload = OffloadManager(prog, graph, placement, self.hv, info, self.addr)
+                self.offload.connect()
+                self.dispatch.offload = self.offload
             self.sock = {}
             for name, (_nic_side, peer) in self.links.items():
                 self.sock[name] = packet_socket(peer, blocking=False)
@@ -320,8 +331,70 @@ class Bmv2Target(Target):
                     self.queues[next(n for n, sock in self.sock.items() if sock is s)].append(data)
                     continue
                 self._take(self.dispatch.from_nic(data))
+                if self.offload is not None:
+                    self.offload.flush()  # what this punt taught goes in before the next packet
+
+    def send_many(self, port: str, frames: list[bytes]) -> None:
+        """Frames from the wire (port "uplink"), paced as BMv2 needs, then one pump."""
+        self._check_alive()
+        for f in frames:
+            if port == "uplink":
+                self.sock["uplink"].send(f)
+                self._collect_host(self.PACE)
+            else:
+                self.send(port, f)
+        self._pump()
+        self._check_alive()
+
+    def _collect_host(self, wait: float) -> None:
+        """While pacing frames in: serve the host port too, so nothing waits in the veth."""
+        end = time.time() + wait
+        while (left := end - time.time()) > 0:
+            ready, _, _ = select.select(list(self.sock.values()), [], [], left)
+            for s in ready:
+                data = s.recv()
+                if s is self.sock["host"]:
+                    self._take(self.dispatch.from_nic(data))
+                    if self.offload is not None:
+                        self.offload.flush()
+                else:
+                    self.queues[next(n for n, sock in self.sock.items() if sock is s)].append(data)
+
+    def change_entry(self, e, delete: bool = False) -> None:
+        """A control-plane change mid-stream: insert (or delete) a table entry wherever its table
+        runs (the NIC over P4Runtime, and the hypervisor's copy), and revalidate the offloaded
+        flows that looked the table up."""
+        from p4.v1 import p4runtime_pb2
+
+        from p4gen.backend.entries import table_entry
+        from p4gen.backend.model import build_model
+        from p4gen.control.push import P4RuntimeClient
+
+        if self.offload is not None:  # first: no flow entry may outlive the decision it recorded
+            self.offload.table_changed(e.table)
+        te = table_entry(build_model(self.prog, self.hv.g, self.placement), e)
+        if te is not None:
+            u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.DELETE if delete else p4runtime_pb2.Update.INSERT)
+            u.entity.table_entry.CopyFrom(te)
+            if self.offload is not None:
+                self.offload._write([u])
+            else:
+                with P4RuntimeClient(self.addr) as client:
+                    client.write([u])
+        if delete:
+            self.hv.delete_entry(e)
+        else:
+            self.hv.insert_entry(e)
+
+    def poll_offload(self) -> None:
+        """The offload manager's periodic work (idle flows out, hotter flows in), then a pump."""
+        if self.offload is not None:
+            self.offload.poll()
+        self._pump()
 
     def close(self) -> None:
+        if getattr(self, "offload", None) is not None:
+            self.offload.close()
         for s in getattr(self, "sock", {}).values():
             s.close()
         from p4gen.control.links import delete_links

@@ -7,13 +7,14 @@
 // p4gen punt path: the header between the NIC's host port and the hypervisor.
 // Generated from p4gen/crossing/protocol.py (the one definition); do not edit.
 
-const bit<8>  P4GEN_VERSION = 2;
+const bit<8>  P4GEN_VERSION = 3;
 const bit<16> P4GEN_RESUME_DONE = 0xffff;
 const bit<8>  P4GEN_FLAG_FORWARDED = 0x1;
 const bit<8>  P4GEN_FLAG_L4_DIRTY = 0x2;
 const bit<8>  P4GEN_REASON_PLACEMENT = 0;
 const bit<8>  P4GEN_REASON_FINISHED = 1;
 const bit<8>  P4GEN_REASON_TO_HYPERVISOR = 2;
+const bit<8>  P4GEN_REASON_LEARN = 3;
 
 header p4gen_t {
     bit<8> version;  // P4GEN_VERSION
@@ -25,6 +26,7 @@ header p4gen_t {
     bit<16> egress_port;  // with P4GEN_FLAG_FORWARDED: the port forward() chose
     bit<8> flags;  // P4GEN_FLAG_*
     bit<8> reserved;  // 0
+    bit<32> flow_hash;  // NIC -> hypervisor: the flow key's hash (the flow table's key), 0 if none
 }
 
 // ---- the program's constants
@@ -199,6 +201,111 @@ struct metadata_t {
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
     bit<32> p4gen_drop_cause;
+    bit<32> p4gen_flow_hash;
+    bit<1> p4gen_fused;
+    bit<8> p4gen_fhit;
+    bit<32> p4gen_fslot;
+    bit<32> p4gen_learn_n;
+    bit<1> p4gen_f2_k0;  // ethernet.$valid
+    bit<1> p4gen_f2_c0;
+    bit<48> p4gen_f2_k1;  // ethernet.dst
+    bit<48> p4gen_f2_c1;
+    bit<16> p4gen_f2_k2;  // ethernet.ether_type
+    bit<16> p4gen_f2_c2;
+    bit<1> p4gen_f2_k3;  // geneve.$valid
+    bit<1> p4gen_f2_c3;
+    bit<6> p4gen_f2_k4;  // geneve.opt_len
+    bit<6> p4gen_f2_c4;
+    bit<16> p4gen_f2_k5;  // geneve.protocol_type
+    bit<16> p4gen_f2_c5;
+    bit<1> p4gen_f2_k6;  // inner_ethernet.$valid
+    bit<1> p4gen_f2_c6;
+    bit<48> p4gen_f2_k7;  // inner_ethernet.dst
+    bit<48> p4gen_f2_c7;
+    bit<16> p4gen_f2_k8;  // inner_ethernet.ether_type
+    bit<16> p4gen_f2_c8;
+    bit<1> p4gen_f2_k9;  // inner_ipv4.$valid
+    bit<1> p4gen_f2_c9;
+    bit<32> p4gen_f2_k10;  // inner_ipv4.dst
+    bit<32> p4gen_f2_c10;
+    bit<13> p4gen_f2_k11;  // inner_ipv4.frag_offset
+    bit<13> p4gen_f2_c11;
+    bit<4> p4gen_f2_k12;  // inner_ipv4.ihl
+    bit<4> p4gen_f2_c12;
+    bit<8> p4gen_f2_k13;  // inner_ipv4.protocol
+    bit<8> p4gen_f2_c13;
+    bit<32> p4gen_f2_k14;  // inner_ipv4.src
+    bit<32> p4gen_f2_c14;
+    bit<1> p4gen_f2_k15;  // inner_ipv6.$valid
+    bit<1> p4gen_f2_c15;
+    bit<128> p4gen_f2_k16;  // inner_ipv6.dst
+    bit<128> p4gen_f2_c16;
+    bit<8> p4gen_f2_k17;  // inner_ipv6.next_hdr
+    bit<8> p4gen_f2_c17;
+    bit<128> p4gen_f2_k18;  // inner_ipv6.src
+    bit<128> p4gen_f2_c18;
+    bit<1> p4gen_f2_k19;  // inner_tcp.$valid
+    bit<1> p4gen_f2_c19;
+    bit<4> p4gen_f2_k20;  // inner_tcp.data_offset
+    bit<4> p4gen_f2_c20;
+    bit<16> p4gen_f2_k21;  // inner_tcp.dst_port
+    bit<16> p4gen_f2_c21;
+    bit<16> p4gen_f2_k22;  // inner_tcp.src_port
+    bit<16> p4gen_f2_c22;
+    bit<1> p4gen_f2_k23;  // inner_udp.$valid
+    bit<1> p4gen_f2_c23;
+    bit<16> p4gen_f2_k24;  // inner_udp.dst_port
+    bit<16> p4gen_f2_c24;
+    bit<16> p4gen_f2_k25;  // inner_udp.src_port
+    bit<16> p4gen_f2_c25;
+    bit<1> p4gen_f2_k26;  // ipv4.$valid
+    bit<1> p4gen_f2_c26;
+    bit<32> p4gen_f2_k27;  // ipv4.dst
+    bit<32> p4gen_f2_c27;
+    bit<13> p4gen_f2_k28;  // ipv4.frag_offset
+    bit<13> p4gen_f2_c28;
+    bit<4> p4gen_f2_k29;  // ipv4.ihl
+    bit<4> p4gen_f2_c29;
+    bit<8> p4gen_f2_k30;  // ipv4.protocol
+    bit<8> p4gen_f2_c30;
+    bit<32> p4gen_f2_k31;  // ipv4.src
+    bit<32> p4gen_f2_c31;
+    bit<1> p4gen_f2_k32;  // ipv6.$valid
+    bit<1> p4gen_f2_c32;
+    bit<128> p4gen_f2_k33;  // ipv6.dst
+    bit<128> p4gen_f2_c33;
+    bit<8> p4gen_f2_k34;  // ipv6.next_hdr
+    bit<8> p4gen_f2_c34;
+    bit<128> p4gen_f2_k35;  // ipv6.src
+    bit<128> p4gen_f2_c35;
+    bit<16> p4gen_f2_k36;  // meta.l4_dst
+    bit<16> p4gen_f2_c36;
+    bit<16> p4gen_f2_k37;  // meta.l4_src
+    bit<16> p4gen_f2_c37;
+    bit<1> p4gen_f2_k38;  // tcp.$valid
+    bit<1> p4gen_f2_c38;
+    bit<4> p4gen_f2_k39;  // tcp.data_offset
+    bit<4> p4gen_f2_c39;
+    bit<16> p4gen_f2_k40;  // tcp.dst_port
+    bit<16> p4gen_f2_c40;
+    bit<16> p4gen_f2_k41;  // tcp.src_port
+    bit<16> p4gen_f2_c41;
+    bit<1> p4gen_f2_k42;  // udp.$valid
+    bit<1> p4gen_f2_c42;
+    bit<16> p4gen_f2_k43;  // udp.dst_port
+    bit<16> p4gen_f2_c43;
+    bit<16> p4gen_f2_k44;  // udp.src_port
+    bit<16> p4gen_f2_c44;
+    bit<1> p4gen_f2_k45;  // vlan[0].$valid
+    bit<1> p4gen_f2_c45;
+    bit<16> p4gen_f2_k46;  // vlan[0].ether_type
+    bit<16> p4gen_f2_c46;
+    bit<1> p4gen_f2_k47;  // vlan[1].$valid
+    bit<1> p4gen_f2_c47;
+    bit<16> p4gen_f2_k48;  // vlan[1].ether_type
+    bit<16> p4gen_f2_c48;
+    bit<8> p4gen_f2_sel_fw_in_v4;
+    bit<8> p4gen_f2_sel_fw_in_v6;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -344,6 +451,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     counter(1, CounterType.packets_and_bytes) fw_in_fw_in_drops;
     @name(".fw_out.fw_out_drops") @id(0x122fe275)
     counter(1, CounterType.packets_and_bytes) fw_out_fw_out_drops;
+    @name(".p4gen.flow_packets") @id(0x123b0ba3)
+    counter(65536, CounterType.packets_and_bytes) p4gen_flow_packets;
     @name(".fw_in.fw_in_v4_counter") @id(0x131f7c29)
     direct_counter(CounterType.packets_and_bytes) fw_in_fw_in_v4_counter;
     @name(".fw_in.fw_in_v6_counter") @id(0x13c36376)
@@ -352,6 +461,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     direct_counter(CounterType.packets_and_bytes) fw_out_fw_out_v4_counter;
     @name(".fw_out.fw_out_v6_counter") @id(0x132fc975)
     direct_counter(CounterType.packets_and_bytes) fw_out_fw_out_v6_counter;
+    @name(".p4gen.flows_counter") @id(0x13a58d0b)
+    direct_counter(CounterType.packets_and_bytes) p4gen_flows_counter;
 
     @name(".p4gen.drop") @id(0x0163c438)
     action p4gen_drop(bit<32> reason) {
@@ -359,6 +470,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
     }
+    @name(".p4gen.learn") @id(0x16fbeef1)
+    register<bit<32>>(16384) p4gen_learn;
     @name(".fw_in.deny") @id(0x014f6afc)
     action fw_in_deny() {
         // count(fw_in.fw_in_drops, 0)
@@ -390,6 +503,65 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".fw_out.permit") @id(0x012374d2)
     action fw_out_permit() {
+    }
+    @name(".p4gen.flow_fw_ingress") @id(0x01afb8c4)
+    action u_p4gen_flow_fw_ingress(bit<32> slot, bit<1> k0, bit<48> k1, bit<16> k2, bit<1> k3, bit<6> k4, bit<16> k5, bit<1> k6, bit<48> k7, bit<16> k8, bit<1> k9, bit<32> k10, bit<13> k11, bit<4> k12, bit<8> k13, bit<32> k14, bit<1> k15, bit<128> k16, bit<8> k17, bit<128> k18, bit<1> k19, bit<4> k20, bit<16> k21, bit<16> k22, bit<1> k23, bit<16> k24, bit<16> k25, bit<1> k26, bit<32> k27, bit<13> k28, bit<4> k29, bit<8> k30, bit<32> k31, bit<1> k32, bit<128> k33, bit<8> k34, bit<128> k35, bit<16> k36, bit<16> k37, bit<1> k38, bit<4> k39, bit<16> k40, bit<16> k41, bit<1> k42, bit<16> k43, bit<16> k44, bit<1> k45, bit<16> k46, bit<1> k47, bit<16> k48, bit<8> sel_fw_in_v4, bit<8> sel_fw_in_v6) {
+        meta.p4gen_fhit = 2;
+        meta.p4gen_fslot = slot;
+        meta.p4gen_f2_c0 = k0;
+        meta.p4gen_f2_c1 = k1;
+        meta.p4gen_f2_c2 = k2;
+        meta.p4gen_f2_c3 = k3;
+        meta.p4gen_f2_c4 = k4;
+        meta.p4gen_f2_c5 = k5;
+        meta.p4gen_f2_c6 = k6;
+        meta.p4gen_f2_c7 = k7;
+        meta.p4gen_f2_c8 = k8;
+        meta.p4gen_f2_c9 = k9;
+        meta.p4gen_f2_c10 = k10;
+        meta.p4gen_f2_c11 = k11;
+        meta.p4gen_f2_c12 = k12;
+        meta.p4gen_f2_c13 = k13;
+        meta.p4gen_f2_c14 = k14;
+        meta.p4gen_f2_c15 = k15;
+        meta.p4gen_f2_c16 = k16;
+        meta.p4gen_f2_c17 = k17;
+        meta.p4gen_f2_c18 = k18;
+        meta.p4gen_f2_c19 = k19;
+        meta.p4gen_f2_c20 = k20;
+        meta.p4gen_f2_c21 = k21;
+        meta.p4gen_f2_c22 = k22;
+        meta.p4gen_f2_c23 = k23;
+        meta.p4gen_f2_c24 = k24;
+        meta.p4gen_f2_c25 = k25;
+        meta.p4gen_f2_c26 = k26;
+        meta.p4gen_f2_c27 = k27;
+        meta.p4gen_f2_c28 = k28;
+        meta.p4gen_f2_c29 = k29;
+        meta.p4gen_f2_c30 = k30;
+        meta.p4gen_f2_c31 = k31;
+        meta.p4gen_f2_c32 = k32;
+        meta.p4gen_f2_c33 = k33;
+        meta.p4gen_f2_c34 = k34;
+        meta.p4gen_f2_c35 = k35;
+        meta.p4gen_f2_c36 = k36;
+        meta.p4gen_f2_c37 = k37;
+        meta.p4gen_f2_c38 = k38;
+        meta.p4gen_f2_c39 = k39;
+        meta.p4gen_f2_c40 = k40;
+        meta.p4gen_f2_c41 = k41;
+        meta.p4gen_f2_c42 = k42;
+        meta.p4gen_f2_c43 = k43;
+        meta.p4gen_f2_c44 = k44;
+        meta.p4gen_f2_c45 = k45;
+        meta.p4gen_f2_c46 = k46;
+        meta.p4gen_f2_c47 = k47;
+        meta.p4gen_f2_c48 = k48;
+        meta.p4gen_f2_sel_fw_in_v4 = sel_fw_in_v4;
+        meta.p4gen_f2_sel_fw_in_v6 = sel_fw_in_v6;
+    }
+    @name(".p4gen.flow_miss") @id(0x01f78117)
+    action p4gen_flow_miss() {
     }
     @name(".fw_in.fw_in_v4") @id(0x02d4ed4e)
     table fw_in_fw_in_v4 {
@@ -461,6 +633,21 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         size = 1024;
         counters = fw_out_fw_out_v6_counter;
     }
+    @name(".p4gen.flows") @id(0x02cef226)
+    table p4gen_flows {
+        key = {
+            meta.p4gen_pipeline: exact @name("meta.p4gen_pipeline");
+            meta.p4gen_flow_hash: exact @name("meta.p4gen_flow_hash");
+        }
+        actions = {
+            u_p4gen_flow_fw_ingress;
+            p4gen_flow_miss;
+        }
+        default_action = p4gen_flow_miss();
+        size = 65536;
+        counters = p4gen_flows_counter;
+        support_timeout = true;
+    }
 
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
@@ -473,7 +660,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_CHECKSUM);
         }
         else if (hdr.p4gen.isValid()) {
-            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 18;  // the frame alone
+            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 22;  // the frame alone
             meta.p4gen_pipeline = hdr.p4gen.pipeline;
             meta.p4gen_flow = hdr.p4gen.flow;
             if (hdr.p4gen.resume == P4GEN_RESUME_DONE) {
@@ -510,6 +697,84 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
+        }
+        // ---- per-flow offload: the fused flow table (p4gen.place.flowlayout)
+        meta.p4gen_fused = 0;
+        meta.p4gen_fhit = 0;
+        meta.p4gen_flow_hash = 0;
+        if (meta.p4gen_state == P4GEN_ST_RUN && (meta.p4gen_pipeline == 2)) {
+            if (meta.p4gen_pipeline == 2) {
+                // pipeline fw_ingress: its flow key
+                meta.p4gen_f2_k0 = (hdr.ethernet.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k1 = (hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0);
+                meta.p4gen_f2_k2 = (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0);
+                meta.p4gen_f2_k3 = (hdr.geneve.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k4 = (hdr.geneve.isValid() ? hdr.geneve.opt_len : 6w0);
+                meta.p4gen_f2_k5 = (hdr.geneve.isValid() ? hdr.geneve.protocol_type : 16w0);
+                meta.p4gen_f2_k6 = (hdr.inner_ethernet.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k7 = (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.dst : 48w0);
+                meta.p4gen_f2_k8 = (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.ether_type : 16w0);
+                meta.p4gen_f2_k9 = (hdr.inner_ipv4.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k10 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.dst : 32w0);
+                meta.p4gen_f2_k11 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.frag_offset : 13w0);
+                meta.p4gen_f2_k12 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ihl : 4w0);
+                meta.p4gen_f2_k13 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.protocol : 8w0);
+                meta.p4gen_f2_k14 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.src : 32w0);
+                meta.p4gen_f2_k15 = (hdr.inner_ipv6.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k16 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.dst : 128w0);
+                meta.p4gen_f2_k17 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.next_hdr : 8w0);
+                meta.p4gen_f2_k18 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.src : 128w0);
+                meta.p4gen_f2_k19 = (hdr.inner_tcp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k20 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.data_offset : 4w0);
+                meta.p4gen_f2_k21 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.dst_port : 16w0);
+                meta.p4gen_f2_k22 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.src_port : 16w0);
+                meta.p4gen_f2_k23 = (hdr.inner_udp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k24 = (hdr.inner_udp.isValid() ? hdr.inner_udp.dst_port : 16w0);
+                meta.p4gen_f2_k25 = (hdr.inner_udp.isValid() ? hdr.inner_udp.src_port : 16w0);
+                meta.p4gen_f2_k26 = (hdr.ipv4.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k27 = (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0);
+                meta.p4gen_f2_k28 = (hdr.ipv4.isValid() ? hdr.ipv4.frag_offset : 13w0);
+                meta.p4gen_f2_k29 = (hdr.ipv4.isValid() ? hdr.ipv4.ihl : 4w0);
+                meta.p4gen_f2_k30 = (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0);
+                meta.p4gen_f2_k31 = (hdr.ipv4.isValid() ? hdr.ipv4.src : 32w0);
+                meta.p4gen_f2_k32 = (hdr.ipv6.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k33 = (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0);
+                meta.p4gen_f2_k34 = (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);
+                meta.p4gen_f2_k35 = (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0);
+                meta.p4gen_f2_k36 = meta.l4_dst;
+                meta.p4gen_f2_k37 = meta.l4_src;
+                meta.p4gen_f2_k38 = (hdr.tcp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k39 = (hdr.tcp.isValid() ? hdr.tcp.data_offset : 4w0);
+                meta.p4gen_f2_k40 = (hdr.tcp.isValid() ? hdr.tcp.dst_port : 16w0);
+                meta.p4gen_f2_k41 = (hdr.tcp.isValid() ? hdr.tcp.src_port : 16w0);
+                meta.p4gen_f2_k42 = (hdr.udp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k43 = (hdr.udp.isValid() ? hdr.udp.dst_port : 16w0);
+                meta.p4gen_f2_k44 = (hdr.udp.isValid() ? hdr.udp.src_port : 16w0);
+                meta.p4gen_f2_k45 = (hdr.vlan[0].isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k46 = (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0);
+                meta.p4gen_f2_k47 = (hdr.vlan[1].isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k48 = (hdr.vlan[1].isValid() ? hdr.vlan[1].ether_type : 16w0);
+                hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, { meta.p4gen_pipeline, meta.p4gen_f2_k0, meta.p4gen_f2_k1, meta.p4gen_f2_k2, meta.p4gen_f2_k3, meta.p4gen_f2_k4, meta.p4gen_f2_k5, meta.p4gen_f2_k6, meta.p4gen_f2_k7, meta.p4gen_f2_k8, meta.p4gen_f2_k9, meta.p4gen_f2_k10, meta.p4gen_f2_k11, meta.p4gen_f2_k12, meta.p4gen_f2_k13, meta.p4gen_f2_k14, meta.p4gen_f2_k15, meta.p4gen_f2_k16, meta.p4gen_f2_k17, meta.p4gen_f2_k18, meta.p4gen_f2_k19, meta.p4gen_f2_k20, meta.p4gen_f2_k21, meta.p4gen_f2_k22, meta.p4gen_f2_k23, meta.p4gen_f2_k24, meta.p4gen_f2_k25, meta.p4gen_f2_k26, meta.p4gen_f2_k27, meta.p4gen_f2_k28, meta.p4gen_f2_k29, meta.p4gen_f2_k30, meta.p4gen_f2_k31, meta.p4gen_f2_k32, meta.p4gen_f2_k33, meta.p4gen_f2_k34, meta.p4gen_f2_k35, meta.p4gen_f2_k36, meta.p4gen_f2_k37, meta.p4gen_f2_k38, meta.p4gen_f2_k39, meta.p4gen_f2_k40, meta.p4gen_f2_k41, meta.p4gen_f2_k42, meta.p4gen_f2_k43, meta.p4gen_f2_k44, meta.p4gen_f2_k45, meta.p4gen_f2_k46, meta.p4gen_f2_k47, meta.p4gen_f2_k48 }, 32w0xffffffff);
+            }
+            p4gen_flows.apply();
+            if (meta.p4gen_fhit == 2 && meta.p4gen_pipeline == 2 && meta.p4gen_f2_k0 == meta.p4gen_f2_c0 && meta.p4gen_f2_k1 == meta.p4gen_f2_c1 && meta.p4gen_f2_k2 == meta.p4gen_f2_c2 && meta.p4gen_f2_k3 == meta.p4gen_f2_c3 && meta.p4gen_f2_k4 == meta.p4gen_f2_c4 && meta.p4gen_f2_k5 == meta.p4gen_f2_c5 && meta.p4gen_f2_k6 == meta.p4gen_f2_c6 && meta.p4gen_f2_k7 == meta.p4gen_f2_c7 && meta.p4gen_f2_k8 == meta.p4gen_f2_c8 && meta.p4gen_f2_k9 == meta.p4gen_f2_c9 && meta.p4gen_f2_k10 == meta.p4gen_f2_c10 && meta.p4gen_f2_k11 == meta.p4gen_f2_c11 && meta.p4gen_f2_k12 == meta.p4gen_f2_c12 && meta.p4gen_f2_k13 == meta.p4gen_f2_c13 && meta.p4gen_f2_k14 == meta.p4gen_f2_c14 && meta.p4gen_f2_k15 == meta.p4gen_f2_c15 && meta.p4gen_f2_k16 == meta.p4gen_f2_c16 && meta.p4gen_f2_k17 == meta.p4gen_f2_c17 && meta.p4gen_f2_k18 == meta.p4gen_f2_c18 && meta.p4gen_f2_k19 == meta.p4gen_f2_c19 && meta.p4gen_f2_k20 == meta.p4gen_f2_c20 && meta.p4gen_f2_k21 == meta.p4gen_f2_c21 && meta.p4gen_f2_k22 == meta.p4gen_f2_c22 && meta.p4gen_f2_k23 == meta.p4gen_f2_c23 && meta.p4gen_f2_k24 == meta.p4gen_f2_c24 && meta.p4gen_f2_k25 == meta.p4gen_f2_c25 && meta.p4gen_f2_k26 == meta.p4gen_f2_c26 && meta.p4gen_f2_k27 == meta.p4gen_f2_c27 && meta.p4gen_f2_k28 == meta.p4gen_f2_c28 && meta.p4gen_f2_k29 == meta.p4gen_f2_c29 && meta.p4gen_f2_k30 == meta.p4gen_f2_c30 && meta.p4gen_f2_k31 == meta.p4gen_f2_c31 && meta.p4gen_f2_k32 == meta.p4gen_f2_c32 && meta.p4gen_f2_k33 == meta.p4gen_f2_c33 && meta.p4gen_f2_k34 == meta.p4gen_f2_c34 && meta.p4gen_f2_k35 == meta.p4gen_f2_c35 && meta.p4gen_f2_k36 == meta.p4gen_f2_c36 && meta.p4gen_f2_k37 == meta.p4gen_f2_c37 && meta.p4gen_f2_k38 == meta.p4gen_f2_c38 && meta.p4gen_f2_k39 == meta.p4gen_f2_c39 && meta.p4gen_f2_k40 == meta.p4gen_f2_c40 && meta.p4gen_f2_k41 == meta.p4gen_f2_c41 && meta.p4gen_f2_k42 == meta.p4gen_f2_c42 && meta.p4gen_f2_k43 == meta.p4gen_f2_c43 && meta.p4gen_f2_k44 == meta.p4gen_f2_c44 && meta.p4gen_f2_k45 == meta.p4gen_f2_c45 && meta.p4gen_f2_k46 == meta.p4gen_f2_c46 && meta.p4gen_f2_k47 == meta.p4gen_f2_c47 && meta.p4gen_f2_k48 == meta.p4gen_f2_c48) {
+                meta.p4gen_fused = 1;
+            }
+            if (meta.p4gen_fused == 1) {
+                p4gen_flow_packets.count(meta.p4gen_fslot);
+            }
+            else {
+                p4gen_learn.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w16383);
+                meta.p4gen_learn_n = meta.p4gen_learn_n + 1;
+                p4gen_learn.write(meta.p4gen_flow_hash & 32w16383, meta.p4gen_learn_n);
+                if (meta.p4gen_learn_n == 8 || (meta.p4gen_learn_n > 8 && (meta.p4gen_learn_n & 32w63) == 0)) {
+                    meta.p4gen_state = P4GEN_ST_PUNT;
+                    meta.p4gen_reason = P4GEN_REASON_LEARN;
+                    if (meta.p4gen_pipeline == 2) {
+                        meta.p4gen_resume = 10;
+                    }
+                }
+            }
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline fw_egress (vm_egress)
@@ -563,44 +828,113 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         if (meta.p4gen_pipeline == 2) {
             // pipeline fw_ingress (vm_ingress)
-            bool p4gen_go3 = false;
-            // stage 10: fw_in.if1 (branch) -> nic
-            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 10) { meta.p4gen_state = P4GEN_ST_RUN; }
-            if (meta.p4gen_state == P4GEN_ST_RUN) {
-                p4gen_go3 = hdr.ipv4.isValid();
-            }
-            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                p4gen_go3 = (meta.p4gen_resume >= 11 && meta.p4gen_resume <= 11);
-            }
-            if (p4gen_go3) {
-                // stage 11: fw_in.fw_in_v4 (table) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 11) { meta.p4gen_state = P4GEN_ST_RUN; }
+            if (meta.p4gen_fused == 1) {
+                // a flow table hit: every lookup replaced by the flow's recorded decision
+                bool p4gen_go3 = false;
+                // stage 10: fw_in.if1 (branch) -> nic (fused)
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    fw_in_fw_in_v4.apply();
+                    p4gen_go3 = hdr.ipv4.isValid();
+                }
+                if (p4gen_go3) {
+                    // stage 11: fw_in.fw_in_v4 (table) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        if (meta.p4gen_f2_sel_fw_in_v4 == 1) {
+                        }
+                        else if (meta.p4gen_f2_sel_fw_in_v4 == 2) {
+                            // count(fw_in.fw_in_drops, 0)
+                            fw_in_fw_in_drops.count(32w0);
+                            // drop()
+                            mark_to_drop(standard_metadata);
+                            meta.p4gen_state = P4GEN_ST_DROP;
+                            meta.p4gen_drop_cause = 32w11;  // drop() in fw_in.deny
+                        }
+                        else {
+                            // count(fw_in.fw_in_drops, 0)
+                            fw_in_fw_in_drops.count(32w0);
+                            // drop()
+                            mark_to_drop(standard_metadata);
+                            meta.p4gen_state = P4GEN_ST_DROP;
+                            meta.p4gen_drop_cause = 32w11;  // drop() in fw_in.deny
+                        }
+                    }
+                }
+                else {
+                    bool p4gen_go4 = false;
+                    // stage 12: fw_in.if2 (branch) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        p4gen_go4 = hdr.ipv6.isValid();
+                    }
+                    if (p4gen_go4) {
+                        // stage 13: fw_in.fw_in_v6 (table) -> nic (fused)
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            if (meta.p4gen_f2_sel_fw_in_v6 == 1) {
+                            }
+                            else if (meta.p4gen_f2_sel_fw_in_v6 == 2) {
+                                // count(fw_in.fw_in_drops, 0)
+                                fw_in_fw_in_drops.count(32w0);
+                                // drop()
+                                mark_to_drop(standard_metadata);
+                                meta.p4gen_state = P4GEN_ST_DROP;
+                                meta.p4gen_drop_cause = 32w11;  // drop() in fw_in.deny
+                            }
+                            else {
+                                // count(fw_in.fw_in_drops, 0)
+                                fw_in_fw_in_drops.count(32w0);
+                                // drop()
+                                mark_to_drop(standard_metadata);
+                                meta.p4gen_state = P4GEN_ST_DROP;
+                                meta.p4gen_drop_cause = 32w11;  // drop() in fw_in.deny
+                            }
+                        }
+                    }
+                    else {
+                        // stage 14: fw_in.block3 (action) -> nic (fused)
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            fw_in_deny();
+                        }
+                    }
                 }
             }
-            else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                bool p4gen_go4 = false;
-                // stage 12: fw_in.if2 (branch) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 12) { meta.p4gen_state = P4GEN_ST_RUN; }
+            else {
+                bool p4gen_go5 = false;
+                // stage 10: fw_in.if1 (branch) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 10) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go4 = hdr.ipv6.isValid();
+                    p4gen_go5 = hdr.ipv4.isValid();
                 }
                 else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go4 = (meta.p4gen_resume >= 13 && meta.p4gen_resume <= 13);
+                    p4gen_go5 = (meta.p4gen_resume >= 11 && meta.p4gen_resume <= 11);
                 }
-                if (p4gen_go4) {
-                    // stage 13: fw_in.fw_in_v6 (table) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 13) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (p4gen_go5) {
+                    // stage 11: fw_in.fw_in_v4 (table) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 11) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        fw_in_fw_in_v6.apply();
+                        fw_in_fw_in_v4.apply();
                     }
                 }
                 else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                    // stage 14: fw_in.block3 (action) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    bool p4gen_go6 = false;
+                    // stage 12: fw_in.if2 (branch) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 12) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        fw_in_deny();
+                        p4gen_go6 = hdr.ipv6.isValid();
+                    }
+                    else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                        p4gen_go6 = (meta.p4gen_resume >= 13 && meta.p4gen_resume <= 13);
+                    }
+                    if (p4gen_go6) {
+                        // stage 13: fw_in.fw_in_v6 (table) -> nic
+                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 13) { meta.p4gen_state = P4GEN_ST_RUN; }
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            fw_in_fw_in_v6.apply();
+                        }
+                    }
+                    else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
+                        // stage 14: fw_in.block3 (action) -> nic
+                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            fw_in_deny();
+                        }
                     }
                 }
             }
@@ -632,6 +966,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.egress_port = 0;
             hdr.p4gen.flags = 0;
             hdr.p4gen.reserved = 0;
+            hdr.p4gen.flow_hash = meta.p4gen_flow_hash;
             if (meta.p4gen_forwarded == 1) {
                 hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;
                 hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;

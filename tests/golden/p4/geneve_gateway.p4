@@ -7,13 +7,14 @@
 // p4gen punt path: the header between the NIC's host port and the hypervisor.
 // Generated from p4gen/crossing/protocol.py (the one definition); do not edit.
 
-const bit<8>  P4GEN_VERSION = 2;
+const bit<8>  P4GEN_VERSION = 3;
 const bit<16> P4GEN_RESUME_DONE = 0xffff;
 const bit<8>  P4GEN_FLAG_FORWARDED = 0x1;
 const bit<8>  P4GEN_FLAG_L4_DIRTY = 0x2;
 const bit<8>  P4GEN_REASON_PLACEMENT = 0;
 const bit<8>  P4GEN_REASON_FINISHED = 1;
 const bit<8>  P4GEN_REASON_TO_HYPERVISOR = 2;
+const bit<8>  P4GEN_REASON_LEARN = 3;
 
 header p4gen_t {
     bit<8> version;  // P4GEN_VERSION
@@ -25,6 +26,7 @@ header p4gen_t {
     bit<16> egress_port;  // with P4GEN_FLAG_FORWARDED: the port forward() chose
     bit<8> flags;  // P4GEN_FLAG_*
     bit<8> reserved;  // 0
+    bit<32> flow_hash;  // NIC -> hypervisor: the flow key's hash (the flow table's key), 0 if none
 }
 
 // ---- the program's constants
@@ -206,6 +208,97 @@ struct metadata_t {
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
     bit<32> p4gen_drop_cause;
+    bit<32> p4gen_flow_hash;
+    bit<1> p4gen_fused;
+    bit<8> p4gen_fhit;
+    bit<32> p4gen_fslot;
+    bit<32> p4gen_learn_n;
+    bit<1> p4gen_f2_k0;  // ethernet.$valid
+    bit<1> p4gen_f2_c0;
+    bit<16> p4gen_f2_k1;  // ethernet.ether_type
+    bit<16> p4gen_f2_c1;
+    bit<1> p4gen_f2_k2;  // geneve.$valid
+    bit<1> p4gen_f2_c2;
+    bit<6> p4gen_f2_k3;  // geneve.opt_len
+    bit<6> p4gen_f2_c3;
+    bit<16> p4gen_f2_k4;  // geneve.protocol_type
+    bit<16> p4gen_f2_c4;
+    bit<24> p4gen_f2_k5;  // geneve.vni
+    bit<24> p4gen_f2_c5;
+    bit<1> p4gen_f2_k6;  // inner_ethernet.$valid
+    bit<1> p4gen_f2_c6;
+    bit<16> p4gen_f2_k7;  // inner_ethernet.ether_type
+    bit<16> p4gen_f2_c7;
+    bit<1> p4gen_f2_k8;  // inner_ipv4.$valid
+    bit<1> p4gen_f2_c8;
+    bit<13> p4gen_f2_k9;  // inner_ipv4.frag_offset
+    bit<13> p4gen_f2_c9;
+    bit<4> p4gen_f2_k10;  // inner_ipv4.ihl
+    bit<4> p4gen_f2_c10;
+    bit<8> p4gen_f2_k11;  // inner_ipv4.protocol
+    bit<8> p4gen_f2_c11;
+    bit<32> p4gen_f2_k12;  // inner_ipv4.src
+    bit<32> p4gen_f2_c12;
+    bit<1> p4gen_f2_k13;  // inner_ipv6.$valid
+    bit<1> p4gen_f2_c13;
+    bit<8> p4gen_f2_k14;  // inner_ipv6.next_hdr
+    bit<8> p4gen_f2_c14;
+    bit<1> p4gen_f2_k15;  // inner_tcp.$valid
+    bit<1> p4gen_f2_c15;
+    bit<4> p4gen_f2_k16;  // inner_tcp.data_offset
+    bit<4> p4gen_f2_c16;
+    bit<16> p4gen_f2_k17;  // inner_tcp.dst_port
+    bit<16> p4gen_f2_c17;
+    bit<16> p4gen_f2_k18;  // inner_tcp.src_port
+    bit<16> p4gen_f2_c18;
+    bit<1> p4gen_f2_k19;  // inner_udp.$valid
+    bit<1> p4gen_f2_c19;
+    bit<16> p4gen_f2_k20;  // inner_udp.dst_port
+    bit<16> p4gen_f2_c20;
+    bit<16> p4gen_f2_k21;  // inner_udp.src_port
+    bit<16> p4gen_f2_c21;
+    bit<1> p4gen_f2_k22;  // ipv4.$valid
+    bit<1> p4gen_f2_c22;
+    bit<13> p4gen_f2_k23;  // ipv4.frag_offset
+    bit<13> p4gen_f2_c23;
+    bit<4> p4gen_f2_k24;  // ipv4.ihl
+    bit<4> p4gen_f2_c24;
+    bit<8> p4gen_f2_k25;  // ipv4.protocol
+    bit<8> p4gen_f2_c25;
+    bit<32> p4gen_f2_k26;  // ipv4.src
+    bit<32> p4gen_f2_c26;
+    bit<1> p4gen_f2_k27;  // ipv6.$valid
+    bit<1> p4gen_f2_c27;
+    bit<8> p4gen_f2_k28;  // ipv6.next_hdr
+    bit<8> p4gen_f2_c28;
+    bit<1> p4gen_f2_k29;  // mytag.$valid
+    bit<1> p4gen_f2_c29;
+    bit<16> p4gen_f2_k30;  // mytag.ether_type
+    bit<16> p4gen_f2_c30;
+    bit<1> p4gen_f2_k31;  // tcp.$valid
+    bit<1> p4gen_f2_c31;
+    bit<4> p4gen_f2_k32;  // tcp.data_offset
+    bit<4> p4gen_f2_c32;
+    bit<16> p4gen_f2_k33;  // tcp.dst_port
+    bit<16> p4gen_f2_c33;
+    bit<16> p4gen_f2_k34;  // tcp.src_port
+    bit<16> p4gen_f2_c34;
+    bit<1> p4gen_f2_k35;  // udp.$valid
+    bit<1> p4gen_f2_c35;
+    bit<16> p4gen_f2_k36;  // udp.dst_port
+    bit<16> p4gen_f2_c36;
+    bit<16> p4gen_f2_k37;  // udp.src_port
+    bit<16> p4gen_f2_c37;
+    bit<1> p4gen_f2_k38;  // vlan[0].$valid
+    bit<1> p4gen_f2_c38;
+    bit<16> p4gen_f2_k39;  // vlan[0].ether_type
+    bit<16> p4gen_f2_c39;
+    bit<1> p4gen_f2_k40;  // vlan[1].$valid
+    bit<1> p4gen_f2_c40;
+    bit<16> p4gen_f2_k41;  // vlan[1].ether_type
+    bit<16> p4gen_f2_c41;
+    bit<8> p4gen_f2_sel_tunnels;
+    bit<9> p4gen_f2_tunnels__decap__port;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -357,18 +450,35 @@ control P4genVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
     @name(".p4gen.drops") @id(0x12589ede)
     counter(10, CounterType.packets) p4gen_drops;
+    @name(".geneve_in.bad_tunnel") @id(0x127faae2)
+    counter(1, CounterType.packets_and_bytes) geneve_in_bad_tunnel;
     @name(".geneve_out.no_endpoint") @id(0x123a473a)
     counter(1, CounterType.packets_and_bytes) geneve_out_no_endpoint;
+    @name(".p4gen.flow_packets") @id(0x123b0ba3)
+    counter(65536, CounterType.packets_and_bytes) p4gen_flow_packets;
     @name(".geneve_out.endpoints_v4_counter") @id(0x13315c43)
     direct_counter(CounterType.packets_and_bytes) geneve_out_endpoints_v4_counter;
     @name(".geneve_out.endpoints_v6_counter") @id(0x13475b55)
     direct_counter(CounterType.packets_and_bytes) geneve_out_endpoints_v6_counter;
+    @name(".p4gen.flows_counter") @id(0x13a58d0b)
+    direct_counter(CounterType.packets_and_bytes) p4gen_flows_counter;
 
     @name(".p4gen.drop") @id(0x0163c438)
     action p4gen_drop(bit<32> reason) {
         p4gen_drops.count(reason);
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
+    }
+    @name(".p4gen.learn") @id(0x16fbeef1)
+    register<bit<32>>(16384) p4gen_learn;
+    @name(".geneve_in.reject_tunnel") @id(0x0191fabd)
+    action geneve_in_reject_tunnel() {
+        // count(geneve_in.bad_tunnel, 0)
+        geneve_in_bad_tunnel.count(32w0);
+        // drop()
+        mark_to_drop(standard_metadata);
+        meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w10;  // drop() in geneve_in.reject_tunnel
     }
     @name(".geneve_out.encap") @id(0x01488c28)
     action geneve_out_encap(bit<48> hv_mac, bit<32> hv_ip, bit<24> vni) {
@@ -535,6 +645,58 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         meta.p4gen_state = P4GEN_ST_TO_HV;
         meta.p4gen_code = 8w4;
     }
+    @name(".p4gen.flow_miss") @id(0x01f78117)
+    action p4gen_flow_miss() {
+    }
+    @name(".p4gen.flow_overlay_rx") @id(0x019a504d)
+    action u_p4gen_flow_overlay_rx(bit<32> slot, bit<1> k0, bit<16> k1, bit<1> k2, bit<6> k3, bit<16> k4, bit<24> k5, bit<1> k6, bit<16> k7, bit<1> k8, bit<13> k9, bit<4> k10, bit<8> k11, bit<32> k12, bit<1> k13, bit<8> k14, bit<1> k15, bit<4> k16, bit<16> k17, bit<16> k18, bit<1> k19, bit<16> k20, bit<16> k21, bit<1> k22, bit<13> k23, bit<4> k24, bit<8> k25, bit<32> k26, bit<1> k27, bit<8> k28, bit<1> k29, bit<16> k30, bit<1> k31, bit<4> k32, bit<16> k33, bit<16> k34, bit<1> k35, bit<16> k36, bit<16> k37, bit<1> k38, bit<16> k39, bit<1> k40, bit<16> k41, bit<8> sel_tunnels, bit<9> tunnels__decap__port) {
+        meta.p4gen_fhit = 2;
+        meta.p4gen_fslot = slot;
+        meta.p4gen_f2_c0 = k0;
+        meta.p4gen_f2_c1 = k1;
+        meta.p4gen_f2_c2 = k2;
+        meta.p4gen_f2_c3 = k3;
+        meta.p4gen_f2_c4 = k4;
+        meta.p4gen_f2_c5 = k5;
+        meta.p4gen_f2_c6 = k6;
+        meta.p4gen_f2_c7 = k7;
+        meta.p4gen_f2_c8 = k8;
+        meta.p4gen_f2_c9 = k9;
+        meta.p4gen_f2_c10 = k10;
+        meta.p4gen_f2_c11 = k11;
+        meta.p4gen_f2_c12 = k12;
+        meta.p4gen_f2_c13 = k13;
+        meta.p4gen_f2_c14 = k14;
+        meta.p4gen_f2_c15 = k15;
+        meta.p4gen_f2_c16 = k16;
+        meta.p4gen_f2_c17 = k17;
+        meta.p4gen_f2_c18 = k18;
+        meta.p4gen_f2_c19 = k19;
+        meta.p4gen_f2_c20 = k20;
+        meta.p4gen_f2_c21 = k21;
+        meta.p4gen_f2_c22 = k22;
+        meta.p4gen_f2_c23 = k23;
+        meta.p4gen_f2_c24 = k24;
+        meta.p4gen_f2_c25 = k25;
+        meta.p4gen_f2_c26 = k26;
+        meta.p4gen_f2_c27 = k27;
+        meta.p4gen_f2_c28 = k28;
+        meta.p4gen_f2_c29 = k29;
+        meta.p4gen_f2_c30 = k30;
+        meta.p4gen_f2_c31 = k31;
+        meta.p4gen_f2_c32 = k32;
+        meta.p4gen_f2_c33 = k33;
+        meta.p4gen_f2_c34 = k34;
+        meta.p4gen_f2_c35 = k35;
+        meta.p4gen_f2_c36 = k36;
+        meta.p4gen_f2_c37 = k37;
+        meta.p4gen_f2_c38 = k38;
+        meta.p4gen_f2_c39 = k39;
+        meta.p4gen_f2_c40 = k40;
+        meta.p4gen_f2_c41 = k41;
+        meta.p4gen_f2_sel_tunnels = sel_tunnels;
+        meta.p4gen_f2_tunnels__decap__port = tunnels__decap__port;
+    }
     @name(".qos.keep") @id(0x01b1a6ca)
     action qos_keep() {
     }
@@ -591,6 +753,21 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         default_action = qos_mark(6w0);
         size = 512;
     }
+    @name(".p4gen.flows") @id(0x02cef226)
+    table p4gen_flows {
+        key = {
+            meta.p4gen_pipeline: exact @name("meta.p4gen_pipeline");
+            meta.p4gen_flow_hash: exact @name("meta.p4gen_flow_hash");
+        }
+        actions = {
+            u_p4gen_flow_overlay_rx;
+            p4gen_flow_miss;
+        }
+        default_action = p4gen_flow_miss();
+        size = 65536;
+        counters = p4gen_flows_counter;
+        support_timeout = true;
+    }
 
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
@@ -603,7 +780,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_CHECKSUM);
         }
         else if (hdr.p4gen.isValid()) {
-            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 18;  // the frame alone
+            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 22;  // the frame alone
             meta.p4gen_pipeline = hdr.p4gen.pipeline;
             meta.p4gen_flow = hdr.p4gen.flow;
             if (hdr.p4gen.resume == P4GEN_RESUME_DONE) {
@@ -640,6 +817,77 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
+        }
+        // ---- per-flow offload: the fused flow table (p4gen.place.flowlayout)
+        meta.p4gen_fused = 0;
+        meta.p4gen_fhit = 0;
+        meta.p4gen_flow_hash = 0;
+        if (meta.p4gen_state == P4GEN_ST_RUN && (meta.p4gen_pipeline == 2)) {
+            if (meta.p4gen_pipeline == 2) {
+                // pipeline overlay_rx: its flow key
+                meta.p4gen_f2_k0 = (hdr.ethernet.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k1 = (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0);
+                meta.p4gen_f2_k2 = (hdr.geneve.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k3 = (hdr.geneve.isValid() ? hdr.geneve.opt_len : 6w0);
+                meta.p4gen_f2_k4 = (hdr.geneve.isValid() ? hdr.geneve.protocol_type : 16w0);
+                meta.p4gen_f2_k5 = (hdr.geneve.isValid() ? hdr.geneve.vni : 24w0);
+                meta.p4gen_f2_k6 = (hdr.inner_ethernet.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k7 = (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.ether_type : 16w0);
+                meta.p4gen_f2_k8 = (hdr.inner_ipv4.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k9 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.frag_offset : 13w0);
+                meta.p4gen_f2_k10 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ihl : 4w0);
+                meta.p4gen_f2_k11 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.protocol : 8w0);
+                meta.p4gen_f2_k12 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.src : 32w0);
+                meta.p4gen_f2_k13 = (hdr.inner_ipv6.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k14 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.next_hdr : 8w0);
+                meta.p4gen_f2_k15 = (hdr.inner_tcp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k16 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.data_offset : 4w0);
+                meta.p4gen_f2_k17 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.dst_port : 16w0);
+                meta.p4gen_f2_k18 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.src_port : 16w0);
+                meta.p4gen_f2_k19 = (hdr.inner_udp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k20 = (hdr.inner_udp.isValid() ? hdr.inner_udp.dst_port : 16w0);
+                meta.p4gen_f2_k21 = (hdr.inner_udp.isValid() ? hdr.inner_udp.src_port : 16w0);
+                meta.p4gen_f2_k22 = (hdr.ipv4.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k23 = (hdr.ipv4.isValid() ? hdr.ipv4.frag_offset : 13w0);
+                meta.p4gen_f2_k24 = (hdr.ipv4.isValid() ? hdr.ipv4.ihl : 4w0);
+                meta.p4gen_f2_k25 = (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0);
+                meta.p4gen_f2_k26 = (hdr.ipv4.isValid() ? hdr.ipv4.src : 32w0);
+                meta.p4gen_f2_k27 = (hdr.ipv6.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k28 = (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);
+                meta.p4gen_f2_k29 = (hdr.mytag.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k30 = (hdr.mytag.isValid() ? hdr.mytag.ether_type : 16w0);
+                meta.p4gen_f2_k31 = (hdr.tcp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k32 = (hdr.tcp.isValid() ? hdr.tcp.data_offset : 4w0);
+                meta.p4gen_f2_k33 = (hdr.tcp.isValid() ? hdr.tcp.dst_port : 16w0);
+                meta.p4gen_f2_k34 = (hdr.tcp.isValid() ? hdr.tcp.src_port : 16w0);
+                meta.p4gen_f2_k35 = (hdr.udp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k36 = (hdr.udp.isValid() ? hdr.udp.dst_port : 16w0);
+                meta.p4gen_f2_k37 = (hdr.udp.isValid() ? hdr.udp.src_port : 16w0);
+                meta.p4gen_f2_k38 = (hdr.vlan[0].isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k39 = (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0);
+                meta.p4gen_f2_k40 = (hdr.vlan[1].isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k41 = (hdr.vlan[1].isValid() ? hdr.vlan[1].ether_type : 16w0);
+                hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, { meta.p4gen_pipeline, meta.p4gen_f2_k0, meta.p4gen_f2_k1, meta.p4gen_f2_k2, meta.p4gen_f2_k3, meta.p4gen_f2_k4, meta.p4gen_f2_k5, meta.p4gen_f2_k6, meta.p4gen_f2_k7, meta.p4gen_f2_k8, meta.p4gen_f2_k9, meta.p4gen_f2_k10, meta.p4gen_f2_k11, meta.p4gen_f2_k12, meta.p4gen_f2_k13, meta.p4gen_f2_k14, meta.p4gen_f2_k15, meta.p4gen_f2_k16, meta.p4gen_f2_k17, meta.p4gen_f2_k18, meta.p4gen_f2_k19, meta.p4gen_f2_k20, meta.p4gen_f2_k21, meta.p4gen_f2_k22, meta.p4gen_f2_k23, meta.p4gen_f2_k24, meta.p4gen_f2_k25, meta.p4gen_f2_k26, meta.p4gen_f2_k27, meta.p4gen_f2_k28, meta.p4gen_f2_k29, meta.p4gen_f2_k30, meta.p4gen_f2_k31, meta.p4gen_f2_k32, meta.p4gen_f2_k33, meta.p4gen_f2_k34, meta.p4gen_f2_k35, meta.p4gen_f2_k36, meta.p4gen_f2_k37, meta.p4gen_f2_k38, meta.p4gen_f2_k39, meta.p4gen_f2_k40, meta.p4gen_f2_k41 }, 32w0xffffffff);
+            }
+            p4gen_flows.apply();
+            if (meta.p4gen_fhit == 2 && meta.p4gen_pipeline == 2 && meta.p4gen_f2_k0 == meta.p4gen_f2_c0 && meta.p4gen_f2_k1 == meta.p4gen_f2_c1 && meta.p4gen_f2_k2 == meta.p4gen_f2_c2 && meta.p4gen_f2_k3 == meta.p4gen_f2_c3 && meta.p4gen_f2_k4 == meta.p4gen_f2_c4 && meta.p4gen_f2_k5 == meta.p4gen_f2_c5 && meta.p4gen_f2_k6 == meta.p4gen_f2_c6 && meta.p4gen_f2_k7 == meta.p4gen_f2_c7 && meta.p4gen_f2_k8 == meta.p4gen_f2_c8 && meta.p4gen_f2_k9 == meta.p4gen_f2_c9 && meta.p4gen_f2_k10 == meta.p4gen_f2_c10 && meta.p4gen_f2_k11 == meta.p4gen_f2_c11 && meta.p4gen_f2_k12 == meta.p4gen_f2_c12 && meta.p4gen_f2_k13 == meta.p4gen_f2_c13 && meta.p4gen_f2_k14 == meta.p4gen_f2_c14 && meta.p4gen_f2_k15 == meta.p4gen_f2_c15 && meta.p4gen_f2_k16 == meta.p4gen_f2_c16 && meta.p4gen_f2_k17 == meta.p4gen_f2_c17 && meta.p4gen_f2_k18 == meta.p4gen_f2_c18 && meta.p4gen_f2_k19 == meta.p4gen_f2_c19 && meta.p4gen_f2_k20 == meta.p4gen_f2_c20 && meta.p4gen_f2_k21 == meta.p4gen_f2_c21 && meta.p4gen_f2_k22 == meta.p4gen_f2_c22 && meta.p4gen_f2_k23 == meta.p4gen_f2_c23 && meta.p4gen_f2_k24 == meta.p4gen_f2_c24 && meta.p4gen_f2_k25 == meta.p4gen_f2_c25 && meta.p4gen_f2_k26 == meta.p4gen_f2_c26 && meta.p4gen_f2_k27 == meta.p4gen_f2_c27 && meta.p4gen_f2_k28 == meta.p4gen_f2_c28 && meta.p4gen_f2_k29 == meta.p4gen_f2_c29 && meta.p4gen_f2_k30 == meta.p4gen_f2_c30 && meta.p4gen_f2_k31 == meta.p4gen_f2_c31 && meta.p4gen_f2_k32 == meta.p4gen_f2_c32 && meta.p4gen_f2_k33 == meta.p4gen_f2_c33 && meta.p4gen_f2_k34 == meta.p4gen_f2_c34 && meta.p4gen_f2_k35 == meta.p4gen_f2_c35 && meta.p4gen_f2_k36 == meta.p4gen_f2_c36 && meta.p4gen_f2_k37 == meta.p4gen_f2_c37 && meta.p4gen_f2_k38 == meta.p4gen_f2_c38 && meta.p4gen_f2_k39 == meta.p4gen_f2_c39 && meta.p4gen_f2_k40 == meta.p4gen_f2_c40 && meta.p4gen_f2_k41 == meta.p4gen_f2_c41) {
+                meta.p4gen_fused = 1;
+            }
+            if (meta.p4gen_fused == 1) {
+                p4gen_flow_packets.count(meta.p4gen_fslot);
+            }
+            else {
+                p4gen_learn.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w16383);
+                meta.p4gen_learn_n = meta.p4gen_learn_n + 1;
+                p4gen_learn.write(meta.p4gen_flow_hash & 32w16383, meta.p4gen_learn_n);
+                if (meta.p4gen_learn_n == 8 || (meta.p4gen_learn_n > 8 && (meta.p4gen_learn_n & 32w63) == 0)) {
+                    meta.p4gen_state = P4GEN_ST_PUNT;
+                    meta.p4gen_reason = P4GEN_REASON_LEARN;
+                    if (meta.p4gen_pipeline == 2) {
+                        meta.p4gen_resume = 12;
+                    }
+                }
+            }
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline overlay_tx (vm_egress)
@@ -709,49 +957,127 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         if (meta.p4gen_pipeline == 2) {
             // pipeline overlay_rx (vm_ingress)
-            bool p4gen_go4 = false;
-            // stage 12: underlay_untag.if1 (branch) -> nic
-            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 12) { meta.p4gen_state = P4GEN_ST_RUN; }
-            if (meta.p4gen_state == P4GEN_ST_RUN) {
-                p4gen_go4 = hdr.vlan[0].isValid();
-            }
-            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                p4gen_go4 = (meta.p4gen_resume >= 13 && meta.p4gen_resume <= 13);
-            }
-            if (p4gen_go4) {
-                // stage 13: underlay_untag.block2 (action) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 13) { meta.p4gen_state = P4GEN_ST_RUN; }
+            if (meta.p4gen_fused == 1) {
+                // a flow table hit: every lookup replaced by the flow's recorded decision
+                bool p4gen_go4 = false;
+                // stage 12: underlay_untag.if1 (branch) -> nic (fused)
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    underlay_untag_untag();
+                    p4gen_go4 = hdr.vlan[0].isValid();
+                }
+                if (p4gen_go4) {
+                    // stage 13: underlay_untag.block2 (action) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        underlay_untag_untag();
+                    }
+                }
+                bool p4gen_go5 = false;
+                // stage 14: geneve_in.if1 (branch) -> nic (fused)
+                if (meta.p4gen_state == P4GEN_ST_RUN) {
+                    p4gen_go5 = hdr.geneve.isValid();
+                }
+                if (p4gen_go5) {
+                    // stage 15: geneve_in.tunnels (table) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        if (meta.p4gen_f2_sel_tunnels == 1) {
+                            // geneve_decap()
+                            meta.p4gen_drop_cause = (!(hdr.geneve.isValid())) ? 32w7 : meta.p4gen_drop_cause;  // no_tunnel
+                            meta.p4gen_state = (!(hdr.geneve.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
+                            meta.p4gen_drop_cause = ((hdr.mytag.isValid())) ? 32w9 : meta.p4gen_drop_cause;  // unmovable_header
+                            meta.p4gen_state = ((hdr.mytag.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
+                            hdr.ethernet = hdr.inner_ethernet;
+                            hdr.inner_ethernet.setInvalid();
+                            hdr.ipv4 = hdr.inner_ipv4;
+                            hdr.inner_ipv4.setInvalid();
+                            hdr.ipv4_opt = hdr.inner_ipv4_opt;
+                            hdr.inner_ipv4_opt.setInvalid();
+                            hdr.ipv6 = hdr.inner_ipv6;
+                            hdr.inner_ipv6.setInvalid();
+                            hdr.tcp = hdr.inner_tcp;
+                            hdr.inner_tcp.setInvalid();
+                            hdr.tcp_opt = hdr.inner_tcp_opt;
+                            hdr.inner_tcp_opt.setInvalid();
+                            hdr.udp = hdr.inner_udp;
+                            hdr.inner_udp.setInvalid();
+                            hdr.icmp = hdr.inner_icmp;
+                            hdr.inner_icmp.setInvalid();
+                            hdr.geneve.setInvalid();
+                            hdr.geneve_opt.setInvalid();
+                            hdr.vlan[0].setInvalid();  // the outer frame's 802.1Q tags go with it
+                            hdr.vlan[1].setInvalid();  // the outer frame's 802.1Q tags go with it
+                            // forward(port)
+                            standard_metadata.egress_spec = meta.p4gen_f2_tunnels__decap__port;
+                            meta.p4gen_forwarded = 1;
+                        }
+                        else if (meta.p4gen_f2_sel_tunnels == 2) {
+                            // count(geneve_in.bad_tunnel, 0)
+                            geneve_in_bad_tunnel.count(32w0);
+                            // drop()
+                            mark_to_drop(standard_metadata);
+                            meta.p4gen_state = P4GEN_ST_DROP;
+                            meta.p4gen_drop_cause = 32w10;  // drop() in geneve_in.reject_tunnel
+                        }
+                        else {
+                            // count(geneve_in.bad_tunnel, 0)
+                            geneve_in_bad_tunnel.count(32w0);
+                            // drop()
+                            mark_to_drop(standard_metadata);
+                            meta.p4gen_state = P4GEN_ST_DROP;
+                            meta.p4gen_drop_cause = 32w10;  // drop() in geneve_in.reject_tunnel
+                        }
+                    }
+                }
+                else {
+                    // stage 16: geneve_in.block2 (action) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        geneve_in_reject_tunnel();
+                    }
                 }
             }
-            bool p4gen_go5 = false;
-            // stage 14: geneve_in.if1 (branch) -> hypervisor
-            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
-            if (meta.p4gen_state == P4GEN_ST_RUN) {
-                meta.p4gen_state = P4GEN_ST_PUNT;
-                meta.p4gen_resume = 14;
-                meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
-            }
-            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                p4gen_go5 = (meta.p4gen_resume >= 15 && meta.p4gen_resume <= 15);
-            }
-            if (p4gen_go5) {
-                // stage 15: geneve_in.tunnels (table) -> hypervisor
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 15) { meta.p4gen_state = P4GEN_ST_RUN; }
+            else {
+                bool p4gen_go6 = false;
+                // stage 12: underlay_untag.if1 (branch) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 12) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (meta.p4gen_state == P4GEN_ST_RUN) {
+                    p4gen_go6 = hdr.vlan[0].isValid();
+                }
+                else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                    p4gen_go6 = (meta.p4gen_resume >= 13 && meta.p4gen_resume <= 13);
+                }
+                if (p4gen_go6) {
+                    // stage 13: underlay_untag.block2 (action) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 13) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        underlay_untag_untag();
+                    }
+                }
+                bool p4gen_go7 = false;
+                // stage 14: geneve_in.if1 (branch) -> hypervisor
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
                     meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_resume = 15;
+                    meta.p4gen_resume = 14;
                     meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
                 }
-            }
-            else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                // stage 16: geneve_in.block2 (action) -> hypervisor
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 16) { meta.p4gen_state = P4GEN_ST_RUN; }
-                if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_resume = 16;
-                    meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                    p4gen_go7 = (meta.p4gen_resume >= 15 && meta.p4gen_resume <= 15);
+                }
+                if (p4gen_go7) {
+                    // stage 15: geneve_in.tunnels (table) -> hypervisor
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 15) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        meta.p4gen_state = P4GEN_ST_PUNT;
+                        meta.p4gen_resume = 15;
+                        meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                    }
+                }
+                else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
+                    // stage 16: geneve_in.block2 (action) -> hypervisor
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 16) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        meta.p4gen_state = P4GEN_ST_PUNT;
+                        meta.p4gen_resume = 16;
+                        meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                    }
                 }
             }
             if (meta.p4gen_state == P4GEN_ST_RUN) {
@@ -782,6 +1108,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.egress_port = 0;
             hdr.p4gen.flags = 0;
             hdr.p4gen.reserved = 0;
+            hdr.p4gen.flow_hash = meta.p4gen_flow_hash;
             if (meta.p4gen_forwarded == 1) {
                 hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;
                 hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;

@@ -7,13 +7,14 @@
 // p4gen punt path: the header between the NIC's host port and the hypervisor.
 // Generated from p4gen/crossing/protocol.py (the one definition); do not edit.
 
-const bit<8>  P4GEN_VERSION = 2;
+const bit<8>  P4GEN_VERSION = 3;
 const bit<16> P4GEN_RESUME_DONE = 0xffff;
 const bit<8>  P4GEN_FLAG_FORWARDED = 0x1;
 const bit<8>  P4GEN_FLAG_L4_DIRTY = 0x2;
 const bit<8>  P4GEN_REASON_PLACEMENT = 0;
 const bit<8>  P4GEN_REASON_FINISHED = 1;
 const bit<8>  P4GEN_REASON_TO_HYPERVISOR = 2;
+const bit<8>  P4GEN_REASON_LEARN = 3;
 
 header p4gen_t {
     bit<8> version;  // P4GEN_VERSION
@@ -25,6 +26,7 @@ header p4gen_t {
     bit<16> egress_port;  // with P4GEN_FLAG_FORWARDED: the port forward() chose
     bit<8> flags;  // P4GEN_FLAG_*
     bit<8> reserved;  // 0
+    bit<32> flow_hash;  // NIC -> hypervisor: the flow key's hash (the flow table's key), 0 if none
 }
 
 // ---- the program's constants
@@ -199,6 +201,107 @@ struct metadata_t {
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
     bit<32> p4gen_drop_cause;
+    bit<32> p4gen_flow_hash;
+    bit<1> p4gen_fused;
+    bit<8> p4gen_fhit;
+    bit<32> p4gen_fslot;
+    bit<32> p4gen_learn_n;
+    bit<1> p4gen_f2_k0;  // ethernet.$valid
+    bit<1> p4gen_f2_c0;
+    bit<16> p4gen_f2_k1;  // ethernet.ether_type
+    bit<16> p4gen_f2_c1;
+    bit<1> p4gen_f2_k2;  // geneve.$valid
+    bit<1> p4gen_f2_c2;
+    bit<6> p4gen_f2_k3;  // geneve.opt_len
+    bit<6> p4gen_f2_c3;
+    bit<16> p4gen_f2_k4;  // geneve.protocol_type
+    bit<16> p4gen_f2_c4;
+    bit<1> p4gen_f2_k5;  // inner_ethernet.$valid
+    bit<1> p4gen_f2_c5;
+    bit<16> p4gen_f2_k6;  // inner_ethernet.ether_type
+    bit<16> p4gen_f2_c6;
+    bit<1> p4gen_f2_k7;  // inner_ipv4.$valid
+    bit<1> p4gen_f2_c7;
+    bit<32> p4gen_f2_k8;  // inner_ipv4.dst
+    bit<32> p4gen_f2_c8;
+    bit<13> p4gen_f2_k9;  // inner_ipv4.frag_offset
+    bit<13> p4gen_f2_c9;
+    bit<4> p4gen_f2_k10;  // inner_ipv4.ihl
+    bit<4> p4gen_f2_c10;
+    bit<8> p4gen_f2_k11;  // inner_ipv4.protocol
+    bit<8> p4gen_f2_c11;
+    bit<8> p4gen_f2_k12;  // inner_ipv4.ttl
+    bit<8> p4gen_f2_c12;
+    bit<1> p4gen_f2_k13;  // inner_ipv6.$valid
+    bit<1> p4gen_f2_c13;
+    bit<128> p4gen_f2_k14;  // inner_ipv6.dst
+    bit<128> p4gen_f2_c14;
+    bit<8> p4gen_f2_k15;  // inner_ipv6.hop_limit
+    bit<8> p4gen_f2_c15;
+    bit<8> p4gen_f2_k16;  // inner_ipv6.next_hdr
+    bit<8> p4gen_f2_c16;
+    bit<1> p4gen_f2_k17;  // inner_tcp.$valid
+    bit<1> p4gen_f2_c17;
+    bit<4> p4gen_f2_k18;  // inner_tcp.data_offset
+    bit<4> p4gen_f2_c18;
+    bit<16> p4gen_f2_k19;  // inner_tcp.dst_port
+    bit<16> p4gen_f2_c19;
+    bit<16> p4gen_f2_k20;  // inner_tcp.src_port
+    bit<16> p4gen_f2_c20;
+    bit<1> p4gen_f2_k21;  // inner_udp.$valid
+    bit<1> p4gen_f2_c21;
+    bit<16> p4gen_f2_k22;  // inner_udp.dst_port
+    bit<16> p4gen_f2_c22;
+    bit<16> p4gen_f2_k23;  // inner_udp.src_port
+    bit<16> p4gen_f2_c23;
+    bit<1> p4gen_f2_k24;  // ipv4.$valid
+    bit<1> p4gen_f2_c24;
+    bit<32> p4gen_f2_k25;  // ipv4.dst
+    bit<32> p4gen_f2_c25;
+    bit<13> p4gen_f2_k26;  // ipv4.frag_offset
+    bit<13> p4gen_f2_c26;
+    bit<4> p4gen_f2_k27;  // ipv4.ihl
+    bit<4> p4gen_f2_c27;
+    bit<8> p4gen_f2_k28;  // ipv4.protocol
+    bit<8> p4gen_f2_c28;
+    bit<8> p4gen_f2_k29;  // ipv4.ttl
+    bit<8> p4gen_f2_c29;
+    bit<1> p4gen_f2_k30;  // ipv6.$valid
+    bit<1> p4gen_f2_c30;
+    bit<128> p4gen_f2_k31;  // ipv6.dst
+    bit<128> p4gen_f2_c31;
+    bit<8> p4gen_f2_k32;  // ipv6.hop_limit
+    bit<8> p4gen_f2_c32;
+    bit<8> p4gen_f2_k33;  // ipv6.next_hdr
+    bit<8> p4gen_f2_c33;
+    bit<1> p4gen_f2_k34;  // tcp.$valid
+    bit<1> p4gen_f2_c34;
+    bit<4> p4gen_f2_k35;  // tcp.data_offset
+    bit<4> p4gen_f2_c35;
+    bit<16> p4gen_f2_k36;  // tcp.dst_port
+    bit<16> p4gen_f2_c36;
+    bit<16> p4gen_f2_k37;  // tcp.src_port
+    bit<16> p4gen_f2_c37;
+    bit<1> p4gen_f2_k38;  // udp.$valid
+    bit<1> p4gen_f2_c38;
+    bit<16> p4gen_f2_k39;  // udp.dst_port
+    bit<16> p4gen_f2_c39;
+    bit<16> p4gen_f2_k40;  // udp.src_port
+    bit<16> p4gen_f2_c40;
+    bit<1> p4gen_f2_k41;  // vlan[0].$valid
+    bit<1> p4gen_f2_c41;
+    bit<16> p4gen_f2_k42;  // vlan[0].ether_type
+    bit<16> p4gen_f2_c42;
+    bit<1> p4gen_f2_k43;  // vlan[1].$valid
+    bit<1> p4gen_f2_c43;
+    bit<16> p4gen_f2_k44;  // vlan[1].ether_type
+    bit<16> p4gen_f2_c44;
+    bit<8> p4gen_f2_sel_local_v4;
+    bit<48> p4gen_f2_local_v4__to_vm__vm_mac;
+    bit<9> p4gen_f2_local_v4__to_vm__port;
+    bit<8> p4gen_f2_sel_local_v6;
+    bit<48> p4gen_f2_local_v6__to_vm__vm_mac;
+    bit<9> p4gen_f2_local_v6__to_vm__port;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -344,10 +447,14 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     counter(1, CounterType.packets_and_bytes) deliver_not_local;
     @name(".router.no_route") @id(0x126280f5)
     counter(1, CounterType.packets_and_bytes) router_no_route;
+    @name(".p4gen.flow_packets") @id(0x123b0ba3)
+    counter(65536, CounterType.packets_and_bytes) p4gen_flow_packets;
     @name(".router.routes_v4_counter") @id(0x134c32e5)
     direct_counter(CounterType.packets_and_bytes) router_routes_v4_counter;
     @name(".router.routes_v6_counter") @id(0x13f0ecc0)
     direct_counter(CounterType.packets_and_bytes) router_routes_v6_counter;
+    @name(".p4gen.flows_counter") @id(0x13a58d0b)
+    direct_counter(CounterType.packets_and_bytes) p4gen_flows_counter;
 
     @name(".p4gen.drop") @id(0x0163c438)
     action p4gen_drop(bit<32> reason) {
@@ -355,6 +462,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
     }
+    @name(".p4gen.learn") @id(0x16fbeef1)
+    register<bit<32>>(16384) p4gen_learn;
     @name(".deliver.not_mine") @id(0x013d833e)
     action deliver_not_mine() {
         // count(deliver.not_local, 0)
@@ -374,6 +483,65 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // forward(port)
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
+    }
+    @name(".p4gen.flow_miss") @id(0x01f78117)
+    action p4gen_flow_miss() {
+    }
+    @name(".p4gen.flow_routed_in") @id(0x019ab62a)
+    action u_p4gen_flow_routed_in(bit<32> slot, bit<1> k0, bit<16> k1, bit<1> k2, bit<6> k3, bit<16> k4, bit<1> k5, bit<16> k6, bit<1> k7, bit<32> k8, bit<13> k9, bit<4> k10, bit<8> k11, bit<8> k12, bit<1> k13, bit<128> k14, bit<8> k15, bit<8> k16, bit<1> k17, bit<4> k18, bit<16> k19, bit<16> k20, bit<1> k21, bit<16> k22, bit<16> k23, bit<1> k24, bit<32> k25, bit<13> k26, bit<4> k27, bit<8> k28, bit<8> k29, bit<1> k30, bit<128> k31, bit<8> k32, bit<8> k33, bit<1> k34, bit<4> k35, bit<16> k36, bit<16> k37, bit<1> k38, bit<16> k39, bit<16> k40, bit<1> k41, bit<16> k42, bit<1> k43, bit<16> k44, bit<8> sel_local_v4, bit<48> local_v4__to_vm__vm_mac, bit<9> local_v4__to_vm__port, bit<8> sel_local_v6, bit<48> local_v6__to_vm__vm_mac, bit<9> local_v6__to_vm__port) {
+        meta.p4gen_fhit = 2;
+        meta.p4gen_fslot = slot;
+        meta.p4gen_f2_c0 = k0;
+        meta.p4gen_f2_c1 = k1;
+        meta.p4gen_f2_c2 = k2;
+        meta.p4gen_f2_c3 = k3;
+        meta.p4gen_f2_c4 = k4;
+        meta.p4gen_f2_c5 = k5;
+        meta.p4gen_f2_c6 = k6;
+        meta.p4gen_f2_c7 = k7;
+        meta.p4gen_f2_c8 = k8;
+        meta.p4gen_f2_c9 = k9;
+        meta.p4gen_f2_c10 = k10;
+        meta.p4gen_f2_c11 = k11;
+        meta.p4gen_f2_c12 = k12;
+        meta.p4gen_f2_c13 = k13;
+        meta.p4gen_f2_c14 = k14;
+        meta.p4gen_f2_c15 = k15;
+        meta.p4gen_f2_c16 = k16;
+        meta.p4gen_f2_c17 = k17;
+        meta.p4gen_f2_c18 = k18;
+        meta.p4gen_f2_c19 = k19;
+        meta.p4gen_f2_c20 = k20;
+        meta.p4gen_f2_c21 = k21;
+        meta.p4gen_f2_c22 = k22;
+        meta.p4gen_f2_c23 = k23;
+        meta.p4gen_f2_c24 = k24;
+        meta.p4gen_f2_c25 = k25;
+        meta.p4gen_f2_c26 = k26;
+        meta.p4gen_f2_c27 = k27;
+        meta.p4gen_f2_c28 = k28;
+        meta.p4gen_f2_c29 = k29;
+        meta.p4gen_f2_c30 = k30;
+        meta.p4gen_f2_c31 = k31;
+        meta.p4gen_f2_c32 = k32;
+        meta.p4gen_f2_c33 = k33;
+        meta.p4gen_f2_c34 = k34;
+        meta.p4gen_f2_c35 = k35;
+        meta.p4gen_f2_c36 = k36;
+        meta.p4gen_f2_c37 = k37;
+        meta.p4gen_f2_c38 = k38;
+        meta.p4gen_f2_c39 = k39;
+        meta.p4gen_f2_c40 = k40;
+        meta.p4gen_f2_c41 = k41;
+        meta.p4gen_f2_c42 = k42;
+        meta.p4gen_f2_c43 = k43;
+        meta.p4gen_f2_c44 = k44;
+        meta.p4gen_f2_sel_local_v4 = sel_local_v4;
+        meta.p4gen_f2_local_v4__to_vm__vm_mac = local_v4__to_vm__vm_mac;
+        meta.p4gen_f2_local_v4__to_vm__port = local_v4__to_vm__port;
+        meta.p4gen_f2_sel_local_v6 = sel_local_v6;
+        meta.p4gen_f2_local_v6__to_vm__vm_mac = local_v6__to_vm__vm_mac;
+        meta.p4gen_f2_local_v6__to_vm__port = local_v6__to_vm__port;
     }
     @name(".router.blackhole") @id(0x01f3bf7d)
     action router_blackhole() {
@@ -455,6 +623,21 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         size = 8192;
         counters = router_routes_v6_counter;
     }
+    @name(".p4gen.flows") @id(0x02cef226)
+    table p4gen_flows {
+        key = {
+            meta.p4gen_pipeline: exact @name("meta.p4gen_pipeline");
+            meta.p4gen_flow_hash: exact @name("meta.p4gen_flow_hash");
+        }
+        actions = {
+            u_p4gen_flow_routed_in;
+            p4gen_flow_miss;
+        }
+        default_action = p4gen_flow_miss();
+        size = 65536;
+        counters = p4gen_flows_counter;
+        support_timeout = true;
+    }
 
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
@@ -467,7 +650,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             p4gen_drop(P4GEN_DROP_BAD_CHECKSUM);
         }
         else if (hdr.p4gen.isValid()) {
-            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 18;  // the frame alone
+            meta.p4gen_rx_len = (bit<16>)standard_metadata.packet_length - 22;  // the frame alone
             meta.p4gen_pipeline = hdr.p4gen.pipeline;
             meta.p4gen_flow = hdr.p4gen.flow;
             if (hdr.p4gen.resume == P4GEN_RESUME_DONE) {
@@ -504,6 +687,80 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
+        }
+        // ---- per-flow offload: the fused flow table (p4gen.place.flowlayout)
+        meta.p4gen_fused = 0;
+        meta.p4gen_fhit = 0;
+        meta.p4gen_flow_hash = 0;
+        if (meta.p4gen_state == P4GEN_ST_RUN && (meta.p4gen_pipeline == 2)) {
+            if (meta.p4gen_pipeline == 2) {
+                // pipeline routed_in: its flow key
+                meta.p4gen_f2_k0 = (hdr.ethernet.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k1 = (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0);
+                meta.p4gen_f2_k2 = (hdr.geneve.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k3 = (hdr.geneve.isValid() ? hdr.geneve.opt_len : 6w0);
+                meta.p4gen_f2_k4 = (hdr.geneve.isValid() ? hdr.geneve.protocol_type : 16w0);
+                meta.p4gen_f2_k5 = (hdr.inner_ethernet.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k6 = (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.ether_type : 16w0);
+                meta.p4gen_f2_k7 = (hdr.inner_ipv4.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k8 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.dst : 32w0);
+                meta.p4gen_f2_k9 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.frag_offset : 13w0);
+                meta.p4gen_f2_k10 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ihl : 4w0);
+                meta.p4gen_f2_k11 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.protocol : 8w0);
+                meta.p4gen_f2_k12 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ttl : 8w0);
+                meta.p4gen_f2_k13 = (hdr.inner_ipv6.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k14 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.dst : 128w0);
+                meta.p4gen_f2_k15 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.hop_limit : 8w0);
+                meta.p4gen_f2_k16 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.next_hdr : 8w0);
+                meta.p4gen_f2_k17 = (hdr.inner_tcp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k18 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.data_offset : 4w0);
+                meta.p4gen_f2_k19 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.dst_port : 16w0);
+                meta.p4gen_f2_k20 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.src_port : 16w0);
+                meta.p4gen_f2_k21 = (hdr.inner_udp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k22 = (hdr.inner_udp.isValid() ? hdr.inner_udp.dst_port : 16w0);
+                meta.p4gen_f2_k23 = (hdr.inner_udp.isValid() ? hdr.inner_udp.src_port : 16w0);
+                meta.p4gen_f2_k24 = (hdr.ipv4.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k25 = (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0);
+                meta.p4gen_f2_k26 = (hdr.ipv4.isValid() ? hdr.ipv4.frag_offset : 13w0);
+                meta.p4gen_f2_k27 = (hdr.ipv4.isValid() ? hdr.ipv4.ihl : 4w0);
+                meta.p4gen_f2_k28 = (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0);
+                meta.p4gen_f2_k29 = (hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0);
+                meta.p4gen_f2_k30 = (hdr.ipv6.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k31 = (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0);
+                meta.p4gen_f2_k32 = (hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0);
+                meta.p4gen_f2_k33 = (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);
+                meta.p4gen_f2_k34 = (hdr.tcp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k35 = (hdr.tcp.isValid() ? hdr.tcp.data_offset : 4w0);
+                meta.p4gen_f2_k36 = (hdr.tcp.isValid() ? hdr.tcp.dst_port : 16w0);
+                meta.p4gen_f2_k37 = (hdr.tcp.isValid() ? hdr.tcp.src_port : 16w0);
+                meta.p4gen_f2_k38 = (hdr.udp.isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k39 = (hdr.udp.isValid() ? hdr.udp.dst_port : 16w0);
+                meta.p4gen_f2_k40 = (hdr.udp.isValid() ? hdr.udp.src_port : 16w0);
+                meta.p4gen_f2_k41 = (hdr.vlan[0].isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k42 = (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0);
+                meta.p4gen_f2_k43 = (hdr.vlan[1].isValid() ? 1w1 : 1w0);
+                meta.p4gen_f2_k44 = (hdr.vlan[1].isValid() ? hdr.vlan[1].ether_type : 16w0);
+                hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, { meta.p4gen_pipeline, meta.p4gen_f2_k0, meta.p4gen_f2_k1, meta.p4gen_f2_k2, meta.p4gen_f2_k3, meta.p4gen_f2_k4, meta.p4gen_f2_k5, meta.p4gen_f2_k6, meta.p4gen_f2_k7, meta.p4gen_f2_k8, meta.p4gen_f2_k9, meta.p4gen_f2_k10, meta.p4gen_f2_k11, meta.p4gen_f2_k12, meta.p4gen_f2_k13, meta.p4gen_f2_k14, meta.p4gen_f2_k15, meta.p4gen_f2_k16, meta.p4gen_f2_k17, meta.p4gen_f2_k18, meta.p4gen_f2_k19, meta.p4gen_f2_k20, meta.p4gen_f2_k21, meta.p4gen_f2_k22, meta.p4gen_f2_k23, meta.p4gen_f2_k24, meta.p4gen_f2_k25, meta.p4gen_f2_k26, meta.p4gen_f2_k27, meta.p4gen_f2_k28, meta.p4gen_f2_k29, meta.p4gen_f2_k30, meta.p4gen_f2_k31, meta.p4gen_f2_k32, meta.p4gen_f2_k33, meta.p4gen_f2_k34, meta.p4gen_f2_k35, meta.p4gen_f2_k36, meta.p4gen_f2_k37, meta.p4gen_f2_k38, meta.p4gen_f2_k39, meta.p4gen_f2_k40, meta.p4gen_f2_k41, meta.p4gen_f2_k42, meta.p4gen_f2_k43, meta.p4gen_f2_k44 }, 32w0xffffffff);
+            }
+            p4gen_flows.apply();
+            if (meta.p4gen_fhit == 2 && meta.p4gen_pipeline == 2 && meta.p4gen_f2_k0 == meta.p4gen_f2_c0 && meta.p4gen_f2_k1 == meta.p4gen_f2_c1 && meta.p4gen_f2_k2 == meta.p4gen_f2_c2 && meta.p4gen_f2_k3 == meta.p4gen_f2_c3 && meta.p4gen_f2_k4 == meta.p4gen_f2_c4 && meta.p4gen_f2_k5 == meta.p4gen_f2_c5 && meta.p4gen_f2_k6 == meta.p4gen_f2_c6 && meta.p4gen_f2_k7 == meta.p4gen_f2_c7 && meta.p4gen_f2_k8 == meta.p4gen_f2_c8 && meta.p4gen_f2_k9 == meta.p4gen_f2_c9 && meta.p4gen_f2_k10 == meta.p4gen_f2_c10 && meta.p4gen_f2_k11 == meta.p4gen_f2_c11 && meta.p4gen_f2_k12 == meta.p4gen_f2_c12 && meta.p4gen_f2_k13 == meta.p4gen_f2_c13 && meta.p4gen_f2_k14 == meta.p4gen_f2_c14 && meta.p4gen_f2_k15 == meta.p4gen_f2_c15 && meta.p4gen_f2_k16 == meta.p4gen_f2_c16 && meta.p4gen_f2_k17 == meta.p4gen_f2_c17 && meta.p4gen_f2_k18 == meta.p4gen_f2_c18 && meta.p4gen_f2_k19 == meta.p4gen_f2_c19 && meta.p4gen_f2_k20 == meta.p4gen_f2_c20 && meta.p4gen_f2_k21 == meta.p4gen_f2_c21 && meta.p4gen_f2_k22 == meta.p4gen_f2_c22 && meta.p4gen_f2_k23 == meta.p4gen_f2_c23 && meta.p4gen_f2_k24 == meta.p4gen_f2_c24 && meta.p4gen_f2_k25 == meta.p4gen_f2_c25 && meta.p4gen_f2_k26 == meta.p4gen_f2_c26 && meta.p4gen_f2_k27 == meta.p4gen_f2_c27 && meta.p4gen_f2_k28 == meta.p4gen_f2_c28 && meta.p4gen_f2_k29 == meta.p4gen_f2_c29 && meta.p4gen_f2_k30 == meta.p4gen_f2_c30 && meta.p4gen_f2_k31 == meta.p4gen_f2_c31 && meta.p4gen_f2_k32 == meta.p4gen_f2_c32 && meta.p4gen_f2_k33 == meta.p4gen_f2_c33 && meta.p4gen_f2_k34 == meta.p4gen_f2_c34 && meta.p4gen_f2_k35 == meta.p4gen_f2_c35 && meta.p4gen_f2_k36 == meta.p4gen_f2_c36 && meta.p4gen_f2_k37 == meta.p4gen_f2_c37 && meta.p4gen_f2_k38 == meta.p4gen_f2_c38 && meta.p4gen_f2_k39 == meta.p4gen_f2_c39 && meta.p4gen_f2_k40 == meta.p4gen_f2_c40 && meta.p4gen_f2_k41 == meta.p4gen_f2_c41 && meta.p4gen_f2_k42 == meta.p4gen_f2_c42 && meta.p4gen_f2_k43 == meta.p4gen_f2_c43 && meta.p4gen_f2_k44 == meta.p4gen_f2_c44) {
+                meta.p4gen_fused = 1;
+            }
+            if (meta.p4gen_fused == 1) {
+                p4gen_flow_packets.count(meta.p4gen_fslot);
+            }
+            else {
+                p4gen_learn.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w16383);
+                meta.p4gen_learn_n = meta.p4gen_learn_n + 1;
+                p4gen_learn.write(meta.p4gen_flow_hash & 32w16383, meta.p4gen_learn_n);
+                if (meta.p4gen_learn_n == 8 || (meta.p4gen_learn_n > 8 && (meta.p4gen_learn_n & 32w63) == 0)) {
+                    meta.p4gen_state = P4GEN_ST_PUNT;
+                    meta.p4gen_reason = P4GEN_REASON_LEARN;
+                    if (meta.p4gen_pipeline == 2) {
+                        meta.p4gen_resume = 14;
+                    }
+                }
+            }
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline routed_out (vm_egress)
@@ -599,44 +856,129 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         if (meta.p4gen_pipeline == 2) {
             // pipeline routed_in (vm_ingress)
-            bool p4gen_go5 = false;
-            // stage 14: deliver.if1 (branch) -> nic
-            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
-            if (meta.p4gen_state == P4GEN_ST_RUN) {
-                p4gen_go5 = hdr.ipv4.isValid();
-            }
-            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                p4gen_go5 = (meta.p4gen_resume >= 15 && meta.p4gen_resume <= 15);
-            }
-            if (p4gen_go5) {
-                // stage 15: deliver.local_v4 (table) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 15) { meta.p4gen_state = P4GEN_ST_RUN; }
+            if (meta.p4gen_fused == 1) {
+                // a flow table hit: every lookup replaced by the flow's recorded decision
+                bool p4gen_go5 = false;
+                // stage 14: deliver.if1 (branch) -> nic (fused)
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    deliver_local_v4.apply();
+                    p4gen_go5 = hdr.ipv4.isValid();
+                }
+                if (p4gen_go5) {
+                    // stage 15: deliver.local_v4 (table) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        if (meta.p4gen_f2_sel_local_v4 == 1) {
+                            hdr.ethernet.src = GATEWAY_MAC;
+                            hdr.ethernet.dst = meta.p4gen_f2_local_v4__to_vm__vm_mac;
+                            // dec_ttl()
+                            hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
+                            hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
+                            // forward(port)
+                            standard_metadata.egress_spec = meta.p4gen_f2_local_v4__to_vm__port;
+                            meta.p4gen_forwarded = 1;
+                        }
+                        else if (meta.p4gen_f2_sel_local_v4 == 2) {
+                            // count(deliver.not_local, 0)
+                            deliver_not_local.count(32w0);
+                            // drop()
+                            mark_to_drop(standard_metadata);
+                            meta.p4gen_state = P4GEN_ST_DROP;
+                            meta.p4gen_drop_cause = 32w11;  // drop() in deliver.not_mine
+                        }
+                        else {
+                            // count(deliver.not_local, 0)
+                            deliver_not_local.count(32w0);
+                            // drop()
+                            mark_to_drop(standard_metadata);
+                            meta.p4gen_state = P4GEN_ST_DROP;
+                            meta.p4gen_drop_cause = 32w11;  // drop() in deliver.not_mine
+                        }
+                    }
+                }
+                else {
+                    bool p4gen_go6 = false;
+                    // stage 16: deliver.if2 (branch) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        p4gen_go6 = hdr.ipv6.isValid();
+                    }
+                    if (p4gen_go6) {
+                        // stage 17: deliver.local_v6 (table) -> nic (fused)
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            if (meta.p4gen_f2_sel_local_v6 == 1) {
+                                hdr.ethernet.src = GATEWAY_MAC;
+                                hdr.ethernet.dst = meta.p4gen_f2_local_v6__to_vm__vm_mac;
+                                // dec_ttl()
+                                hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
+                                hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
+                                // forward(port)
+                                standard_metadata.egress_spec = meta.p4gen_f2_local_v6__to_vm__port;
+                                meta.p4gen_forwarded = 1;
+                            }
+                            else if (meta.p4gen_f2_sel_local_v6 == 2) {
+                                // count(deliver.not_local, 0)
+                                deliver_not_local.count(32w0);
+                                // drop()
+                                mark_to_drop(standard_metadata);
+                                meta.p4gen_state = P4GEN_ST_DROP;
+                                meta.p4gen_drop_cause = 32w11;  // drop() in deliver.not_mine
+                            }
+                            else {
+                                // count(deliver.not_local, 0)
+                                deliver_not_local.count(32w0);
+                                // drop()
+                                mark_to_drop(standard_metadata);
+                                meta.p4gen_state = P4GEN_ST_DROP;
+                                meta.p4gen_drop_cause = 32w11;  // drop() in deliver.not_mine
+                            }
+                        }
+                    }
+                    else {
+                        // stage 18: deliver.block3 (action) -> nic (fused)
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            deliver_not_mine();
+                        }
+                    }
                 }
             }
-            else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                bool p4gen_go6 = false;
-                // stage 16: deliver.if2 (branch) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 16) { meta.p4gen_state = P4GEN_ST_RUN; }
+            else {
+                bool p4gen_go7 = false;
+                // stage 14: deliver.if1 (branch) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go6 = hdr.ipv6.isValid();
+                    p4gen_go7 = hdr.ipv4.isValid();
                 }
                 else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go6 = (meta.p4gen_resume >= 17 && meta.p4gen_resume <= 17);
+                    p4gen_go7 = (meta.p4gen_resume >= 15 && meta.p4gen_resume <= 15);
                 }
-                if (p4gen_go6) {
-                    // stage 17: deliver.local_v6 (table) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 17) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (p4gen_go7) {
+                    // stage 15: deliver.local_v4 (table) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 15) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        deliver_local_v6.apply();
+                        deliver_local_v4.apply();
                     }
                 }
                 else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                    // stage 18: deliver.block3 (action) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 18) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    bool p4gen_go8 = false;
+                    // stage 16: deliver.if2 (branch) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 16) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        deliver_not_mine();
+                        p4gen_go8 = hdr.ipv6.isValid();
+                    }
+                    else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                        p4gen_go8 = (meta.p4gen_resume >= 17 && meta.p4gen_resume <= 17);
+                    }
+                    if (p4gen_go8) {
+                        // stage 17: deliver.local_v6 (table) -> nic
+                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 17) { meta.p4gen_state = P4GEN_ST_RUN; }
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            deliver_local_v6.apply();
+                        }
+                    }
+                    else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
+                        // stage 18: deliver.block3 (action) -> nic
+                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 18) { meta.p4gen_state = P4GEN_ST_RUN; }
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            deliver_not_mine();
+                        }
                     }
                 }
             }
@@ -668,6 +1010,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.egress_port = 0;
             hdr.p4gen.flags = 0;
             hdr.p4gen.reserved = 0;
+            hdr.p4gen.flow_hash = meta.p4gen_flow_hash;
             if (meta.p4gen_forwarded == 1) {
                 hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;
                 hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;

@@ -1,0 +1,164 @@
+"""Per-flow offload on BMv2: the fused flow table, learning, table exhaustion, rebalancing,
+idle eviction and revalidation, each against the all-software run of the same packets.
+
+The NIC is the constrained profile with a small flow table (2 entries) and a short idle
+timeout, so every case happens within seconds. The constrained NIC cannot look up the ACL
+(range match), so the static split sends vm_ingress packets to the hypervisor at acl_in;
+an offloaded flow runs decap, DNAT and its ACL decision on the NIC and reaches the
+hypervisor only at gro (the VM sits behind it). Expectations are the software target's
+outputs and counters for the same frames, and the crossings counted by where the
+hypervisor resumed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import BMV2, NEEDS_BMV2, P4C
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
+from test_backend import built
+
+from p4gen.frontend import load_program
+from p4gen.frontend.program import KeyMatch, TableEntry
+from p4gen.ir import build_ir
+from p4gen.place import load_profile, place
+from p4gen.testing import Bmv2Target, SoftwareTarget
+
+pytestmark = NEEDS_BMV2
+
+TUNNEL = Ether(dst="02:00:c0:a8:01:01") / IP(src="192.168.1.2", dst="192.168.1.1") / UDP(sport=50000, dport=4789,
+                                                                                          chksum=0)
+ACL_STAGE, GRO_STAGE = "vm_ingress:acl_in.acl_in_v4", "vm_ingress:gro"
+
+
+def frame(seq: int, src: str = "10.0.2.5", sport: int = 443) -> bytes:
+    inner = (Ether(src="02:00:00:00:02:05", dst="02:00:00:00:01:02") / IP(src=src, dst="10.0.1.2")
+             / TCP(sport=sport, dport=40000, seq=seq) / Raw(b"p" * 24))
+    return bytes(TUNNEL / VXLAN(vni=5001) / inner)
+
+
+@pytest.fixture(scope="module")
+def program():
+    prog, sink = load_program(["examples/vm_offload.nf"])
+    assert prog is not None, sink.render()
+    return prog, build_ir(prog)
+
+
+@pytest.fixture(scope="module")
+def small_nic(tmp_path_factory):
+    """The constrained NIC with a flow table of 2 entries (one of its 4 tables) and a 1.5 s
+    idle timeout (it has no idle-timeout notifications: idle flows are found by polling)."""
+    text = open("targets/constrained-nic.toml").read()
+    assert "[offload]" not in text
+    text += "\n[offload]\nflow_entries = 2\nthreshold_packets = 8\nidle_timeout_ms = 1500\n"
+    path = tmp_path_factory.mktemp("profile") / "small-nic.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture()
+def pair(program, small_nic, tmp_path):
+    prog, g = program
+    built("examples/vm_offload.nf", tmp_path, small_nic, P4C)
+    t = Bmv2Target(prog, g, place(g, prog, load_profile(small_nic)), tmp_path, BMV2)
+    yield t, SoftwareTarget(prog, g)
+    t.close()
+
+
+def run_both(t, s, frames: list[bytes]) -> None:
+    """The same frames through both; the VM's frames must be equal, in order (no reordering)."""
+    t.send_many("uplink", frames)
+    for f in frames:
+        s.send("uplink", f)
+    got, want = t.received("vm"), s.received("vm")
+    assert len(got) == len(want) and got == want, f"{len(got)} frames vs {len(want)} in software"
+    assert t.received("uplink") == s.received("uplink")
+
+
+def counters_equal(t, s) -> None:
+    for nf, name in (("acl_in", "acl_in_drops"), ("overlay_decap", "bad_tunnel")):
+        assert t.counter(nf, name) == s.counter(nf, name), (nf, name)
+    assert {k: v for k, v in t.drops.items() if v} == {k: v for k, v in s.drops.items() if v}
+
+
+def test_an_offloaded_flow_stops_crossing_for_its_acl(pair):
+    t, s = pair
+    run_both(t, s, [frame(i) for i in range(8)])  # the 8th is the threshold: it is learnt
+    flow = next(iter(t.offload.flows.values()))
+    assert flow.where == "nic", flow.why
+    assert flow.decisions == {"tunnels": ("decap", {}), "dnat_v4": (None, {}), "acl_in_v4": ("allow", {})}
+    acl_before = t.dispatch.resumed_at[ACL_STAGE]
+    assert acl_before == 8  # every packet so far: the ACL in the hypervisor (the learnt one too)
+    run_both(t, s, [frame(i) for i in range(8, 28)])
+    assert t.dispatch.resumed_at[ACL_STAGE] == acl_before  # no longer: decided on the NIC
+    assert t.dispatch.resumed_at[GRO_STAGE] == 20  # handed over only where the VM is reached
+    t.offload.poll()
+    assert flow.nic_packets == 20
+    # a flow the ACL refuses: dropped on the NIC once offloaded, counted as in software
+    denied = [frame(i, src="10.0.3.9", sport=22) for i in range(20)]
+    run_both(t, s, denied)
+    assert sum(f.where == "nic" for f in t.offload.flows.values()) == 2
+    counters_equal(t, s)
+    assert t.counter("acl_in", "acl_in_drops") == 20
+
+
+def test_a_full_table_keeps_flows_in_the_hypervisor_and_rebalances_to_the_hottest(pair):
+    t, s = pair
+    flows = [[frame(i, sport=443, src=f"10.0.2.{n + 10}") for i in range(200)] for n in range(4)]
+    for n in range(4):  # four flows, two entries: the first two learnt take them
+        run_both(t, s, flows[n][:10])
+    where = {f.key: f.where for f in t.offload.flows.values()}
+    assert sorted(where.values()) == ["hypervisor", "hypervisor", "nic", "nic"]
+    assert all(f.why.startswith("table full") for f in t.offload.flows.values() if f.where != "nic")
+    counters_equal(t, s)
+    # the last flow turns hot; the offloaded ones go quiet
+    time.sleep(1.0)
+    t.offload.poll()
+    run_both(t, s, flows[3][10:200])
+    t.poll_offload()
+    hot = next(f for f in t.offload.flows.values() if f.learnt > 1 and f.where == "nic")
+    assert hot.offloads == 1 and t.offload.stats["evicted_rebalance"] == 1
+    run_both(t, s, flows[3][:20])  # still right after the move, nothing lost or duplicated
+    counters_equal(t, s)
+
+
+def test_an_idle_flow_leaves_with_its_counts_and_comes_back(pair):
+    t, s = pair
+    run_both(t, s, [frame(i) for i in range(30)])
+    flow = next(iter(t.offload.flows.values()))
+    assert flow.where == "nic"
+    t.offload.poll()
+    deadline = time.time() + 6
+    while flow.where == "nic" and time.time() < deadline:
+        time.sleep(0.3)
+        t.offload.poll()
+    assert flow.where == "hypervisor" and flow.why.startswith("idle"), flow.why
+    assert flow.merged_packets == 22 and t.offload.stats["evicted_idle"] == 1
+    entry = next(e for e in t.hv.tables["acl_in_v4"].entries if e.priority == 100 and e.keys[2].value == 443)
+    assert t.offload.merged_entry_packets("acl_in_v4", entry) == 22
+    run_both(t, s, [frame(i) for i in range(30, 100)])  # back: learnt again on the next threshold
+    assert flow.where == "nic" and flow.offloads == 2
+    counters_equal(t, s)
+
+
+def test_a_table_change_mid_stream_leaves_no_flow_with_the_old_decision(pair, program):
+    t, s = pair
+    run_both(t, s, [frame(i, src="10.0.2.7", sport=80) for i in range(20)])
+    flow = next(iter(t.offload.flows.values()))
+    assert flow.where == "nic"
+    prog, _g = program
+    # the ACL now refuses TCP from 10.0.2.7 outright (a higher priority than any allow)
+    deny = TableEntry("acl_in", "acl_in_v4", [KeyMatch("ternary", 0x0A000207, mask=0xFFFFFFFF),
+                                                KeyMatch("ternary", 6, mask=0xFF),
+                                                KeyMatch("range", 0, high=0xFFFF)], "deny", [], 200,
+                      prog.entries[0].pos)
+    t.change_entry(deny)
+    s.hv.insert_entry(deny)
+    assert flow.where == "hypervisor" and flow.why.startswith("revalidated")
+    run_both(t, s, [frame(i, src="10.0.2.7", sport=80) for i in range(20, 40)])
+    assert t.counter("acl_in", "acl_in_drops") == s.counter("acl_in", "acl_in_drops") == 20
+    counters_equal(t, s)
