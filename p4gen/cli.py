@@ -628,7 +628,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         up = Up(prog, g, pl, out, args.prefix, bmv2=bmv2, grpc_addr=args.grpc_addr, netns=netns, vm=vm,
                 wire_netns=args.wire_netns, lro=args.lro, switch_log=args.switch_log,
-                kernel_gso=not args.no_kernel_gso, flow_cache=not args.no_flow_cache, rings=not args.no_rings)
+                kernel_gso=not args.no_kernel_gso, flow_cache=not args.no_flow_cache, rings=not args.no_rings,
+                offload=not args.no_offload)
     except (LinkError, PushError) as e:  # UpError is a LinkError
         return _error(str(e))
     where = f" in network namespace {netns}" if netns else ""
@@ -651,6 +652,31 @@ def cmd_up(args: argparse.Namespace) -> int:
         up.close()
     print("down", flush=True)
     return code
+
+
+def cmd_flows(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from p4gen.control.flows import FLOWS_FILE, render
+
+    path = Path(args.outdir) / FLOWS_FILE
+    if not Path(args.outdir).is_dir():
+        return _error(f"{args.outdir} is not a directory (give the OUTDIR of 'p4gen up')")
+    try:
+        text = path.read_text()
+        data = json.loads(text)
+    except FileNotFoundError:
+        return _error(f"{path} does not exist: is 'p4gen up {args.outdir}' running, with a NIC profile "
+                      "that reserves a flow table ([offload])?")
+    except ValueError as e:
+        return _error(f"{path} is not p4gen's flows file: {e}")
+    if args.json:
+        print(text)
+        return 0
+    for line in render(data):
+        print(line)
+    return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -854,6 +880,8 @@ def make_parser() -> argparse.ArgumentParser:
     u.add_argument("--lro", action="store_true", help="the VM accepts coalesced (GSO) packets: coalesce for it")
     u.add_argument("--switch-log", action="store_true", help="let BMv2 log every packet to OUTDIR/bmv2.log (slow)")
     u.add_argument("--no-flow-cache", action="store_true", help="every packet through the full pipeline")
+    u.add_argument("--no-offload", action="store_true", help="no per-flow offload, even where the NIC profile "
+                   "reserves a flow table ([offload])")
     u.add_argument("--no-rings", action="store_true", help="one system call per frame instead of the links' "
                    "memory-mapped packet rings (PACKET_RX_RING/TX_RING)")
     u.add_argument("--no-kernel-gso", action="store_true", help="without a NIC, cut every super-packet in Python "
@@ -866,6 +894,14 @@ def make_parser() -> argparse.ArgumentParser:
     u.add_argument("--no-netns", action="store_true", help="run everything in the current network namespace")
     u.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop by itself
     u.set_defaults(func=cmd_up)
+    fl = sub.add_parser("flows", help="the flows of a running 'p4gen up OUTDIR': where each runs and why",
+                        description="Every flow the per-flow offload knows (NIC profiles with [offload]): its key, "
+                                    "where it runs (the NIC's flow table, the hypervisor's fast path, the slow "
+                                    "path), why, and its packets and bytes on each side. 'p4gen up' writes "
+                                    "OUTDIR/flows.json once a second.")
+    fl.add_argument("outdir", metavar="OUTDIR")
+    fl.add_argument("--json", action="store_true", help="print flows.json as it is")
+    fl.set_defaults(func=cmd_flows)
     d = sub.add_parser("down", help="stop what 'p4gen up OUTDIR' started and remove its veths",
                        description="Stop what 'p4gen up OUTDIR' started (the switch, the hypervisor process) and "
                                    "remove what it created (veth pairs, its network namespace), as recorded in "

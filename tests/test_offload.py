@@ -32,7 +32,7 @@ pytestmark = NEEDS_BMV2
 
 TUNNEL = Ether(dst="02:00:c0:a8:01:01") / IP(src="192.168.1.2", dst="192.168.1.1") / UDP(sport=50000, dport=4789,
                                                                                           chksum=0)
-ACL_STAGE, GRO_STAGE = "vm_ingress:acl_in.acl_in_v4", "vm_ingress:gro"
+ACL_STAGE, GRO_STAGE, FIRST_STAGE = "vm_ingress:acl_in.acl_in_v4", "vm_ingress:gro", "vm_ingress:overlay_decap.if1"
 
 
 def frame(seq: int, src: str = "10.0.2.5", sport: int = 443) -> bytes:
@@ -60,12 +60,27 @@ def small_nic(tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def notifying_nic(small_nic, tmp_path_factory):
+    """The same NIC with idle-timeout support: idle flows are reported by the switch."""
+    text = open(small_nic).read().replace('"hash", "branch",', '"hash", "branch", "idle_timeout",')
+    text = text.replace(', "idle_timeout"]', "]")
+    path = tmp_path_factory.mktemp("profile") / "notifying-nic.toml"
+    path.write_text(text)
+    assert '"idle_timeout"' in text and "lacks" in text
+    return str(path)
+
+
+def start(program, profile, tmp_path):
+    prog, g = program
+    built("examples/vm_offload.nf", tmp_path, profile, P4C)
+    return Bmv2Target(prog, g, place(g, prog, load_profile(profile)), tmp_path, BMV2), SoftwareTarget(prog, g)
+
+
 @pytest.fixture()
 def pair(program, small_nic, tmp_path):
-    prog, g = program
-    built("examples/vm_offload.nf", tmp_path, small_nic, P4C)
-    t = Bmv2Target(prog, g, place(g, prog, load_profile(small_nic)), tmp_path, BMV2)
-    yield t, SoftwareTarget(prog, g)
+    t, s = start(program, small_nic, tmp_path)
+    yield t, s
     t.close()
 
 
@@ -92,7 +107,9 @@ def test_an_offloaded_flow_stops_crossing_for_its_acl(pair):
     assert flow.where == "nic", flow.why
     assert flow.decisions == {"tunnels": ("decap", {}), "dnat_v4": (None, {}), "acl_in_v4": ("allow", {})}
     acl_before = t.dispatch.resumed_at[ACL_STAGE]
-    assert acl_before == 8  # every packet so far: the ACL in the hypervisor (the learnt one too)
+    assert acl_before == 7  # every packet so far: the ACL in the hypervisor
+    # the learnt one came as it arrived, and ran here whole (no second crossing)
+    assert t.dispatch.crossings["learn"] == 1 and t.dispatch.resumed_at[FIRST_STAGE] == 1
     run_both(t, s, [frame(i) for i in range(8, 28)])
     assert t.dispatch.resumed_at[ACL_STAGE] == acl_before  # no longer: decided on the NIC
     assert t.dispatch.resumed_at[GRO_STAGE] == 20  # handed over only where the VM is reached
@@ -162,3 +179,98 @@ def test_a_table_change_mid_stream_leaves_no_flow_with_the_old_decision(pair, pr
     run_both(t, s, [frame(i, src="10.0.2.7", sport=80) for i in range(20, 40)])
     assert t.counter("acl_in", "acl_in_drops") == s.counter("acl_in", "acl_in_drops") == 20
     counters_equal(t, s)
+
+
+def test_idle_timeout_notifications_evict_where_the_nic_has_them(program, notifying_nic, tmp_path):
+    t, s = start(program, notifying_nic, tmp_path)
+    try:
+        assert t.offload.notifies
+        run_both(t, s, [frame(i) for i in range(30)])
+        flow = next(iter(t.offload.flows.values()))
+        assert flow.where == "nic"
+        deadline = time.time() + 8  # 1.5 s, then BMv2's sweep (once a second)
+        while flow.where == "nic" and time.time() < deadline:
+            time.sleep(0.3)
+            t.offload.poll()
+        assert flow.why == "idle (timeout notification)" and flow.merged_packets == 22
+        # handled by the static split again, and learnt again at its bucket's next relearn tick
+        run_both(t, s, [frame(i) for i in range(30, 100)])
+        assert flow.where == "nic" and flow.offloads == 2
+        counters_equal(t, s)
+    finally:
+        t.close()
+
+
+def test_a_switch_restart_loses_no_flow_for_good(pair):
+    t, s = pair
+    run_both(t, s, [frame(i) for i in range(20)])
+    flow = next(iter(t.offload.flows.values()))
+    assert flow.where == "nic"
+    t.restart_switch()
+    assert flow.where == "hypervisor" and flow.why == "switch restarted"
+    run_both(t, s, [frame(i) for i in range(20, 40)])  # the static entries are back (push), then it is learnt again
+    assert flow.where == "nic" and flow.offloads == 2
+
+
+@pytest.mark.parametrize("netns", [True, False], ids=["own-netns", "current-netns"])
+def test_up_offloads_logs_and_p4gen_flows_lists_the_flow(small_nic, tmp_path, netns):
+    """`p4gen up` runs the manager (its gRPC client reaches the switch in the NIC's namespace),
+    logs the offload, and `p4gen flows` shows the flow on the NIC with its key and counts."""
+    import os
+    import select
+    import socket as pysocket
+    import subprocess
+    import sys
+
+    from p4gen.control.links import packet_socket
+
+    out = tmp_path / "out"
+    built("examples/vm_offload.nf", out, small_nic, P4C)
+    prefix = f"po{os.getpid() % 100000}"
+    with pysocket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        addr = f"127.0.0.1:{s.getsockname()[1]}"
+    up = subprocess.Popen([sys.executable, "-m", "p4gen", "up", str(out), "--grpc-addr", addr, "--prefix", prefix,
+                           *([] if netns else ["--no-netns"])], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    try:
+        line = up.stdout.readline()
+        assert line.startswith("up: "), line + up.stdout.read()
+        vm, wire = packet_socket(f"{prefix}-vm"), packet_socket(f"{prefix}-wire")
+        frames = [frame(i) for i in range(40)]
+        for f in frames:
+            wire.send(f)
+            time.sleep(0.003)
+        got, end = [], time.time() + 3
+        while time.time() < end and len(got) < len(frames):
+            if select.select([vm], [], [], 0.1)[0]:
+                got.append(vm.recv())
+        soft = SoftwareTarget(*load_program_and_graph())
+        for f in frames:
+            soft.send("uplink", f)
+        assert got == soft.received("vm")  # every frame, unchanged, in order
+        time.sleep(1.5)  # a poll: counters read, flows.json written
+        shown = subprocess.run([sys.executable, "-m", "p4gen", "flows", str(out)], capture_output=True, text=True)
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert lines[0].startswith("flow table: 1 of 2 entries; offloaded after 8 packets")
+        row = next(x for x in lines if x.startswith("vm_ingress"))
+        where, nic, hv = row.split()[2:5]
+        # 8 before it was learnt; then the NIC's entry, but for frames already in flight while it went in
+        assert where == "NIC" and 24 <= int(nic) <= 32 and row.endswith("offloaded"), row
+        assert int(hv) == 40  # each frame reached the hypervisor once (the VM is behind it): none twice
+        assert "ipv4.src=192.168.1.2" in shown.stdout and "inner_ipv4.src=10.0.2.5" in shown.stdout
+        vm.close()
+        wire.close()
+    finally:
+        down = subprocess.run([sys.executable, "-m", "p4gen", "down", str(out)], capture_output=True, text=True)
+        up.wait(timeout=20)
+    assert down.returncode == 0 and up.returncode == 0
+    log = (out / "hypervisor.log").read_text()
+    assert "per-flow offload: a flow table of 2 entries" in log and "offload: offload vm_ingress#" in log
+
+
+def load_program_and_graph():
+    prog, sink = load_program(["examples/vm_offload.nf"])
+    assert prog is not None, sink.render()
+    return prog, build_ir(prog)

@@ -207,8 +207,9 @@ def build_model(prog: P.Program, g: nx.DiGraph, placement: Placement) -> NicMode
             pt.direct_counter = P4Counter(f"{t.nf}.{t.name}_counter", p4_ident(f"{t.nf}_{t.name}_counter"), 0,
                                           direct_table=pt.name)
         m.tables[t.name] = pt
-    # Indirect counters used by any action or block on the NIC.
-    for (nf, _a) in list(m.actions):
+    # Indirect counters used by any action or block on the NIC (fused code inlines table actions).
+    fused_nfs = [(slot.nf, "") for lay in layouts.values() for slot in lay.tables]
+    for (nf, _a) in [*m.actions, *fused_nfs]:
         for c in prog.nfs[nf].counters.values():
             m.counters.setdefault((nf, c.name), P4Counter(f"{nf}.{c.name}", p4_ident(f"{nf}_{c.name}"), c.size or 1))
     for n, d in g.nodes(data=True):

@@ -43,10 +43,12 @@ from p4gen.backend.model import _flow_layouts
 from p4gen.control.push import P4RuntimeClient
 from p4gen.crossing import pipeline_numbers
 from p4gen.crossing.protocol import Punted
+from p4gen.crossing.states import State
 from p4gen.frontend.program import Program
 from p4gen.ir.lower import stage_trees
 from p4gen.place import HYP, Placement
 from p4gen.place.flowlayout import FLOW_COUNTER, FLOW_TABLE, RELEARN_PACKETS, FlowLayout
+from p4gen.runtime.packet import Malformed
 from p4gen.runtime.pipeline import HypervisorPipeline
 
 log = logging.getLogger("p4gen.offload")
@@ -79,6 +81,10 @@ class Flow:
     merged_bytes: int = 0
     last_change: float = 0.0  # when its NIC count last moved (idle without notifications)
     rate: float = 0.0  # packets/s: on the NIC from its counter, pending from its LEARN punts
+    hv_packets: int = 0  # frames of it that reached the hypervisor from the NIC (crossings)
+    hv_bytes: int = 0
+    last_seen: float = 0.0
+    fate: str = ""  # "to_hypervisor": the program sends it to the slow path
 
     @property
     def packets_on_nic(self) -> int:
@@ -119,7 +125,7 @@ class OffloadManager:
         self.entry_counts: dict[tuple[str, int], list[int]] = {}  # (table, id(entry)) → [packets, bytes] merged
         self._entry_of: dict[tuple[str, int], object] = {}
         self.stats = {"learnt": 0, "offloaded": 0, "evicted_idle": 0, "evicted_rebalance": 0,
-                      "revalidated": 0, "install_failed": 0, "collisions": 0}
+                      "revalidated": 0, "install_failed": 0, "collisions": 0, "malformed": 0}
         self.events: list[tuple[float, str, str]] = []  # (time, what, flow) for `up`'s log and tests
         self._writes: list[tuple[p4runtime_pb2.Update, Flow]] = []
         self._notes: queue.Queue = queue.Queue()
@@ -162,6 +168,19 @@ class OffloadManager:
         self._log("restart", "every offloaded flow forgotten")
 
     # ------------------------------------------------------------ learning
+    def seen(self, p: Punted) -> None:
+        """Any frame from the NIC: counted for its flow (the NIC puts the flow key's hash on it)."""
+        if not p.flow_hash or p.pipeline not in self.layouts:
+            return
+        k = (p.pipeline, p.flow_hash)
+        f = self.flows.get(k)
+        if f is None:
+            f = self.flows[k] = Flow(p.pipeline, p.flow_hash, (),
+                                     why=f"below threshold ({self.policy.threshold_packets} packets)")
+        f.hv_packets += 1
+        f.hv_bytes += len(p.data)
+        f.last_seen = self.clock()
+
     def learn(self, p: Punted) -> Flow | None:
         """A LEARN punt: decide the flow's place; an install waits for `flush`."""
         lay = self.layouts.get(p.pipeline)
@@ -170,8 +189,14 @@ class OffloadManager:
         now = self.clock()
         self.stats["learnt"] += 1
         k = (p.pipeline, p.flow_hash)
-        key = self._key(lay, p)
+        try:
+            key = self._key(lay, p)
+        except Malformed:
+            self.stats["malformed"] += 1  # the hypervisor drops it too, counted by reason
+            return None
         flow = self.flows.get(k)
+        if flow is not None and not flow.key:
+            flow.key, flow.first_learn = key, now  # known by its hash until now
         if flow is not None and flow.key != key:
             self.stats["collisions"] += 1
             if flow.where == NIC:
@@ -201,13 +226,15 @@ class OffloadManager:
         return flow
 
     def _key(self, lay: FlowLayout, p: Punted) -> tuple[int, ...]:
+        """The flow key as the NIC read it at the pipeline's start (the packet is unchanged)."""
         pkt = self.hv.parser.parse(p.data)
+        meta = {**pkt.meta, **p.meta}  # the parser's metadata, and what crossed with the packet
         out = []
         for kf in lay.key:
             if kf.field == "$valid":
                 out.append(int(self.hv.parser.header_bytes(pkt, kf.instance, kf.index) is not None))
             elif kf.instance == "meta":
-                out.append(p.meta.get(kf.field, 0))
+                out.append(meta.get(kf.field, 0))
             else:
                 out.append(self.hv.parser.get(pkt, kf.ref))
         return tuple(out)
@@ -218,6 +245,7 @@ class OffloadManager:
         trace = self.hv.predict(p.pipeline, p.data, p.meta)
         if trace is None:
             return "malformed"
+        flow.fate = "to_hypervisor" if trace.state == State.TO_HV else ""
         stages = trace.stages
         handover = next((s for s in stages if s in lay.handover), None)
         run = stages if handover is None else stages[:stages.index(handover)]
@@ -386,6 +414,9 @@ class OffloadManager:
                 self._remove(flow, f"idle for {idle:g} s (counter unchanged)")
         self.rebalance()
         self.flush()
+        stale = 2 * idle  # flows not on the NIC and not seen for a while are forgotten
+        for k in [k for k, f in self.flows.items() if f.where != NIC and now - max(f.last_seen, f.last_learn) > stale]:
+            del self.flows[k]
         self._last_poll = now
 
     def rebalance(self) -> None:

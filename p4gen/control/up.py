@@ -42,7 +42,9 @@ import traceback
 from pathlib import Path
 
 from p4gen.control.links import (
+    NETNS_DIR,
     LinkError,
+    _setns,
     delete_links,
     in_netns,
     netns_add,
@@ -133,7 +135,7 @@ class Up:
     def __init__(self, prog, graph, placement: Placement, outdir: Path, prefix: str, *, bmv2: str | None = None,
                  grpc_addr: str = "127.0.0.1:9559", netns: str | None = None, vm: VmSpec | None = None,
                  wire_netns: str | None = None, lro: bool = False, switch_log: bool = False,
-                 kernel_gso: bool = True, flow_cache: bool = True, rings: bool = True):
+                 kernel_gso: bool = True, flow_cache: bool = True, rings: bool = True, offload: bool = True):
         self.prog, self.placement, self.outdir = prog, placement, outdir
         nic = placement.problem.nic
         if nic is not None and bmv2 is None:
@@ -164,6 +166,9 @@ class Up:
                             "netns": [], "nic_netns": netns if nic else None}
         self.log = open(outdir / "hypervisor.log", "a")
         self.errors = 0
+        self.offload = None  # the per-flow offload manager, with a NIC profile's [offload]
+        self._home_netns: int | None = None
+        self._logged = 0  # offload events written to the log so far
         try:
             if netns:
                 netns_add(netns)
@@ -197,9 +202,38 @@ class Up:
             with in_netns(netns):
                 for role, (ifname, vnet) in ends.items():
                     self.sock[role] = self._open(role, ifname, vnet, rings)
+            if nic is not None and nic.offload is not None and offload:
+                self._start_offload(prog, graph, placement, grpc_addr)
         except Exception:
             self.close()
             raise
+
+    def _start_offload(self, prog, graph, placement: Placement, grpc_addr: str) -> None:
+        """The per-flow offload manager (p4gen.control.offload), when the build has a flow table.
+        Its gRPC client must reach the switch in the NIC's namespace, and gRPC's threads stay
+        where they start: from here on this thread (and every thread it starts) lives there.
+        Our sockets are open already; `close` comes back before it deletes anything."""
+        from google.protobuf import text_format
+        from p4.config.v1 import p4info_pb2
+
+        from p4gen.control.offload import OffloadManager
+        from p4gen.place.flowlayout import FLOW_TABLE
+
+        info = text_format.Parse((self.outdir / "program.p4info.txtpb").read_text(), p4info_pb2.P4Info())
+        if not any(t.preamble.name == FLOW_TABLE for t in info.tables):
+            return
+        if self.netns:
+            self._home_netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+            fd = os.open(NETNS_DIR / self.netns, os.O_RDONLY)
+            try:
+                _setns(fd)
+            finally:
+                os.close(fd)
+        self.offload = OffloadManager(prog, graph, placement, self.hv, info, grpc_addr)
+        self.offload.connect()
+        self.dispatch.offload = self.offload
+        self.note(f"per-flow offload: a flow table of {self.offload.size} entries; "
+                  f"'p4gen flows {self.outdir}' lists the flows")
 
     def _open(self, role: str, ifname: str, vnet: bool, rings: bool):
         """A link's socket: with rings, unless the kernel refuses them (then one call per frame)."""
@@ -295,11 +329,17 @@ class Up:
         switch dies."""
         end = time.time() + stop_after if stop_after else None
         socks = list(self.sock.items())
+        next_poll = time.time() + 1
         while end is None or time.time() < end:
             busy = 0
             to_vm: list[Delivery] = []
             for role, s in socks:
                 busy += self._receive(role, s, to_vm)
+            if self.offload is not None:
+                self.offload.flush()  # what this batch taught, in one write
+                if time.time() >= next_poll:
+                    next_poll = time.time() + 1
+                    self._poll_offload()
             if to_vm:
                 for data, vnet in self.dispatch.for_vm(to_vm, self.lro):
                     self._send("vm", data, vnet)
@@ -312,6 +352,18 @@ class Up:
                               f"{self.outdir / 'switch.log'}")
             select.select([s for _, s in socks], [], [], 0.2)
 
+    def _poll_offload(self) -> None:
+        """Once a second: idle flows out, hotter flows in, OUTDIR/flows.json for `p4gen flows`,
+        and every offload and eviction in the log."""
+        from p4gen.control.flows import write_snapshot
+
+        m = self.offload
+        m.poll()
+        for _t, what, text in m.events[self._logged:]:
+            self.note(f"offload: {what} {text}")
+        self._logged = len(m.events)
+        write_snapshot(m, self.outdir)
+
     def link_drops(self) -> None:
         """Add what each link's socket dropped since the last call to the drop counts, by reason
         (`<link>_queue_full`: we were too slow)."""
@@ -321,6 +373,16 @@ class Up:
                     self.dispatch.drops[f"{role}_{why}"] += n
 
     def close(self) -> None:
+        if getattr(self, "offload", None) is not None:
+            try:
+                self._poll_offload()  # the last counts, merged and written
+            except Exception as e:  # the switch may be gone already
+                self.note(f"offload: final poll failed: {e}")
+            self.offload.close()
+        if getattr(self, "_home_netns", None) is not None:
+            _setns(self._home_netns)  # back home before deleting links and namespaces
+            os.close(self._home_netns)
+            self._home_netns = None
         if getattr(self, "sock", None):
             self.link_drops()
         for s in getattr(self, "sock", {}).values():

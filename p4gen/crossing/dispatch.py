@@ -95,8 +95,15 @@ class HostDispatcher:
         self.crossings[Reason(p.reason).name.lower() if p.reason in Reason._value2member_map_ else "unknown"] += 1
         if p.resume is not None:
             self.resumed_at[self._stage_name(p.pipeline, p.resume)] += 1
-        if p.reason == Reason.LEARN and self.offload is not None:
-            self.offload.learn(p)  # then it runs as any punted packet: from its first stage
+        if self.offload is not None:
+            self.offload.seen(p)
+        if p.reason == Reason.LEARN:
+            # the packet as it arrived: learnt from, then run here from its first stage, every
+            # stage (one pass, as the NIC would have run it; no second crossing, no reordering)
+            if self.offload is not None:
+                self.offload.learn(p)
+            return self.route(p.pipeline, self.hv.run(p.pipeline, p.data, resume=p.resume, meta=p.meta,
+                                                      whole=True))
         if p.reason == Reason.TO_HYPERVISOR:
             return [Delivery(SLOW_PATH, p.data, p.code)]
         if p.resume is None:  # the pipeline finished on the NIC: deliver where it ends

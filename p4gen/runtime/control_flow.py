@@ -61,14 +61,15 @@ def listing(hv: HypervisorPipeline, source: str) -> str:
 class EntryPoint:
     """Generates one entry point's function; `source` keeps the text (for debugging and tests)."""
 
-    def __init__(self, hv: HypervisorPipeline, pipeline: str, resume: int | None, dry: bool):
+    def __init__(self, hv: HypervisorPipeline, pipeline: str, resume: int | None, dry: bool, whole: bool = False):
         from p4gen.runtime import pipeline as rt  # the state names live with the state machine
 
         self.hv, self.pipeline, self.resume, self.dry = hv, pipeline, resume, dry
+        self.whole = whole or dry  # every stage runs here (a dry run predicts the whole path)
         self.found = resume is None  # generating RUN code (True) or still looking for the resume stage
         self.ns: dict[str, object] = {"RUN": rt.RUN, "PUNT": rt.PUNT, "SP": hv._stage_packets}
         self.functions: list[list[str]] = []
-        self.name = entry_name(pipeline, resume, dry)
+        self.name = entry_name(pipeline, resume, dry) + ("__whole" if whole and not dry else "")
         lines = self._function(self.name)
         what = "from the start" if resume is None else f"resuming at stage {resume}"
         dry_note = " (dry run: predicts, counts nothing)" if dry else ""
@@ -116,7 +117,7 @@ class EntryPoint:
             lines.append(f"{pad}ctx.state = RUN")
         where = "" if self.hv.here(st.id) else " -> the other target"
         lines.append(f"{pad}# stage {st.order}: {st.name} ({st.kind}{where}), {st.pos.file}:{st.pos.line}")
-        if not self.hv.here(st.id) and not self.dry:
+        if not self.hv.here(st.id) and not self.whole:
             lines += [f"{pad}ctx.state = PUNT", f"{pad}ctx.resume = {st.order}", f"{pad}return"]
             return "gone"
         if not self.dry:

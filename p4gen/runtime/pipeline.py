@@ -139,7 +139,7 @@ class HypervisorPipeline:
         self.by_direction: dict[str, tuple[str, ...]] = {
             d: tuple(n for n, pl in prog.pipelines.items() if pl.direction == d) for d in ("vm_egress", "vm_ingress")}
         self.classifiers = {name: self._compile_classifier(name) for name in prog.pipelines}
-        self._entries: dict[tuple[str, int | None, bool], Callable[[_Ctx], None]] = {}
+        self._entries: dict[tuple[str, int | None, bool, bool], Callable[[_Ctx], None]] = {}
         self._keeps_super_packets = self._super_packet_stages()
         self.trains = True  # False: always the reference path (cut first, every segment runs every stage)
         self.kernel_gso = False  # set by a runner whose wire is a Linux link: plain TCP trains leave whole
@@ -180,13 +180,15 @@ class HypervisorPipeline:
 
     def run(self, pipeline: str, frame: bytes, resume: int | None = None,
             meta: dict[str, int] | None = None, port: int | None = None, l4_dirty: bool = False,
-            vnet: VnetHdr | None = None) -> list[Output]:
+            vnet: VnetHdr | None = None, whole: bool = False) -> list[Output]:
         """One packet through `pipeline` (from the start, or from stage `resume` with the
         metadata it had when it left the other side and the port a forward() there chose).
 
         `vnet`: what the VM's virtio-net header asked of the device (p4gen.runtime.virtio):
         a checksum to complete, a super-packet to cut at its `gso_size`. Packets from the
         start go through the flow cache when there is one."""
+        if whole:  # a flow being learnt (p4gen.control.offload): all of it here, as one pass
+            return self._run(pipeline, frame, resume, meta, port, l4_dirty, vnet, whole=True)
         cache = self.cache
         if cache is not None and resume is None and meta is None and port is None and not l4_dirty:
             csum = self._csum_request(vnet)
@@ -218,7 +220,7 @@ class HypervisorPipeline:
 
     def _run(self, pipeline: str, frame: bytes, resume: int | None = None,
              meta: dict[str, int] | None = None, port: int | None = None, l4_dirty: bool = False,
-             vnet: VnetHdr | None = None, trace: Trace | None = None) -> list[Output]:
+             vnet: VnetHdr | None = None, trace: Trace | None = None, whole: bool = False) -> list[Output]:
         """The full path (the reference behaviour)."""
         gso_size = 0
         if vnet is not None and (vnet.flags & F_NEEDS_CSUM or vnet.gso_type):
@@ -230,7 +232,7 @@ class HypervisorPipeline:
             if segments is not None:  # cut here already: each segment runs as the VM's own packet
                 out: list[Output] = []
                 for f in segments:
-                    out += self.run(pipeline, f, resume, meta, port)
+                    out += self.run(pipeline, f, resume, meta, port, whole=whole)
                 return out
         try:
             pkt = self.parser.parse(frame)
@@ -255,7 +257,7 @@ class HypervisorPipeline:
             if trace is not None:
                 trace.state, trace.drop_reason = DROP, "no_flow"
             return []
-        self.entry(pipeline, resume)(ctx)
+        self.entry(pipeline, resume, whole=whole)(ctx)
         if trace is not None:
             trace.pkt, trace.state, trace.drop_reason = ctx.pkt, ctx.state, ctx.drop_reason
         return self._finish(ctx)
@@ -510,13 +512,15 @@ class HypervisorPipeline:
             ctx.outputs += [Output(kind, seg) for seg in segments]
         return ctx.outputs
 
-    def entry(self, pipeline: str, resume: int | None, dry: bool = False) -> Callable[[_Ctx], None]:
+    def entry(self, pipeline: str, resume: int | None, dry: bool = False, whole: bool = False
+              ) -> Callable[[_Ctx], None]:
         """The generated control flow for packets entering `pipeline` at stage `resume` (None:
-        from the start); built on first use (p4gen.runtime.control_flow)."""
-        key = (pipeline, resume, dry)
+        from the start); built on first use (p4gen.runtime.control_flow). `whole`: every stage
+        runs here, wherever placement put it."""
+        key = (pipeline, resume, dry, whole)
         fn = self._entries.get(key)
         if fn is None:
-            fn = self._entries[key] = EntryPoint(self, pipeline, resume, dry).function
+            fn = self._entries[key] = EntryPoint(self, pipeline, resume, dry, whole).function
         return fn
 
     def applier(self, nf: P.Nf, table: TableRuntime):

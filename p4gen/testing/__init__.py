@@ -225,10 +225,11 @@ class Bmv2Target(Target):
             s.bind(("127.0.0.1", 0))
             self.addr = f"127.0.0.1:{s.getsockname()[1]}"
         self.logdir = Path(tempfile.mkdtemp(prefix="p4gen-bmv2-"))
-        self.switch = subprocess.Popen(
-            [bmv2, *(a for port, name in self.ports.items() for a in ("-i", f"{port}@{self.links[name][0]}")),
-             "--no-p4", "--", "--grpc-server-addr", self.addr],
-            stdout=open(self.logdir / "switch.out", "w"), stderr=subprocess.STDOUT)
+        self.build_dir = build_dir
+        self._argv = [bmv2, *(a for port, name in self.ports.items() for a in ("-i", f"{port}@{self.links[name][0]}")),
+                      "--no-p4", "--", "--grpc-server-addr", self.addr]
+        self.switch = subprocess.Popen(self._argv, stdout=open(self.logdir / "switch.out", "w"),
+                                       stderr=subprocess.STDOUT)
         try:
             wait_for_switch(self.switch, self.addr, self.logdir / "switch.out")
             push(build_dir, self.addr)
@@ -385,6 +386,23 @@ class Bmv2Target(Target):
             self.hv.delete_entry(e)
         else:
             self.hv.insert_entry(e)
+
+    def restart_switch(self) -> None:
+        """The NIC restarts (its tables, counters and flow entries gone): start it again and
+        reconcile with `push`; the offload manager forgets its entries and learns flows again."""
+        from p4gen.control.push import push
+        from p4gen.control.up import stop_switch, wait_for_switch
+
+        if self.offload is not None:
+            self.offload.close()
+        stop_switch(self.switch)
+        self.switch = subprocess.Popen(self._argv, stdout=open(self.logdir / "switch.out", "a"),
+                                       stderr=subprocess.STDOUT)
+        wait_for_switch(self.switch, self.addr, self.logdir / "switch.out")
+        push(self.build_dir, self.addr)
+        if self.offload is not None:
+            self.offload.forget_nic()
+            self.offload.connect()
 
     def poll_offload(self) -> None:
         """The offload manager's periodic work (idle flows out, hotter flows in), then a pump."""
