@@ -137,7 +137,9 @@ def test_a_learnt_flow_is_installed_with_its_key_and_decisions(program, tmp_path
     te = m.client.entries[0x1234]
     data = action_data(m, te)
     lay = m.layouts["vm_ingress"]
-    key = {k.name: data[f"k{i}"] for i, k in enumerate(lay.key)}
+    key, rest = {}, data["key"]  # the fields concatenated, the first at the top
+    for k in reversed(lay.key):
+        key[k.name], rest = rest & ((1 << k.width) - 1), rest >> k.width
     pkt = Ether(overlay())  # scapy's view of the same packet: the key copy is its fields
     assert key["ipv4.src"] == int(ipaddress.IPv4Address(pkt[IP].src))
     assert key["inner_ipv4.src"] == int(ipaddress.IPv4Address(pkt[VXLAN][IP].src))

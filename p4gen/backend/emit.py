@@ -306,9 +306,8 @@ class Emitter:
                 o(line)
             for lay in self.m.flow_layouts.values():
                 n = lay.number
-                for i, k in enumerate(lay.key):
-                    o(f"bit<{k.width}> p4gen_f{n}_k{i};  // {k.name}")
-                    o(f"bit<{k.width}> p4gen_f{n}_c{i};")
+                o(f"bit<{lay.key_width}> p4gen_f{n}_key;  // the flow key: {', '.join(k.name for k in lay.key)}")
+                o(f"bit<{lay.key_width}> p4gen_f{n}_copy;  // the flow table entry's copy of it")
                 for t in lay.tables:
                     o(f"bit<{SELECTOR_WIDTH}> p4gen_f{n}_{t.selector};")
                     for a, prm, w in t.params:
@@ -744,8 +743,7 @@ class Emitter:
             n = lay.number
             o(f"meta.p4gen_fhit = {n};")
             o("meta.p4gen_fslot = slot;")
-            for i in range(len(lay.key)):
-                o(f"meta.p4gen_f{n}_c{i} = k{i};")
+            o(f"meta.p4gen_f{n}_copy = key;")
             for t in lay.tables:
                 o(f"meta.p4gen_f{n}_{t.selector} = {t.selector};")
                 for act, prm, _w in t.params:
@@ -781,19 +779,18 @@ class Emitter:
                 continue
             n = lay.number
             o.open(f"if (meta.p4gen_pipeline == {n})")
-            o(f"// pipeline {lay.pipeline}: its flow key")
-            for i, k in enumerate(lay.key):
-                o(f"meta.p4gen_f{n}_k{i} = {self.key_value(k)};")
-            fields = ", ".join(["meta.p4gen_pipeline"] + [f"meta.p4gen_f{n}_k{i}" for i in range(len(lay.key))])
-            o(f"hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, {{ {fields} }}, 32w0xffffffff);")
+            o(f"// pipeline {lay.pipeline}: its flow key, each field as the DSL reads it, concatenated")
+            o(f"meta.p4gen_f{n}_key = " + "\n    ++ ".join(self.key_value(k) for k in lay.key) + ";")
+            o(f"hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, {{ meta.p4gen_pipeline, meta.p4gen_f{n}_key }}, "
+              "32w0xffffffff);")
             o.close()
         o(f"{self.m.flow_table.p4name}.apply();")
         for lay in lays.values():
             if lay.problem is not None:
                 continue
             n = lay.number
-            same = " && ".join(f"meta.p4gen_f{n}_k{i} == meta.p4gen_f{n}_c{i}" for i in range(len(lay.key)))
-            o.open(f"if (meta.p4gen_fhit == {n} && meta.p4gen_pipeline == {n}" + (f" && {same})" if same else ")"))
+            o.open(f"if (meta.p4gen_fhit == {n} && meta.p4gen_pipeline == {n} && "
+                   f"meta.p4gen_f{n}_key == meta.p4gen_f{n}_copy)")
             o("meta.p4gen_fused = 1;")
             o.close()
         flows = self.m.counters[("p4gen", "flow_packets")]

@@ -85,6 +85,7 @@ class Flow:
     hv_bytes: int = 0
     last_seen: float = 0.0
     fate: str = ""  # "to_hypervisor": the program sends it to the slow path
+    written_at: float | None = None  # when its entry's INSERT came back from the switch
 
     @property
     def packets_on_nic(self) -> int:
@@ -129,6 +130,7 @@ class OffloadManager:
         self.events: list[tuple[float, str, str]] = []  # (time, what, flow) for `up`'s log and tests
         self._writes: list[tuple[p4runtime_pb2.Update, Flow]] = []
         self._notes: queue.Queue = queue.Queue()
+        self._readers: dict[str, Callable] = {}
         self.addr, self.election_id = addr, election_id
         self.client: P4RuntimeClient | None = None
         self._reader: threading.Thread | None = None
@@ -227,16 +229,22 @@ class OffloadManager:
 
     def _key(self, lay: FlowLayout, p: Punted) -> tuple[int, ...]:
         """The flow key as the NIC read it at the pipeline's start (the packet is unchanged)."""
-        pkt = self.hv.parser.parse(p.data)
-        meta = {**pkt.meta, **p.meta}  # the parser's metadata, and what crossed with the packet
+        parser = self.hv.parser
+        pkt = parser.parse(p.data)
+        pkt.meta.update(p.meta)  # the parser's metadata, and what crossed with the packet
+        read = self._readers.get(lay.pipeline)
+        if read is None:  # header fields in one compiled reader; validity bits and metadata apart
+            fields = [k.ref for k in lay.key if k.field != "$valid" and k.instance != "meta"]
+            read = self._readers[lay.pipeline] = parser.fields_tuple(fields)
+        values = iter(read(pkt))
         out = []
         for kf in lay.key:
             if kf.field == "$valid":
-                out.append(int(self.hv.parser.header_bytes(pkt, kf.instance, kf.index) is not None))
+                out.append(int(parser.header_bytes(pkt, kf.instance, kf.index) is not None))
             elif kf.instance == "meta":
-                out.append(meta.get(kf.field, 0))
+                out.append(pkt.meta.get(kf.field, 0))
             else:
-                out.append(self.hv.parser.get(pkt, kf.ref))
+                out.append(next(values))
         return tuple(out)
 
     def _specialise(self, lay: FlowLayout, p: Punted, flow: Flow) -> str | None:
@@ -273,9 +281,21 @@ class OffloadManager:
         return None
 
     # ------------------------------------------------------------ writes
+    def _update(self, kind: int, flow: Flow) -> p4runtime_pb2.Update:
+        """An INSERT (with the flow's action) or a DELETE of its entry, built in place (the
+        pure-Python protobuf makes every copy count)."""
+        u = p4runtime_pb2.Update(type=kind)
+        self._fill(u.entity.table_entry, flow, kind != p4runtime_pb2.Update.DELETE)
+        return u
+
     def _entry(self, flow: Flow, with_action: bool = True) -> p4runtime_pb2.TableEntry:
+        te = p4runtime_pb2.TableEntry()
+        self._fill(te, flow, with_action)
+        return te
+
+    def _fill(self, te: p4runtime_pb2.TableEntry, flow: Flow, with_action: bool) -> None:
         lay = self.layouts[flow.pipeline]
-        te = p4runtime_pb2.TableEntry(table_id=self.table_id)
+        te.table_id = self.table_id
         te.match.add(field_id=1).exact.value = canonical(lay.number, 8)
         te.match.add(field_id=2).exact.value = canonical(flow.hash, 32)
         if with_action:
@@ -285,7 +305,6 @@ class OffloadManager:
                 te.action.action.params.add(param_id=i + 1, value=canonical(v, width))
             if self.notifies:
                 te.idle_timeout_ns = self.policy.idle_timeout_ms * 1_000_000
-        return te
 
     def _install(self, flow: Flow) -> None:
         flow.slot = self.free.pop()
@@ -294,9 +313,7 @@ class OffloadManager:
         flow.nic_packets = flow.nic_bytes = 0
         flow.offloads += 1
         self.stats["offloaded"] += 1
-        u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.INSERT)
-        u.entity.table_entry.CopyFrom(self._entry(flow))
-        self._writes.append((u, flow))
+        self._writes.append((self._update(p4runtime_pb2.Update.INSERT, flow), flow))
         self._log("offload", self._name(flow))
 
     def _remove(self, flow: Flow, why: str) -> None:
@@ -304,10 +321,8 @@ class OffloadManager:
         if flow.where != NIC or flow.slot is None:
             return
         self.flush()
-        u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.DELETE)
-        u.entity.table_entry.CopyFrom(self._entry(flow, with_action=False))
         try:
-            self._write([u])
+            self._write([self._update(p4runtime_pb2.Update.DELETE, flow)])
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
@@ -337,6 +352,9 @@ class OffloadManager:
         writes, self._writes = self._writes, []
         try:
             self._write([u for u, _f in writes])
+            now = self.clock()
+            for _u, flow in writes:
+                flow.written_at = now
             return len(writes)
         except grpc.RpcError as e:
             errors = _update_errors(e)
@@ -345,6 +363,7 @@ class OffloadManager:
                 err = errors[i] if i < len(errors) else f"gRPC {e.code().name}: {e.details()}"
                 if err is None:
                     ok += 1
+                    flow.written_at = self.clock()
                     continue
                 self.stats["install_failed"] += 1
                 if flow.slot is not None:

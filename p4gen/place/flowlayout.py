@@ -6,8 +6,8 @@ the NIC's key limit: the pipeline and a 32-bit hash of the flow key that the NIC
 entry's action data holds
 
   - `slot`: the flow's cell in the counter `p4gen.flow_packets` (verified hits only);
-  - `k0 … kN`: a copy of the flow key, which the NIC compares with the packet's own, so a
-    hash collision is a miss, never another flow's processing;
+  - `key`: a copy of the flow key (its fields concatenated), which the NIC compares with the
+    packet's own, so a hash collision is a miss, never another flow's processing;
   - `sel_T` per table T of the pipeline: which action T's lookup ran for this flow (0: none
     hit, the default action ran), and that action's parameters (`T__ACTION__PARAM`).
 
@@ -89,10 +89,20 @@ class FlowLayout:
     def action_name(self) -> str:
         return f"p4gen.flow_{self.pipeline}"
 
+    @property
+    def key_width(self) -> int:
+        return sum(k.width for k in self.key)
+
+    def pack_key(self, values: tuple[int, ...]) -> int:
+        """The key's fields as one value, the first field in the top bits (P4's `++`)."""
+        out = 0
+        for k, v in zip(self.key, values, strict=True):
+            out = (out << k.width) | (v & ((1 << k.width) - 1))
+        return out
+
     def action_params(self) -> list[tuple[str, int]]:
         """The flow action's parameters, in order (P4Runtime param ids are 1 + the index)."""
-        out = [("slot", SLOT_WIDTH)]
-        out += [(f"k{i}", k.width) for i, k in enumerate(self.key)]
+        out = [("slot", SLOT_WIDTH), ("key", self.key_width)]
         for t in self.tables:
             out.append((t.selector, SELECTOR_WIDTH))
             out += [(t.param_name(a, p), w) for a, p, w in t.params]
@@ -102,7 +112,7 @@ class FlowLayout:
                       ) -> list[int]:
         """The action data of one flow: `decisions` maps a table to (the action its entry ran,
         that entry's arguments), or (None, {}) for a miss; tables not looked up are left 0."""
-        out = [slot, *key]
+        out = [slot, self.pack_key(key)]
         for t in self.tables:
             action, args = decisions.get(t.table, (None, {}))
             out.append(0 if action is None else t.actions.index(action) + 1)

@@ -209,102 +209,8 @@ struct metadata_t {
     bit<8> p4gen_fhit;
     bit<32> p4gen_fslot;
     bit<32> p4gen_learn_n;
-    bit<1> p4gen_f2_k0;  // ethernet.$valid
-    bit<1> p4gen_f2_c0;
-    bit<48> p4gen_f2_k1;  // ethernet.dst
-    bit<48> p4gen_f2_c1;
-    bit<16> p4gen_f2_k2;  // ethernet.ether_type
-    bit<16> p4gen_f2_c2;
-    bit<1> p4gen_f2_k3;  // geneve.$valid
-    bit<1> p4gen_f2_c3;
-    bit<6> p4gen_f2_k4;  // geneve.opt_len
-    bit<6> p4gen_f2_c4;
-    bit<16> p4gen_f2_k5;  // geneve.protocol_type
-    bit<16> p4gen_f2_c5;
-    bit<1> p4gen_f2_k6;  // inner_ethernet.$valid
-    bit<1> p4gen_f2_c6;
-    bit<48> p4gen_f2_k7;  // inner_ethernet.dst
-    bit<48> p4gen_f2_c7;
-    bit<16> p4gen_f2_k8;  // inner_ethernet.ether_type
-    bit<16> p4gen_f2_c8;
-    bit<1> p4gen_f2_k9;  // inner_ipv4.$valid
-    bit<1> p4gen_f2_c9;
-    bit<13> p4gen_f2_k10;  // inner_ipv4.frag_offset
-    bit<13> p4gen_f2_c10;
-    bit<4> p4gen_f2_k11;  // inner_ipv4.ihl
-    bit<4> p4gen_f2_c11;
-    bit<8> p4gen_f2_k12;  // inner_ipv4.protocol
-    bit<8> p4gen_f2_c12;
-    bit<8> p4gen_f2_k13;  // inner_ipv4.ttl
-    bit<8> p4gen_f2_c13;
-    bit<1> p4gen_f2_k14;  // inner_ipv6.$valid
-    bit<1> p4gen_f2_c14;
-    bit<128> p4gen_f2_k15;  // inner_ipv6.dst
-    bit<128> p4gen_f2_c15;
-    bit<8> p4gen_f2_k16;  // inner_ipv6.hop_limit
-    bit<8> p4gen_f2_c16;
-    bit<8> p4gen_f2_k17;  // inner_ipv6.next_hdr
-    bit<8> p4gen_f2_c17;
-    bit<128> p4gen_f2_k18;  // inner_ipv6.src
-    bit<128> p4gen_f2_c18;
-    bit<1> p4gen_f2_k19;  // inner_tcp.$valid
-    bit<1> p4gen_f2_c19;
-    bit<4> p4gen_f2_k20;  // inner_tcp.data_offset
-    bit<4> p4gen_f2_c20;
-    bit<16> p4gen_f2_k21;  // inner_tcp.dst_port
-    bit<16> p4gen_f2_c21;
-    bit<16> p4gen_f2_k22;  // inner_tcp.src_port
-    bit<16> p4gen_f2_c22;
-    bit<1> p4gen_f2_k23;  // inner_udp.$valid
-    bit<1> p4gen_f2_c23;
-    bit<16> p4gen_f2_k24;  // inner_udp.dst_port
-    bit<16> p4gen_f2_c24;
-    bit<16> p4gen_f2_k25;  // inner_udp.src_port
-    bit<16> p4gen_f2_c25;
-    bit<1> p4gen_f2_k26;  // ipv4.$valid
-    bit<1> p4gen_f2_c26;
-    bit<13> p4gen_f2_k27;  // ipv4.frag_offset
-    bit<13> p4gen_f2_c27;
-    bit<4> p4gen_f2_k28;  // ipv4.ihl
-    bit<4> p4gen_f2_c28;
-    bit<8> p4gen_f2_k29;  // ipv4.protocol
-    bit<8> p4gen_f2_c29;
-    bit<8> p4gen_f2_k30;  // ipv4.ttl
-    bit<8> p4gen_f2_c30;
-    bit<1> p4gen_f2_k31;  // ipv6.$valid
-    bit<1> p4gen_f2_c31;
-    bit<128> p4gen_f2_k32;  // ipv6.dst
-    bit<128> p4gen_f2_c32;
-    bit<8> p4gen_f2_k33;  // ipv6.hop_limit
-    bit<8> p4gen_f2_c33;
-    bit<8> p4gen_f2_k34;  // ipv6.next_hdr
-    bit<8> p4gen_f2_c34;
-    bit<128> p4gen_f2_k35;  // ipv6.src
-    bit<128> p4gen_f2_c35;
-    bit<16> p4gen_f2_k36;  // meta.l4_dst
-    bit<16> p4gen_f2_c36;
-    bit<1> p4gen_f2_k37;  // tcp.$valid
-    bit<1> p4gen_f2_c37;
-    bit<4> p4gen_f2_k38;  // tcp.data_offset
-    bit<4> p4gen_f2_c38;
-    bit<16> p4gen_f2_k39;  // tcp.dst_port
-    bit<16> p4gen_f2_c39;
-    bit<16> p4gen_f2_k40;  // tcp.src_port
-    bit<16> p4gen_f2_c40;
-    bit<1> p4gen_f2_k41;  // udp.$valid
-    bit<1> p4gen_f2_c41;
-    bit<16> p4gen_f2_k42;  // udp.dst_port
-    bit<16> p4gen_f2_c42;
-    bit<16> p4gen_f2_k43;  // udp.src_port
-    bit<16> p4gen_f2_c43;
-    bit<1> p4gen_f2_k44;  // vlan[0].$valid
-    bit<1> p4gen_f2_c44;
-    bit<16> p4gen_f2_k45;  // vlan[0].ether_type
-    bit<16> p4gen_f2_c45;
-    bit<1> p4gen_f2_k46;  // vlan[1].$valid
-    bit<1> p4gen_f2_c46;
-    bit<16> p4gen_f2_k47;  // vlan[1].ether_type
-    bit<16> p4gen_f2_c47;
+    bit<957> p4gen_f2_key;  // the flow key: ethernet.$valid, ethernet.dst, ethernet.ether_type, geneve.$valid, geneve.opt_len, geneve.protocol_type, inner_ethernet.$valid, inner_ethernet.dst, inner_ethernet.ether_type, inner_ipv4.$valid, inner_ipv4.frag_offset, inner_ipv4.ihl, inner_ipv4.protocol, inner_ipv4.ttl, inner_ipv6.$valid, inner_ipv6.dst, inner_ipv6.hop_limit, inner_ipv6.next_hdr, inner_ipv6.src, inner_tcp.$valid, inner_tcp.data_offset, inner_tcp.dst_port, inner_tcp.src_port, inner_udp.$valid, inner_udp.dst_port, inner_udp.src_port, ipv4.$valid, ipv4.frag_offset, ipv4.ihl, ipv4.protocol, ipv4.ttl, ipv6.$valid, ipv6.dst, ipv6.hop_limit, ipv6.next_hdr, ipv6.src, meta.l4_dst, tcp.$valid, tcp.data_offset, tcp.dst_port, tcp.src_port, udp.$valid, udp.dst_port, udp.src_port, vlan[0].$valid, vlan[0].ether_type, vlan[1].$valid, vlan[1].ether_type
+    bit<957> p4gen_f2_copy;  // the flow table entry's copy of it
     bit<8> p4gen_f2_sel_acl6_in;
     bit<8> p4gen_f2_sel_local6;
     bit<9> p4gen_f2_local6__to_vm__port;
@@ -555,57 +461,10 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     action p4gen_flow_miss() {
     }
     @name(".p4gen.flow_v6_in") @id(0x011843a2)
-    action u_p4gen_flow_v6_in(bit<32> slot, bit<1> k0, bit<48> k1, bit<16> k2, bit<1> k3, bit<6> k4, bit<16> k5, bit<1> k6, bit<48> k7, bit<16> k8, bit<1> k9, bit<13> k10, bit<4> k11, bit<8> k12, bit<8> k13, bit<1> k14, bit<128> k15, bit<8> k16, bit<8> k17, bit<128> k18, bit<1> k19, bit<4> k20, bit<16> k21, bit<16> k22, bit<1> k23, bit<16> k24, bit<16> k25, bit<1> k26, bit<13> k27, bit<4> k28, bit<8> k29, bit<8> k30, bit<1> k31, bit<128> k32, bit<8> k33, bit<8> k34, bit<128> k35, bit<16> k36, bit<1> k37, bit<4> k38, bit<16> k39, bit<16> k40, bit<1> k41, bit<16> k42, bit<16> k43, bit<1> k44, bit<16> k45, bit<1> k46, bit<16> k47, bit<8> sel_acl6_in, bit<8> sel_local6, bit<9> local6__to_vm__port) {
+    action u_p4gen_flow_v6_in(bit<32> slot, bit<957> key, bit<8> sel_acl6_in, bit<8> sel_local6, bit<9> local6__to_vm__port) {
         meta.p4gen_fhit = 2;
         meta.p4gen_fslot = slot;
-        meta.p4gen_f2_c0 = k0;
-        meta.p4gen_f2_c1 = k1;
-        meta.p4gen_f2_c2 = k2;
-        meta.p4gen_f2_c3 = k3;
-        meta.p4gen_f2_c4 = k4;
-        meta.p4gen_f2_c5 = k5;
-        meta.p4gen_f2_c6 = k6;
-        meta.p4gen_f2_c7 = k7;
-        meta.p4gen_f2_c8 = k8;
-        meta.p4gen_f2_c9 = k9;
-        meta.p4gen_f2_c10 = k10;
-        meta.p4gen_f2_c11 = k11;
-        meta.p4gen_f2_c12 = k12;
-        meta.p4gen_f2_c13 = k13;
-        meta.p4gen_f2_c14 = k14;
-        meta.p4gen_f2_c15 = k15;
-        meta.p4gen_f2_c16 = k16;
-        meta.p4gen_f2_c17 = k17;
-        meta.p4gen_f2_c18 = k18;
-        meta.p4gen_f2_c19 = k19;
-        meta.p4gen_f2_c20 = k20;
-        meta.p4gen_f2_c21 = k21;
-        meta.p4gen_f2_c22 = k22;
-        meta.p4gen_f2_c23 = k23;
-        meta.p4gen_f2_c24 = k24;
-        meta.p4gen_f2_c25 = k25;
-        meta.p4gen_f2_c26 = k26;
-        meta.p4gen_f2_c27 = k27;
-        meta.p4gen_f2_c28 = k28;
-        meta.p4gen_f2_c29 = k29;
-        meta.p4gen_f2_c30 = k30;
-        meta.p4gen_f2_c31 = k31;
-        meta.p4gen_f2_c32 = k32;
-        meta.p4gen_f2_c33 = k33;
-        meta.p4gen_f2_c34 = k34;
-        meta.p4gen_f2_c35 = k35;
-        meta.p4gen_f2_c36 = k36;
-        meta.p4gen_f2_c37 = k37;
-        meta.p4gen_f2_c38 = k38;
-        meta.p4gen_f2_c39 = k39;
-        meta.p4gen_f2_c40 = k40;
-        meta.p4gen_f2_c41 = k41;
-        meta.p4gen_f2_c42 = k42;
-        meta.p4gen_f2_c43 = k43;
-        meta.p4gen_f2_c44 = k44;
-        meta.p4gen_f2_c45 = k45;
-        meta.p4gen_f2_c46 = k46;
-        meta.p4gen_f2_c47 = k47;
+        meta.p4gen_f2_copy = key;
         meta.p4gen_f2_sel_acl6_in = sel_acl6_in;
         meta.p4gen_f2_sel_local6 = sel_local6;
         meta.p4gen_f2_local6__to_vm__port = local6__to_vm__port;
@@ -763,59 +622,59 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         meta.p4gen_flow_hash = 0;
         if (meta.p4gen_state == P4GEN_ST_RUN && (meta.p4gen_pipeline == 2)) {
             if (meta.p4gen_pipeline == 2) {
-                // pipeline v6_in: its flow key
-                meta.p4gen_f2_k0 = (hdr.ethernet.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k1 = (hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0);
-                meta.p4gen_f2_k2 = (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0);
-                meta.p4gen_f2_k3 = (hdr.geneve.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k4 = (hdr.geneve.isValid() ? hdr.geneve.opt_len : 6w0);
-                meta.p4gen_f2_k5 = (hdr.geneve.isValid() ? hdr.geneve.protocol_type : 16w0);
-                meta.p4gen_f2_k6 = (hdr.inner_ethernet.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k7 = (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.dst : 48w0);
-                meta.p4gen_f2_k8 = (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.ether_type : 16w0);
-                meta.p4gen_f2_k9 = (hdr.inner_ipv4.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k10 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.frag_offset : 13w0);
-                meta.p4gen_f2_k11 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ihl : 4w0);
-                meta.p4gen_f2_k12 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.protocol : 8w0);
-                meta.p4gen_f2_k13 = (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ttl : 8w0);
-                meta.p4gen_f2_k14 = (hdr.inner_ipv6.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k15 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.dst : 128w0);
-                meta.p4gen_f2_k16 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.hop_limit : 8w0);
-                meta.p4gen_f2_k17 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.next_hdr : 8w0);
-                meta.p4gen_f2_k18 = (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.src : 128w0);
-                meta.p4gen_f2_k19 = (hdr.inner_tcp.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k20 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.data_offset : 4w0);
-                meta.p4gen_f2_k21 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.dst_port : 16w0);
-                meta.p4gen_f2_k22 = (hdr.inner_tcp.isValid() ? hdr.inner_tcp.src_port : 16w0);
-                meta.p4gen_f2_k23 = (hdr.inner_udp.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k24 = (hdr.inner_udp.isValid() ? hdr.inner_udp.dst_port : 16w0);
-                meta.p4gen_f2_k25 = (hdr.inner_udp.isValid() ? hdr.inner_udp.src_port : 16w0);
-                meta.p4gen_f2_k26 = (hdr.ipv4.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k27 = (hdr.ipv4.isValid() ? hdr.ipv4.frag_offset : 13w0);
-                meta.p4gen_f2_k28 = (hdr.ipv4.isValid() ? hdr.ipv4.ihl : 4w0);
-                meta.p4gen_f2_k29 = (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0);
-                meta.p4gen_f2_k30 = (hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0);
-                meta.p4gen_f2_k31 = (hdr.ipv6.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k32 = (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0);
-                meta.p4gen_f2_k33 = (hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0);
-                meta.p4gen_f2_k34 = (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0);
-                meta.p4gen_f2_k35 = (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0);
-                meta.p4gen_f2_k36 = meta.l4_dst;
-                meta.p4gen_f2_k37 = (hdr.tcp.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k38 = (hdr.tcp.isValid() ? hdr.tcp.data_offset : 4w0);
-                meta.p4gen_f2_k39 = (hdr.tcp.isValid() ? hdr.tcp.dst_port : 16w0);
-                meta.p4gen_f2_k40 = (hdr.tcp.isValid() ? hdr.tcp.src_port : 16w0);
-                meta.p4gen_f2_k41 = (hdr.udp.isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k42 = (hdr.udp.isValid() ? hdr.udp.dst_port : 16w0);
-                meta.p4gen_f2_k43 = (hdr.udp.isValid() ? hdr.udp.src_port : 16w0);
-                meta.p4gen_f2_k44 = (hdr.vlan[0].isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k45 = (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0);
-                meta.p4gen_f2_k46 = (hdr.vlan[1].isValid() ? 1w1 : 1w0);
-                meta.p4gen_f2_k47 = (hdr.vlan[1].isValid() ? hdr.vlan[1].ether_type : 16w0);
-                hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, { meta.p4gen_pipeline, meta.p4gen_f2_k0, meta.p4gen_f2_k1, meta.p4gen_f2_k2, meta.p4gen_f2_k3, meta.p4gen_f2_k4, meta.p4gen_f2_k5, meta.p4gen_f2_k6, meta.p4gen_f2_k7, meta.p4gen_f2_k8, meta.p4gen_f2_k9, meta.p4gen_f2_k10, meta.p4gen_f2_k11, meta.p4gen_f2_k12, meta.p4gen_f2_k13, meta.p4gen_f2_k14, meta.p4gen_f2_k15, meta.p4gen_f2_k16, meta.p4gen_f2_k17, meta.p4gen_f2_k18, meta.p4gen_f2_k19, meta.p4gen_f2_k20, meta.p4gen_f2_k21, meta.p4gen_f2_k22, meta.p4gen_f2_k23, meta.p4gen_f2_k24, meta.p4gen_f2_k25, meta.p4gen_f2_k26, meta.p4gen_f2_k27, meta.p4gen_f2_k28, meta.p4gen_f2_k29, meta.p4gen_f2_k30, meta.p4gen_f2_k31, meta.p4gen_f2_k32, meta.p4gen_f2_k33, meta.p4gen_f2_k34, meta.p4gen_f2_k35, meta.p4gen_f2_k36, meta.p4gen_f2_k37, meta.p4gen_f2_k38, meta.p4gen_f2_k39, meta.p4gen_f2_k40, meta.p4gen_f2_k41, meta.p4gen_f2_k42, meta.p4gen_f2_k43, meta.p4gen_f2_k44, meta.p4gen_f2_k45, meta.p4gen_f2_k46, meta.p4gen_f2_k47 }, 32w0xffffffff);
+                // pipeline v6_in: its flow key, each field as the DSL reads it, concatenated
+                meta.p4gen_f2_key = (hdr.ethernet.isValid() ? 1w1 : 1w0)
+    ++ (hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0)
+    ++ (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0)
+    ++ (hdr.geneve.isValid() ? 1w1 : 1w0)
+    ++ (hdr.geneve.isValid() ? hdr.geneve.opt_len : 6w0)
+    ++ (hdr.geneve.isValid() ? hdr.geneve.protocol_type : 16w0)
+    ++ (hdr.inner_ethernet.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.dst : 48w0)
+    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.ether_type : 16w0)
+    ++ (hdr.inner_ipv4.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.frag_offset : 13w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ihl : 4w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.protocol : 8w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ttl : 8w0)
+    ++ (hdr.inner_ipv6.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.dst : 128w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.hop_limit : 8w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.next_hdr : 8w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.src : 128w0)
+    ++ (hdr.inner_tcp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.data_offset : 4w0)
+    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.dst_port : 16w0)
+    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.src_port : 16w0)
+    ++ (hdr.inner_udp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.dst_port : 16w0)
+    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.src_port : 16w0)
+    ++ (hdr.ipv4.isValid() ? 1w1 : 1w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.frag_offset : 13w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.ihl : 4w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0)
+    ++ (hdr.ipv6.isValid() ? 1w1 : 1w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0)
+    ++ meta.l4_dst
+    ++ (hdr.tcp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.tcp.isValid() ? hdr.tcp.data_offset : 4w0)
+    ++ (hdr.tcp.isValid() ? hdr.tcp.dst_port : 16w0)
+    ++ (hdr.tcp.isValid() ? hdr.tcp.src_port : 16w0)
+    ++ (hdr.udp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.udp.isValid() ? hdr.udp.dst_port : 16w0)
+    ++ (hdr.udp.isValid() ? hdr.udp.src_port : 16w0)
+    ++ (hdr.vlan[0].isValid() ? 1w1 : 1w0)
+    ++ (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0)
+    ++ (hdr.vlan[1].isValid() ? 1w1 : 1w0)
+    ++ (hdr.vlan[1].isValid() ? hdr.vlan[1].ether_type : 16w0);
+                hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, { meta.p4gen_pipeline, meta.p4gen_f2_key }, 32w0xffffffff);
             }
             p4gen_flows.apply();
-            if (meta.p4gen_fhit == 2 && meta.p4gen_pipeline == 2 && meta.p4gen_f2_k0 == meta.p4gen_f2_c0 && meta.p4gen_f2_k1 == meta.p4gen_f2_c1 && meta.p4gen_f2_k2 == meta.p4gen_f2_c2 && meta.p4gen_f2_k3 == meta.p4gen_f2_c3 && meta.p4gen_f2_k4 == meta.p4gen_f2_c4 && meta.p4gen_f2_k5 == meta.p4gen_f2_c5 && meta.p4gen_f2_k6 == meta.p4gen_f2_c6 && meta.p4gen_f2_k7 == meta.p4gen_f2_c7 && meta.p4gen_f2_k8 == meta.p4gen_f2_c8 && meta.p4gen_f2_k9 == meta.p4gen_f2_c9 && meta.p4gen_f2_k10 == meta.p4gen_f2_c10 && meta.p4gen_f2_k11 == meta.p4gen_f2_c11 && meta.p4gen_f2_k12 == meta.p4gen_f2_c12 && meta.p4gen_f2_k13 == meta.p4gen_f2_c13 && meta.p4gen_f2_k14 == meta.p4gen_f2_c14 && meta.p4gen_f2_k15 == meta.p4gen_f2_c15 && meta.p4gen_f2_k16 == meta.p4gen_f2_c16 && meta.p4gen_f2_k17 == meta.p4gen_f2_c17 && meta.p4gen_f2_k18 == meta.p4gen_f2_c18 && meta.p4gen_f2_k19 == meta.p4gen_f2_c19 && meta.p4gen_f2_k20 == meta.p4gen_f2_c20 && meta.p4gen_f2_k21 == meta.p4gen_f2_c21 && meta.p4gen_f2_k22 == meta.p4gen_f2_c22 && meta.p4gen_f2_k23 == meta.p4gen_f2_c23 && meta.p4gen_f2_k24 == meta.p4gen_f2_c24 && meta.p4gen_f2_k25 == meta.p4gen_f2_c25 && meta.p4gen_f2_k26 == meta.p4gen_f2_c26 && meta.p4gen_f2_k27 == meta.p4gen_f2_c27 && meta.p4gen_f2_k28 == meta.p4gen_f2_c28 && meta.p4gen_f2_k29 == meta.p4gen_f2_c29 && meta.p4gen_f2_k30 == meta.p4gen_f2_c30 && meta.p4gen_f2_k31 == meta.p4gen_f2_c31 && meta.p4gen_f2_k32 == meta.p4gen_f2_c32 && meta.p4gen_f2_k33 == meta.p4gen_f2_c33 && meta.p4gen_f2_k34 == meta.p4gen_f2_c34 && meta.p4gen_f2_k35 == meta.p4gen_f2_c35 && meta.p4gen_f2_k36 == meta.p4gen_f2_c36 && meta.p4gen_f2_k37 == meta.p4gen_f2_c37 && meta.p4gen_f2_k38 == meta.p4gen_f2_c38 && meta.p4gen_f2_k39 == meta.p4gen_f2_c39 && meta.p4gen_f2_k40 == meta.p4gen_f2_c40 && meta.p4gen_f2_k41 == meta.p4gen_f2_c41 && meta.p4gen_f2_k42 == meta.p4gen_f2_c42 && meta.p4gen_f2_k43 == meta.p4gen_f2_c43 && meta.p4gen_f2_k44 == meta.p4gen_f2_c44 && meta.p4gen_f2_k45 == meta.p4gen_f2_c45 && meta.p4gen_f2_k46 == meta.p4gen_f2_c46 && meta.p4gen_f2_k47 == meta.p4gen_f2_c47) {
+            if (meta.p4gen_fhit == 2 && meta.p4gen_pipeline == 2 && meta.p4gen_f2_key == meta.p4gen_f2_copy) {
                 meta.p4gen_fused = 1;
             }
             if (meta.p4gen_fused == 1) {
