@@ -667,8 +667,8 @@ def cmd_flows(args: argparse.Namespace) -> int:
         text = path.read_text()
         data = json.loads(text)
     except FileNotFoundError:
-        return _error(f"{path} does not exist: is 'p4gen up {args.outdir}' running, with a NIC profile "
-                      "that reserves a flow table ([offload])?")
+        return _error(f"{path} does not exist: is 'p4gen up {args.outdir}' running? (it writes the file "
+                      "once a second)")
     except ValueError as e:
         return _error(f"{path} is not p4gen's flows file: {e}")
     if args.json:

@@ -328,3 +328,20 @@ def test_p4c_compiles_the_flow_table_on_the_constrained_nic(path, variant, tmp_p
     ours = text_format.Parse((tmp_path / "out" / "program.p4info.txtpb").read_text(), p4info_pb2.P4Info())
     theirs = text_format.Parse((tmp_path / "out" / "program.p4c.p4info.txtpb").read_text(), p4info_pb2.P4Info())
     assert _normalised(theirs) == _normalised(ours)
+
+
+def test_an_entry_freed_by_an_idle_flow_goes_to_a_waiting_flow(program, tmp_path):
+    m, clock = manager(program, tmp_path, profile(tmp_path))
+    a, b = learn(m, overlay(src="10.0.2.20"), 40), learn(m, overlay(src="10.0.2.21"), 41)
+    waiting = learn(m, overlay(src="10.0.2.22"), 42)
+    m.flush()
+    assert waiting.where == "hypervisor"
+    m.client.cells = {a.slot: (0, 0), b.slot: (9, 900)}
+    clock.t += 1.0
+    m.poll()
+    m.client.cells[b.slot] = (20, 2000)  # b keeps going; a has been quiet since it went in
+    clock.t += 0.6
+    m.poll()
+    assert a.where == "hypervisor" and a.why.startswith("idle") and b.where == "nic"
+    assert waiting.where == "nic" and waiting.slot == 0  # at the same poll, without waiting for a LEARN
+    assert [x for x in m.client.log if x[0] != "READ"][-2:] == [("DELETE", 40), ("INSERT", 42)]

@@ -18,6 +18,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,16 @@ def run_scenario(tmp_path: Path, target: str, extra: list[str], tag: str, lossle
             else:  # BMv2's queues (64 packets) drop bursts: losses happen, none for a checksum or a size
                 losses[ns] = why
         assert rx_dropped(peer_ns, wire) == wire_drops  # nothing over the wire's MTU
+        # `p4gen flows` (flows.json, written once a second) lists the transfer's flows with their keys
+        time.sleep(1.3)
+        shown = subprocess.run([sys.executable, "-m", "p4gen", "flows", str(out), "--json"], capture_output=True,
+                               text=True)
+        assert shown.returncode == 0, shown.stderr
+        flows = json.loads(shown.stdout)["flows"]
+        up_flow = [f for f in flows if f["pipeline"] == "vm_egress" and f["key"].get("ipv4.dst") == "10.0.2.2"
+                   and f["key"].get("meta.l4_dst") == "80"]
+        assert up_flow and up_flow[0]["where"] == "hypervisor" and up_flow[0]["packets"]["hypervisor"] > 10, flows
+        assert "fast path" in up_flow[0]["why"]
         # The ACL lets TCP to port 80 through and drops the rest: no RST comes back from port 22.
         assert realnet.connect_fails(vm_ns, 22) == "timeout"
     finally:

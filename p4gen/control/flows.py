@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from p4gen.control.offload import OffloadManager
+    from p4gen.runtime.pipeline import HypervisorPipeline
 
 FLOWS_FILE = "flows.json"
 WHERE = {"nic": "NIC", "hypervisor": "hypervisor fast path", "slow_path": "slow path"}
@@ -32,10 +33,53 @@ def _value(name: str, width: int, value: int) -> str:
     return str(value)
 
 
-def snapshot(m: OffloadManager) -> dict:
-    """The manager's flows as plain data (what flows.json holds)."""
+LISTED = 500  # flows of the hypervisor's fast path listed (the busiest)
+
+
+def fast_path_flows(hv: HypervisorPipeline, skip: set[str]) -> list[dict]:
+    """The hypervisor fast path's flows of the pipelines in no flow table (those that start in
+    the hypervisor, where the VM is attached), the busiest first."""
+    from p4gen.ir.lower import stage_trees
+    from p4gen.midend.flowkeys import flow_key
+    from p4gen.place.flowlayout import key_fields
+    from p4gen.runtime.packet import Malformed
+
+    if hv.cache is None:
+        return []
+    hv.sync()
+    flows = sorted((fa for fa in hv.cache.flows.values() if fa.pipeline not in skip), key=lambda fa: -fa.total[0])
+    trees = stage_trees(hv.g)
+    keys: dict[str, list] = {}
+    nic = hv.assignment and any(v != "hypervisor" for v in hv.assignment.values())
+    out = []
+    for fa in flows[:LISTED]:
+        if fa.pipeline not in keys:
+            keys[fa.pipeline] = key_fields(hv.prog, flow_key(hv.prog, [trees[fa.pipeline]]).fields)[0]
+        try:
+            pkt = hv.parser.parse(fa.head)
+        except Malformed:
+            key = {}
+        else:
+            key = {k.name: _value(k.name, k.width, v) for k in keys[fa.pipeline]
+                   if k.field != "$valid" and (v := hv.parser.get(pkt, k.ref) if k.instance != "meta"
+                                               else pkt.meta.get(k.field, 0))}
+        why = ("not offloaded: it starts in the hypervisor (the VM is attached to it); fast path, " if nic
+               else "fast path, ")
+        fate = fa.fate
+        where = "slow_path" if fate[0] == "out" and fate[1] == "slow_path" else "hypervisor"
+        what = f"dropped ({fate[1]})" if fate[0] == "drop" else f"to {fate[1]}"
+        out.append({"pipeline": fa.pipeline, "hash": "", "key": key, "where": where,
+                    "why": why + what,
+                    "packets": {"nic": 0, "hypervisor": fa.total[0]}, "bytes": {"nic": 0, "hypervisor": fa.total[1]},
+                    "offloads": 0, "learnt": 0, "rate_pps": 0.0})
+    return out
+
+
+def snapshot(m: OffloadManager | None, hv: HypervisorPipeline | None = None) -> dict:
+    """The manager's flows as plain data (what flows.json holds); with `hv`, also the fast
+    path's flows of pipelines that have no flow table (all of them without a manager)."""
     flows = []
-    for f in m.flows.values():
+    for f in m.flows.values() if m is not None else ():
         lay = m.layouts[f.pipeline]
         key = {k.name: _value(k.name, k.width, v) for k, v in zip(lay.key, f.key, strict=False)
                if v and k.field != "$valid"}
@@ -46,7 +90,11 @@ def snapshot(m: OffloadManager) -> dict:
             "bytes": {"nic": f.merged_bytes + f.nic_bytes, "hypervisor": f.hv_bytes},
             "offloads": f.offloads, "learnt": f.learnt, "rate_pps": round(f.rate, 1),
         })
+    if hv is not None:
+        flows += fast_path_flows(hv, set(m.layouts) if m is not None else set())
     flows.sort(key=lambda x: -(x["packets"]["nic"] + x["packets"]["hypervisor"]))
+    if m is None:
+        return {"time": time.time(), "table": None, "stats": {}, "policy": None, "flows": flows}
     used = sum(1 for f in m.flows.values() if f.where == "nic")
     return {"time": time.time(), "table": {"size": m.size, "used": used}, "stats": dict(m.stats),
             "policy": {"threshold_packets": m.policy.threshold_packets,
@@ -55,18 +103,23 @@ def snapshot(m: OffloadManager) -> dict:
             "flows": flows}
 
 
-def write_snapshot(m: OffloadManager, outdir: Path) -> None:
+def write_snapshot(m: OffloadManager | None, outdir: Path, hv: HypervisorPipeline | None = None) -> None:
     tmp = outdir / (FLOWS_FILE + ".tmp")
-    tmp.write_text(json.dumps(snapshot(m), indent=1))
+    tmp.write_text(json.dumps(snapshot(m, hv), indent=1))
     tmp.replace(outdir / FLOWS_FILE)  # readers never see half a file
 
 
 def render(data: dict) -> list[str]:
     """flows.json as `p4gen flows` prints it."""
     t, pol = data["table"], data["policy"]
-    lines = [f"flow table: {t['used']} of {t['size']} entries; offloaded after {pol['threshold_packets']} packets, "
-             f"idle after {pol['idle_timeout_ms'] / 1000:g} s ({pol['idle']})",
-             "stats: " + ", ".join(f"{k} {v}" for k, v in data["stats"].items())]
+    lines = [f"as of {time.strftime('%H:%M:%S', time.localtime(data['time']))} (p4gen up writes this once a second)"]
+    if t is None:
+        lines.append("no flow table on the NIC (no NIC, or its profile has no [offload]): every flow runs in the "
+                     "hypervisor")
+    else:
+        lines += [f"flow table: {t['used']} of {t['size']} entries; offloaded after {pol['threshold_packets']} "
+                  f"packets, idle after {pol['idle_timeout_ms'] / 1000:g} s ({pol['idle']})",
+                  "stats: " + ", ".join(f"{k} {v}" for k, v in data["stats"].items())]
     if not data["flows"]:
         lines.append("no flow has reached the hypervisor yet")
         return lines
@@ -74,7 +127,7 @@ def render(data: dict) -> list[str]:
                  f"{'bytes hv':>9}  why / key")
     for f in data["flows"]:
         p, b = f["packets"], f["bytes"]
-        lines.append(f"{f['pipeline']:<12} {f['hash']:<8} {WHERE.get(f['where'], f['where']):<21} {p['nic']:>9} "
+        lines.append(f"{f['pipeline']:<12} {f['hash'] or '-':<8} {WHERE.get(f['where'], f['where']):<21} {p['nic']:>9} "
                      f"{p['hypervisor']:>8} {b['nic']:>10} {b['hypervisor']:>9}  {f['why']}")
         if f["key"]:
             lines.append(" " * 14 + "key: " + ", ".join(f"{k}={v}" for k, v in f["key"].items()))

@@ -27,6 +27,7 @@ the table and read live while it is there.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -55,6 +56,7 @@ log = logging.getLogger("p4gen.offload")
 
 NIC, FAST_PATH = "nic", "hypervisor"
 REBALANCE_MARGIN = 1.5  # a pending flow must be this much hotter than the coldest offloaded one
+RATE_WINDOW = 2.0  # seconds: the time constant of an offloaded flow's moving-average rate
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Flow:
     last_seen: float = 0.0
     fate: str = ""  # "to_hypervisor": the program sends it to the slow path
     written_at: float | None = None  # when its entry's INSERT came back from the switch
+    last_read: float = 0.0  # when its NIC counter was last read (for its rate)
 
     @property
     def packets_on_nic(self) -> int:
@@ -309,7 +312,7 @@ class OffloadManager:
     def _install(self, flow: Flow) -> None:
         flow.slot = self.free.pop()
         flow.where, flow.why = NIC, "offloaded"
-        flow.installed_at = flow.last_change = self.clock()
+        flow.installed_at = flow.last_change = flow.last_read = self.clock()
         flow.nic_packets = flow.nic_bytes = 0
         flow.offloads += 1
         self.stats["offloaded"] += 1
@@ -399,12 +402,13 @@ class OffloadManager:
             pk, by = cells.get(f.slot, (0, 0))
             base = self.slot_base.get(f.slot, (0, 0))
             packets, nbytes = pk - base[0], by - base[1]
+            dt = now - (f.last_read or f.installed_at or now)
+            if dt > 0:  # a moving average of the rate: a quiet second lowers it, not to 0 at once
+                w = math.exp(-dt / RATE_WINDOW)
+                f.rate = w * f.rate + (1 - w) * (packets - f.nic_packets) / dt
             if packets != f.nic_packets:
-                dt = now - f.last_change
-                if dt > 0:
-                    f.rate = (packets - f.nic_packets) / dt
                 f.last_change = now
-            f.nic_packets, f.nic_bytes = packets, nbytes
+            f.nic_packets, f.nic_bytes, f.last_read = packets, nbytes, now
 
     def poll(self) -> None:
         """Idle flows out, hotter flows in; call it about once a second."""
@@ -439,11 +443,12 @@ class OffloadManager:
         self._last_poll = now
 
     def rebalance(self) -> None:
-        """A pending flow hotter than the coldest offloaded one takes its entry."""
-        if self.free:
-            return
+        """Free entries go to the hottest flows waiting for one; then a waiting flow hotter than
+        the coldest offloaded one takes its entry."""
         pending = sorted((f for f in self.flows.values() if f.where == FAST_PATH and f.why.startswith("table full")
-                          and f.decisions is not None), key=lambda f: -f.rate)
+                          and f.decisions), key=lambda f: -f.rate)
+        while self.free and pending:
+            self._install(pending.pop(0))
         for cand in pending:
             on = [f for f in self.flows.values() if f.where == NIC]
             if not on:

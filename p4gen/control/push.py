@@ -127,6 +127,20 @@ class P4RuntimeClient:
             raise _grpc_error(e, "Read", self.addr) from None
         return out
 
+    def read_entries_with_counters(self, table_id: int) -> list[p4runtime_pb2.TableEntry]:
+        """Every entry of one table, each with its direct counter (packets, bytes)."""
+        req = p4runtime_pb2.ReadRequest(device_id=self.device_id)
+        te = req.entities.add().table_entry
+        te.table_id = table_id
+        te.counter_data.SetInParent()
+        out = []
+        try:
+            for resp in self.stub.Read(req, timeout=self.timeout):
+                out += [e.table_entry for e in resp.entities if e.HasField("table_entry")]
+        except grpc.RpcError as e:
+            raise _grpc_error(e, "Read", self.addr) from None
+        return out
+
     def read_counter(self, counter_id: int, index: int | None = None) -> dict[int, tuple[int, int]]:
         """Index → (packets, bytes) of an indirect counter (one cell, or all of them)."""
         req = p4runtime_pb2.ReadRequest(device_id=self.device_id)

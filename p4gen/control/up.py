@@ -337,9 +337,9 @@ class Up:
                 busy += self._receive(role, s, to_vm)
             if self.offload is not None:
                 self.offload.flush()  # what this batch taught, in one write
-                if time.time() >= next_poll:
-                    next_poll = time.time() + 1
-                    self._poll_offload()
+            if time.time() >= next_poll:
+                next_poll = time.time() + 1
+                self._poll_flows()
             if to_vm:
                 for data, vnet in self.dispatch.for_vm(to_vm, self.lro):
                     self._send("vm", data, vnet)
@@ -352,17 +352,18 @@ class Up:
                               f"{self.outdir / 'switch.log'}")
             select.select([s for _, s in socks], [], [], 0.2)
 
-    def _poll_offload(self) -> None:
-        """Once a second: idle flows out, hotter flows in, OUTDIR/flows.json for `p4gen flows`,
-        and every offload and eviction in the log."""
+    def _poll_flows(self) -> None:
+        """Once a second: idle flows out, hotter flows in, every offload and eviction in the log,
+        and OUTDIR/flows.json for `p4gen flows`."""
         from p4gen.control.flows import write_snapshot
 
         m = self.offload
-        m.poll()
-        for _t, what, text in m.events[self._logged:]:
-            self.note(f"offload: {what} {text}")
-        self._logged = len(m.events)
-        write_snapshot(m, self.outdir)
+        if m is not None:
+            m.poll()
+            for _t, what, text in m.events[self._logged:]:
+                self.note(f"offload: {what} {text}")
+            self._logged = len(m.events)
+        write_snapshot(m, self.outdir, self.hv)
 
     def link_drops(self) -> None:
         """Add what each link's socket dropped since the last call to the drop counts, by reason
@@ -375,7 +376,7 @@ class Up:
     def close(self) -> None:
         if getattr(self, "offload", None) is not None:
             try:
-                self._poll_offload()  # the last counts, merged and written
+                self._poll_flows()  # the last counts, merged and written
             except Exception as e:  # the switch may be gone already
                 self.note(f"offload: final poll failed: {e}")
             self.offload.close()

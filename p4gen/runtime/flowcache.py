@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from p4gen.runtime.pipeline import HypervisorPipeline, Output
 
 DEFAULT_SIZE = 65536
+HEAD = 160  # bytes of a flow's first packet kept to show its key (every header of the examples' paths)
 _OUTPUT: list = []
 
 
@@ -173,6 +174,8 @@ class FlowAction:
     ref: bool = False  # hit since the eviction clock last passed it
     layout: ActionBytes | None = None  # what `build` was compiled from (the vector replay reads it too)
     vec: object = None  # p4gen.runtime.flowvec.VectorAction, made on the first vector hit
+    total: list[int] = field(default_factory=lambda: [1, 0])  # packets, bytes so far (folded ones)
+    head: bytes = b""  # the start of its first packet: its key, for `p4gen flows`
 
     def chain(self):
         fa = self
@@ -549,6 +552,8 @@ class FlowCache:
                 e.bytes += b
             for sid in stages:
                 sp[sid] += k
+        fa.total[0] += p[0]
+        fa.total[1] += p[1]
         p[0] = p[1] = p[2] = p[3] = 0
 
     # ------------------------------------------------------------ learning
@@ -616,6 +621,7 @@ class FlowCache:
             fa.lo = fa.hi = length0
         elif t.slack is not None:
             fa.hi = length0 + t.slack
+        fa.total[1], fa.head = len(frame), bytes(frame[:HEAD])
         kb = ext.key(frame)
         k = (ext, kb)
         old = self.flows.get(k)

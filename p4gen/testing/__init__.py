@@ -37,6 +37,7 @@ from p4.config.v1 import p4info_pb2
 
 from p4gen.crossing import DROP_REASONS, drop_sites
 from p4gen.crossing.dispatch import NIC_PORT, SLOW_PATH, VM, Delivery, HostDispatcher, NicModel
+from p4gen.frontend import program as P
 from p4gen.frontend.program import Program
 from p4gen.place import HYP, NIC, Placement
 from p4gen.place.flowlayout import FLOW_TABLE
@@ -84,6 +85,12 @@ class Target:
         """Packets counted so far by the DSL counter `name` of `nf` (cell `index`), wherever it ran."""
         raise NotImplementedError
 
+    def entry_packets(self, table: str) -> dict[str, int]:  # pragma: no cover - interface
+        """Packets each entry of the DSL table `table` counted (its direct counter), wherever the
+        table ran and whichever way the packet went (a NIC flow entry counts for the entries it
+        stands for); keyed by `entry_label`."""
+        raise NotImplementedError
+
     def expect_nothing(self, port: str) -> None:
         if self.queues[port]:
             raise ExpectationError(f"expected nothing on {port}, got {len(self.queues[port])} packet(s)")
@@ -126,6 +133,21 @@ class SoftwareTarget(Target):
     def counter(self, nf: str, name: str, index: int = 0) -> int:
         return self.hv.counters[(nf, name)][index][0]
 
+    def entry_packets(self, table: str) -> dict[str, int]:
+        _counted(self.prog, table)
+        return {entry_label(e.keys, e.priority): e.packets for e in self.hv.tables[table].entries}
+
+
+def _counted(prog: Program, table: str) -> None:
+    if not any(t.name == table and t.counters for nf in prog.nfs.values() for t in nf.tables.values()):
+        raise ValueError(f"table {table} declares no counters (counters = true): its entries count nothing")
+
+
+def entry_label(keys, priority: int | None) -> str:
+    """An entry named by its match (and priority), the same on every target."""
+    return "(" + ", ".join(f"{k.kind}:{k.value}/{k.mask}/{k.prefix_len}/{k.high}" for k in keys) + \
+        f") priority {priority or 0}"
+
 
 class ModelTarget(Target):
     """The split without BMv2: NicModel (the NIC's stages) + HostDispatcher (the rest), over
@@ -149,6 +171,12 @@ class ModelTarget(Target):
 
     def counter(self, nf: str, name: str, index: int = 0) -> int:
         return self.hv.counters[(nf, name)][index][0] + self.nic_hv.counters[(nf, name)][index][0]
+
+    def entry_packets(self, table: str) -> dict[str, int]:
+        _counted(self.prog, table)
+        nic = {entry_label(e.keys, e.priority): e.packets for e in self.nic_hv.tables[table].entries}
+        return {entry_label(e.keys, e.priority): e.packets + nic[entry_label(e.keys, e.priority)]
+                for e in self.hv.tables[table].entries}
 
     def send(self, port: str, frame: bytes, vnet: VnetHdr | None = None) -> None:
         pipeline = _pipeline_for(self.prog, port)
@@ -263,6 +291,36 @@ class Bmv2Target(Target):
     def counter(self, nf: str, name: str, index: int = 0) -> int:
         hv = self.hv.counters[(nf, name)][index][0]
         return hv + self._nic_counter(f"{nf}.{name}", index).get(index, (0, 0))[0]
+
+    def entry_packets(self, table: str) -> dict[str, int]:
+        """The hypervisor's counts (its own tables, and learnt packets it ran whole), the NIC's
+        direct counters (tables placed there), and what flow entries counted for the entry."""
+        from p4gen.backend.entries import table_entry
+        from p4gen.backend.model import build_model
+        from p4gen.control.push import P4RuntimeClient, _key
+
+        _counted(self.prog, table)
+        entries = self.hv.tables[table].entries
+        out = {entry_label(e.keys, e.priority): e.packets for e in entries}
+        if self.offload is not None:
+            for e in entries:
+                out[entry_label(e.keys, e.priority)] += self.offload.merged_entry_packets(table, e)
+        m = build_model(self.prog, self.hv.g, self.placement)
+        if table in m.tables:
+            want = {}
+            for e in entries:
+                te = table_entry(m, P.TableEntry(m.tables[table].table.nf, table, e.keys, e.action,
+                                                 list(e.args.values()), e.priority, None))
+                want[_key(te)] = entry_label(e.keys, e.priority)
+            client = P4RuntimeClient(self.addr)
+            try:
+                for te in client.read_entries_with_counters(m.tables[table].id):
+                    label = want.get(_key(te))
+                    if label is not None:
+                        out[label] += te.counter_data.packet_count
+            finally:
+                client.channel.close()
+        return out
 
     def _nic_counter(self, name: str, index: int | None = None) -> dict[int, tuple[int, int]]:
         from p4gen.control.push import P4RuntimeClient
