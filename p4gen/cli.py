@@ -156,7 +156,7 @@ def cmd_place(args: argparse.Namespace) -> int:
     if pl is None:
         return 1
     data = to_json(pl, args.file)
-    flows = flowtable.report(prog, pl)
+    flows = flowtable.report(prog, pl, g)
     if args.json and flows is not None:
         data["flow_offload"] = flowtable.to_json(flows)
     if args.output:
@@ -518,6 +518,21 @@ def _enter_up_netns(outdir: str) -> int | None:
                            env={**os.environ, "P4GEN_NETNS": ns})
 
 
+def _election_beside_up(outdir: str, election: tuple[int, int]) -> tuple[int, int]:
+    """While `p4gen up OUTDIR` runs its offload manager (the primary client), a push or shell
+    with the same election id takes the next one: primary while it runs, the manager after."""
+    import json
+    from pathlib import Path
+
+    try:
+        held = json.loads((Path(outdir) / "up.json").read_text()).get("controller_election_id")
+    except (OSError, ValueError, AttributeError):
+        return election
+    if isinstance(held, list) and tuple(held) == tuple(election):
+        return (election[0], election[1] + 1)
+    return election
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -526,6 +541,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     rc = _enter_up_netns(args.outdir)
     if rc is not None:
         return rc
+    args.election_id = _election_beside_up(args.outdir, args.election_id)
 
     try:
         r = push(Path(args.outdir), args.grpc_addr, args.device_id, args.election_id, args.batch)
@@ -563,6 +579,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     rc = _enter_up_netns(args.outdir)
     if rc is not None:
         return rc
+    args.election_id = _election_beside_up(args.outdir, args.election_id)
     out = Path(args.outdir)
     if not out.is_dir():
         why = "not a directory" if out.exists() else "no such directory"

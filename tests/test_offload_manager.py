@@ -24,13 +24,13 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 from test_backend import built
 
-from p4gen.backend.model import _flow_layouts
 from p4gen.control.flows import render, snapshot
 from p4gen.control.offload import OffloadManager
 from p4gen.crossing import pipeline_numbers
 from p4gen.crossing.protocol import Punted, Reason
 from p4gen.frontend.program import KeyMatch, TableEntry
 from p4gen.place import HYP, load_profile, place
+from p4gen.place.flowlayout import flow_layouts
 from p4gen.runtime.pipeline import HypervisorPipeline
 from p4gen.testing import SoftwareTarget
 
@@ -115,7 +115,7 @@ def action_data(m, te) -> dict[str, int]:
 def test_layout_of_the_scenario_on_the_constrained_nic(program, tmp_path):
     prog, g = program
     pl = place(g, prog, load_profile(profile(tmp_path)))
-    lays = _flow_layouts(prog, g, pl, pipeline_numbers(prog))
+    lays = flow_layouts(prog, g, pl, pipeline_numbers(prog))
     assert list(lays) == ["vm_ingress"]  # vm_egress starts in the hypervisor (the VM is attached to it)
     lay = lays["vm_ingress"]
     assert [t.table for t in lay.tables] == ["tunnels", "dnat_v4", "acl_in_v4", "acl_in_v6"]
@@ -162,11 +162,9 @@ def test_reasons_a_flow_stays_in_the_hypervisor(program, tmp_path):
     clash = learn(m, overlay(src="10.0.2.8"), 1)  # the hash of an offloaded flow, another key
     assert clash is None and m.stats["collisions"] == 1
     assert learn(m, bytes(Ether() / IP())[:20], 9) is None and m.stats["malformed"] == 1
-    # on the BMv2 profile the static split runs decap, DNAT and the ACL on the NIC already
-    big = tmp_path / "big"
-    big.mkdir()
-    m2, _ = manager(program, big, str(ROOT / "targets" / "bmv2-smartnic.toml"))
-    assert learn(m2, overlay(), 4).why == "no gain: the static split runs as much of its path on the NIC"
+    # a tunnel the NIC refuses: dropped at decapsulation, which the static split runs on the NIC
+    bad_vni = bytes(TUNNEL / VXLAN(vni=7) / Ether() / IP(src="10.0.2.5", dst="10.0.1.2") / TCP())
+    assert learn(m, bad_vni, 4).why == "no gain: the static split runs as much of its path on the NIC"
     # a NIC that cannot branch cannot start the pipeline's path
     nob = tmp_path / "nobranch"
     nob.mkdir()
@@ -279,7 +277,7 @@ def test_a_learnt_packet_run_whole_in_the_hypervisor_is_the_software_result(prog
     prog, g = program
     pl = place(g, prog, load_profile(profile(tmp_path)))
     hv = HypervisorPipeline(prog, g, pl.assignment, HYP, ports=pl.problem.nic.ports)
-    first = _flow_layouts(prog, g, pl, pipeline_numbers(prog))["vm_ingress"].first_stage
+    first = flow_layouts(prog, g, pl, pipeline_numbers(prog))["vm_ingress"].first_stage
     out = hv.run("vm_ingress", frame, resume=first, meta={"ingress_port": 0}, whole=True)
     soft = SoftwareTarget(prog, g)
     soft.send("uplink", frame)
@@ -345,3 +343,26 @@ def test_an_entry_freed_by_an_idle_flow_goes_to_a_waiting_flow(program, tmp_path
     assert a.where == "hypervisor" and a.why.startswith("idle") and b.where == "nic"
     assert waiting.where == "nic" and waiting.slot == 0  # at the same poll, without waiting for a LEARN
     assert [x for x in m.client.log if x[0] != "READ"][-2:] == [("DELETE", 40), ("INSERT", 42)]
+
+
+def test_the_flow_table_in_the_p4info(program, tmp_path):
+    """Where a flow could gain (the constrained NIC with [offload]): the table, its action, the
+    counter of flow slots and the learning register, as the manager and the P4 both expect."""
+    built("examples/vm_offload.nf", tmp_path, profile(tmp_path, entries=2))
+    info = text_format.Parse((tmp_path / "program.p4info.txtpb").read_text(), p4info_pb2.P4Info())
+    flows = next(t for t in info.tables if t.preamble.name == "p4gen.flows")
+    assert [(f.name, f.bitwidth, f.match_type) for f in flows.match_fields] == [
+        ("meta.p4gen_pipeline", 8, p4info_pb2.MatchField.EXACT),
+        ("meta.p4gen_flow_hash", 32, p4info_pb2.MatchField.EXACT)]
+    assert flows.size == 2 and flows.idle_timeout_behavior == p4info_pb2.Table.NO_TIMEOUT  # lacks idle_timeout
+    actions = {a.preamble.id: a for a in info.actions}
+    (fused,) = [actions[r.id] for r in flows.action_refs if actions[r.id].preamble.name == "p4gen.flow_vm_ingress"]
+    params = [(p.name, p.bitwidth) for p in fused.params]
+    prog, g = program
+    pl = place(g, prog, load_profile(profile(tmp_path, entries=2)))
+    lay = flow_layouts(prog, g, pl, pipeline_numbers(prog))["vm_ingress"]
+    assert params[:2] == [("slot", 32), ("key", lay.key_width)] and ("sel_tunnels", 8) in params
+    assert ("dnat_v4__dnat_rewrite__private_ip", 32) in params
+    assert {c.preamble.name: c.size for c in info.counters}["p4gen.flow_packets"] == 2
+    assert [(r.preamble.name, r.size) for r in info.registers] == [("p4gen.learn", 16384)]
+    assert len(flows.direct_resource_ids) == 1

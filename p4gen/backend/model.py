@@ -26,7 +26,7 @@ from p4gen.place.flowlayout import (
     LEARN_BUCKETS,
     LEARN_REGISTER,
     FlowLayout,
-    flow_layout,
+    flow_layouts,
 )
 
 # P4Runtime resource-type prefixes (p4info.proto, P4Ids.Prefix).
@@ -188,7 +188,7 @@ def build_model(prog: P.Program, g: nx.DiGraph, placement: Placement) -> NicMode
             m.actions[key] = a
         return m.actions[key]
 
-    layouts = _flow_layouts(prog, g, placement, m.pipeline_index)
+    layouts = flow_layouts(prog, g, placement, m.pipeline_index)
     for lay in layouts.values():  # fused code inlines table actions, and calls what the blocks call
         tree = stage_trees(g)[lay.pipeline]
         for slot in lay.tables:
@@ -232,20 +232,6 @@ def build_model(prog: P.Program, g: nx.DiGraph, placement: Placement) -> NicMode
     _assign_ids([t.direct_counter for t in m.tables.values() if t.direct_counter], PREFIX_DIRECT_COUNTER,
                 lambda c: None)
     return m
-
-
-def _flow_layouts(prog: P.Program, g: nx.DiGraph, placement: Placement, numbers: dict[str, int]
-                  ) -> dict[str, FlowLayout]:
-    """The flow table's layout for each pipeline that starts on the NIC, when the NIC's profile
-    reserves a flow table ([offload]); none otherwise."""
-    nic = placement.problem.nic
-    if nic is None or nic.offload is None:
-        return {}
-    out = {}
-    for name, tree in stage_trees(g).items():
-        if placement.problem.pipelines[name][0] == NIC:
-            out[name] = flow_layout(prog, tree, numbers[name], nic.capabilities)
-    return out
 
 
 def _flow_table(m: NicModel, layouts: dict[str, FlowLayout], placement: Placement) -> None:

@@ -40,7 +40,6 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
 from p4gen.backend.entries import canonical
-from p4gen.backend.model import _flow_layouts
 from p4gen.control.push import P4RuntimeClient
 from p4gen.crossing import pipeline_numbers
 from p4gen.crossing.protocol import Punted
@@ -48,7 +47,7 @@ from p4gen.crossing.states import State
 from p4gen.frontend.program import Program
 from p4gen.ir.lower import stage_trees
 from p4gen.place import HYP, Placement
-from p4gen.place.flowlayout import FLOW_COUNTER, FLOW_TABLE, RELEARN_PACKETS, FlowLayout
+from p4gen.place.flowlayout import FLOW_COUNTER, FLOW_TABLE, RELEARN_PACKETS, FlowLayout, flow_layouts
 from p4gen.runtime.packet import Malformed
 from p4gen.runtime.pipeline import HypervisorPipeline
 
@@ -110,7 +109,7 @@ class OffloadManager:
             raise OffloadError("per-flow offload needs a NIC profile with an [offload] section")
         self.prog, self.placement, self.hv, self.clock = prog, placement, hv, clock
         self.policy = nic.offload
-        self.layouts: dict[str, FlowLayout] = _flow_layouts(prog, graph, placement, pipeline_numbers(prog))
+        self.layouts: dict[str, FlowLayout] = flow_layouts(prog, graph, placement, pipeline_numbers(prog))
         self.trees = stage_trees(graph)
         self.stage_at = {name: {st.order: st for st in tree.stages()} for name, tree in self.trees.items()}
         tables = {t.preamble.name: t for t in info.tables}
@@ -327,8 +326,10 @@ class OffloadManager:
         try:
             self._write([self._update(p4runtime_pb2.Update.DELETE, flow)])
         except grpc.RpcError as e:
-            if e.code() != grpc.StatusCode.NOT_FOUND:
-                raise
+            if e.code() != grpc.StatusCode.NOT_FOUND:  # e.g. not the primary client for a moment
+                self._log("refused", f"{self._name(flow)}: delete failed: gRPC {e.code().name}: {e.details()}; "
+                                     "tried again later")
+                return
         self._read_slots([flow])
         base = self.slot_base.get(flow.slot, (0, 0))  # the slot's count is the next occupant's start
         self.slot_base[flow.slot] = (base[0] + flow.nic_packets, base[1] + flow.nic_bytes)

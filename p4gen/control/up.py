@@ -60,6 +60,7 @@ from p4gen.place import HYP, Placement
 from p4gen.runtime.pipeline import HypervisorPipeline
 
 STATE = "up.json"
+CONTROLLER_ELECTION = (0, 1)  # the offload manager's P4Runtime election id
 BATCH = 64  # frames read from one socket before the others get a turn
 SOCKET_BUFFER = 8 << 20  # bytes queued per link before the kernel drops (counted as <link>_queue_full)
 RING_SLOTS = 4096  # MTU-sized frames each link's rings hold (a burst; larger frames queue on the socket)
@@ -229,8 +230,12 @@ class Up:
                 _setns(fd)
             finally:
                 os.close(fd)
-        self.offload = OffloadManager(prog, graph, placement, self.hv, info, grpc_addr)
+        self.offload = OffloadManager(prog, graph, placement, self.hv, info, grpc_addr, election_id=CONTROLLER_ELECTION)
         self.offload.connect()
+        # `p4gen push` / `shell` on OUTDIR meanwhile take the next election id: primary while they
+        # run, the manager again after (its writes in between are refused and tried again)
+        self.state["controller_election_id"] = list(CONTROLLER_ELECTION)
+        self.save()
         self.dispatch.offload = self.offload
         self.note(f"per-flow offload: a flow table of {self.offload.size} entries; "
                   f"'p4gen flows {self.outdir}' lists the flows")
@@ -359,7 +364,10 @@ class Up:
 
         m = self.offload
         if m is not None:
-            m.poll()
+            try:
+                m.poll()
+            except Exception:  # the switch went away, or a bug of ours: forwarding goes on
+                self.note(f"offload: poll failed:\n{traceback.format_exc()}")
             for _t, what, text in m.events[self._logged:]:
                 self.note(f"offload: {what} {text}")
             self._logged = len(m.events)

@@ -27,10 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import networkx as nx
+
 from p4gen.backend.names import p4_ident
 from p4gen.frontend import program as P
+from p4gen.ir.lower import stage_trees
 from p4gen.midend.flowkeys import flow_key
 from p4gen.midend.stages import Branch, PipelineTree, Seq, Stage
+from p4gen.place import HYP, NIC, Placement
 from p4gen.place.requirements import needed_capabilities
 
 FLOW_TABLE = "p4gen.flows"
@@ -195,5 +199,25 @@ def flow_layout(prog: P.Program, tree: PipelineTree, number: int, capabilities: 
     return FlowLayout(tree.pipeline.name, number, first or 0, tuple(fields), tuple(slots), handover, problem)
 
 
+def flow_layouts(prog: P.Program, g: nx.DiGraph, placement: Placement, numbers: dict[str, int]
+                  ) -> dict[str, FlowLayout]:
+    """The flow table's layout for each pipeline that starts on the NIC, when the NIC's profile
+    reserves a flow table ([offload]); none otherwise."""
+    nic = placement.problem.nic
+    if nic is None or nic.offload is None:
+        return {}
+    out = {}
+    for name, tree in stage_trees(g).items():
+        if placement.problem.pipelines[name][0] != NIC:
+            continue
+        lay = flow_layout(prog, tree, numbers[name], nic.capabilities)
+        # Worth a table only where a flow could gain: a stage the NIC could run fused, that the
+        # static split runs in the hypervisor (on a capable NIC with room, there is none).
+        if any(st.kind not in ("parse", "classify", "deparse") and st.order not in lay.handover
+               and placement.assignment.get(st.id, HYP) == HYP for st in tree.body.stages()):
+            out[name] = lay
+    return out
+
+
 __all__ = ["FLOW_TABLE", "FLOW_COUNTER", "LEARN_REGISTER", "LEARN_BUCKETS", "FlowLayout", "KeyField", "TableSlot",
-           "flow_layout", "key_fields", "fused_needs"]
+           "flow_layout", "flow_layouts", "key_fields", "fused_needs"]

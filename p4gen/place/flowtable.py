@@ -53,6 +53,7 @@ class FlowTableReport:
     key_limit: int | None
     pipelines: list[PipelinePaths]
     policy: str = ""  # when a flow goes to the table and when it leaves
+    tabled: list[str] | None = None  # pipelines the build gives the flow table (None: not known here)
 
 
 def step_needs(step: Step) -> set[str]:
@@ -120,8 +121,9 @@ def budget(pl: Placement) -> tuple[int, str]:
     return max(0, n), f"no [offload] in the profile, what the static placement leaves: {tables}; {why}"
 
 
-def report(prog: Program, pl: Placement) -> FlowTableReport | None:
-    """The report for a placement with a NIC (None without one)."""
+def report(prog: Program, pl: Placement, g=None) -> FlowTableReport | None:
+    """The report for a placement with a NIC (None without one); with the IR graph `g`, also
+    which pipelines the build gives the flow table (p4gen.place.flowlayout.flow_layouts)."""
     nic = pl.problem.nic
     if nic is None:
         return None
@@ -156,7 +158,13 @@ def report(prog: Program, pl: Placement) -> FlowTableReport | None:
                 else f"polling its counters: {nic.name} lacks 'idle_timeout'")
         policy = (f"a flow goes to the table after {nic.offload.threshold_packets} packets and leaves it after "
                   f"{nic.offload.idle_timeout_ms / 1000:g} s without one ({idle})")
-    return FlowTableReport(nic.name, entries, why, gaps, nic.resources.max_key_bits, out, policy)
+    tabled = None
+    if g is not None and nic.offload is not None:
+        from p4gen.crossing import pipeline_numbers
+        from p4gen.place.flowlayout import flow_layouts
+
+        tabled = sorted(flow_layouts(prog, g, pl, pipeline_numbers(prog)))
+    return FlowTableReport(nic.name, entries, why, gaps, nic.resources.max_key_bits, out, policy, tabled)
 
 
 def to_lines(r: FlowTableReport) -> list[str]:
@@ -165,6 +173,10 @@ def to_lines(r: FlowTableReport) -> list[str]:
     lines = [f"per-flow offload on {r.nic} (the fused flow table p4gen.flows): room for {room} ({r.why})"]
     if r.policy:
         lines.append(f"  {r.policy}")
+    if r.tabled is not None:
+        lines.append(f"  the build gives it to {', '.join(r.tabled)}" if r.tabled else
+                     "  no flow table is built: the static split already runs every stage the NIC could fuse "
+                     "(pipelines that start in the hypervisor are not offloaded)")
     if r.table_gaps:
         lines.append(f"  the flow table needs {', '.join(repr(g) for g in r.table_gaps)}, which {r.nic} lacks")
     for p in r.pipelines:
@@ -173,11 +185,8 @@ def to_lines(r: FlowTableReport) -> list[str]:
             continue
         text = (f"  {p.pipeline}: {p.paths} paths; on the NIC whole {p.whole}, up to hypervisor-only stages at "
                 f"the end {p.tail}, up to one in the middle {p.part}, not at all {p.none}")
-        text += f"; flow key {p.key_bits} bits, {p.widest_parse_path} on its widest parse path"
-        if r.key_limit is not None and p.widest_parse_path > r.key_limit:
-            text += f" (over {r.nic}'s {r.key_limit} even so)"
-        elif r.key_limit is not None and p.key_bits > r.key_limit:
-            text += f" (over {r.nic}'s {r.key_limit} as one table; within it per parse path)"
+        text += (f"; flow key {p.key_bits} bits, {p.widest_parse_path} on its widest parse path (the table keys "
+                 f"on 40 bits: the pipeline and a 32-bit hash of it; the entry holds the key)")
         if p.uncacheable:
             text += f"; no flow is specialised: {p.uncacheable}"
         lines.append(text)
@@ -189,7 +198,7 @@ def to_lines(r: FlowTableReport) -> list[str]:
 def to_json(r: FlowTableReport) -> dict:
     return {
         "nic": r.nic, "entries": r.entries, "why": r.why, "policy": r.policy, "table_gaps": r.table_gaps,
-        "key_limit": r.key_limit,
+        "key_limit": r.key_limit, "tabled": r.tabled,
         "pipelines": {p.pipeline: {"paths": p.paths, "whole": p.whole, "tail": p.tail, "part": p.part,
                                    "none": p.none, "needs": dict(p.needs), "key_bits": p.key_bits,
                                    "widest_parse_path": p.widest_parse_path,

@@ -201,15 +201,6 @@ struct metadata_t {
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
     bit<32> p4gen_drop_cause;
-    bit<32> p4gen_flow_hash;
-    bit<1> p4gen_fused;
-    bit<8> p4gen_fhit;
-    bit<32> p4gen_fslot;
-    bit<32> p4gen_learn_n;
-    bit<1069> p4gen_f2_key;  // the flow key: ethernet.$valid, ethernet.dst, ethernet.ether_type, geneve.$valid, geneve.opt_len, geneve.protocol_type, inner_ethernet.$valid, inner_ethernet.dst, inner_ethernet.ether_type, inner_ipv4.$valid, inner_ipv4.dst, inner_ipv4.frag_offset, inner_ipv4.ihl, inner_ipv4.protocol, inner_ipv4.src, inner_ipv6.$valid, inner_ipv6.dst, inner_ipv6.next_hdr, inner_ipv6.src, inner_tcp.$valid, inner_tcp.data_offset, inner_tcp.dst_port, inner_tcp.src_port, inner_udp.$valid, inner_udp.dst_port, inner_udp.src_port, ipv4.$valid, ipv4.dst, ipv4.frag_offset, ipv4.ihl, ipv4.protocol, ipv4.src, ipv6.$valid, ipv6.dst, ipv6.next_hdr, ipv6.src, meta.l4_dst, meta.l4_src, tcp.$valid, tcp.data_offset, tcp.dst_port, tcp.src_port, udp.$valid, udp.dst_port, udp.src_port, vlan[0].$valid, vlan[0].ether_type, vlan[1].$valid, vlan[1].ether_type
-    bit<1069> p4gen_f2_copy;  // the flow table entry's copy of it
-    bit<8> p4gen_f2_sel_fw_in_v4;
-    bit<8> p4gen_f2_sel_fw_in_v6;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -355,8 +346,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     counter(1, CounterType.packets_and_bytes) fw_in_fw_in_drops;
     @name(".fw_out.fw_out_drops") @id(0x122fe275)
     counter(1, CounterType.packets_and_bytes) fw_out_fw_out_drops;
-    @name(".p4gen.flow_packets") @id(0x123b0ba3)
-    counter(65536, CounterType.packets_and_bytes) p4gen_flow_packets;
     @name(".fw_in.fw_in_v4_counter") @id(0x131f7c29)
     direct_counter(CounterType.packets_and_bytes) fw_in_fw_in_v4_counter;
     @name(".fw_in.fw_in_v6_counter") @id(0x13c36376)
@@ -365,8 +354,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     direct_counter(CounterType.packets_and_bytes) fw_out_fw_out_v4_counter;
     @name(".fw_out.fw_out_v6_counter") @id(0x132fc975)
     direct_counter(CounterType.packets_and_bytes) fw_out_fw_out_v6_counter;
-    @name(".p4gen.flows_counter") @id(0x13a58d0b)
-    direct_counter(CounterType.packets_and_bytes) p4gen_flows_counter;
 
     @name(".p4gen.drop") @id(0x0163c438)
     action p4gen_drop(bit<32> reason) {
@@ -374,8 +361,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
     }
-    @name(".p4gen.learn") @id(0x16fbeef1)
-    register<bit<32>>(16384) p4gen_learn;
     @name(".fw_in.deny") @id(0x014f6afc)
     action fw_in_deny() {
         // count(fw_in.fw_in_drops, 0)
@@ -407,17 +392,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".fw_out.permit") @id(0x012374d2)
     action fw_out_permit() {
-    }
-    @name(".p4gen.flow_fw_ingress") @id(0x01afb8c4)
-    action u_p4gen_flow_fw_ingress(bit<32> slot, bit<1069> key, bit<8> sel_fw_in_v4, bit<8> sel_fw_in_v6) {
-        meta.p4gen_fhit = 2;
-        meta.p4gen_fslot = slot;
-        meta.p4gen_f2_copy = key;
-        meta.p4gen_f2_sel_fw_in_v4 = sel_fw_in_v4;
-        meta.p4gen_f2_sel_fw_in_v6 = sel_fw_in_v6;
-    }
-    @name(".p4gen.flow_miss") @id(0x01f78117)
-    action p4gen_flow_miss() {
     }
     @name(".fw_in.fw_in_v4") @id(0x02d4ed4e)
     table fw_in_fw_in_v4 {
@@ -489,21 +463,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         size = 1024;
         counters = fw_out_fw_out_v6_counter;
     }
-    @name(".p4gen.flows") @id(0x02cef226)
-    table p4gen_flows {
-        key = {
-            meta.p4gen_pipeline: exact @name("meta.p4gen_pipeline");
-            meta.p4gen_flow_hash: exact @name("meta.p4gen_flow_hash");
-        }
-        actions = {
-            u_p4gen_flow_fw_ingress;
-            p4gen_flow_miss;
-        }
-        default_action = p4gen_flow_miss();
-        size = 65536;
-        counters = p4gen_flows_counter;
-        support_timeout = true;
-    }
 
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
@@ -553,84 +512,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
-        }
-        // ---- per-flow offload: the fused flow table (p4gen.place.flowlayout)
-        meta.p4gen_fused = 0;
-        meta.p4gen_fhit = 0;
-        meta.p4gen_flow_hash = 0;
-        if (meta.p4gen_state == P4GEN_ST_RUN && (meta.p4gen_pipeline == 2)) {
-            if (meta.p4gen_pipeline == 2) {
-                // pipeline fw_ingress: its flow key, each field as the DSL reads it, concatenated
-                meta.p4gen_f2_key = (hdr.ethernet.isValid() ? 1w1 : 1w0)
-    ++ (hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0)
-    ++ (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0)
-    ++ (hdr.geneve.isValid() ? 1w1 : 1w0)
-    ++ (hdr.geneve.isValid() ? hdr.geneve.opt_len : 6w0)
-    ++ (hdr.geneve.isValid() ? hdr.geneve.protocol_type : 16w0)
-    ++ (hdr.inner_ethernet.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.dst : 48w0)
-    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.ether_type : 16w0)
-    ++ (hdr.inner_ipv4.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.dst : 32w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.frag_offset : 13w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ihl : 4w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.protocol : 8w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.src : 32w0)
-    ++ (hdr.inner_ipv6.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.dst : 128w0)
-    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.next_hdr : 8w0)
-    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.src : 128w0)
-    ++ (hdr.inner_tcp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.data_offset : 4w0)
-    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.dst_port : 16w0)
-    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.src_port : 16w0)
-    ++ (hdr.inner_udp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.dst_port : 16w0)
-    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.src_port : 16w0)
-    ++ (hdr.ipv4.isValid() ? 1w1 : 1w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.frag_offset : 13w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.ihl : 4w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.src : 32w0)
-    ++ (hdr.ipv6.isValid() ? 1w1 : 1w0)
-    ++ (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0)
-    ++ (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0)
-    ++ (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0)
-    ++ meta.l4_dst
-    ++ meta.l4_src
-    ++ (hdr.tcp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.tcp.isValid() ? hdr.tcp.data_offset : 4w0)
-    ++ (hdr.tcp.isValid() ? hdr.tcp.dst_port : 16w0)
-    ++ (hdr.tcp.isValid() ? hdr.tcp.src_port : 16w0)
-    ++ (hdr.udp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.udp.isValid() ? hdr.udp.dst_port : 16w0)
-    ++ (hdr.udp.isValid() ? hdr.udp.src_port : 16w0)
-    ++ (hdr.vlan[0].isValid() ? 1w1 : 1w0)
-    ++ (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0)
-    ++ (hdr.vlan[1].isValid() ? 1w1 : 1w0)
-    ++ (hdr.vlan[1].isValid() ? hdr.vlan[1].ether_type : 16w0);
-                hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, { meta.p4gen_pipeline, meta.p4gen_f2_key }, 32w0xffffffff);
-            }
-            p4gen_flows.apply();
-            if (meta.p4gen_fhit == 2 && meta.p4gen_pipeline == 2 && meta.p4gen_f2_key == meta.p4gen_f2_copy) {
-                meta.p4gen_fused = 1;
-            }
-            if (meta.p4gen_fused == 1) {
-                p4gen_flow_packets.count(meta.p4gen_fslot);
-            }
-            else {
-                p4gen_learn.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w16383);
-                meta.p4gen_learn_n = meta.p4gen_learn_n + 1;
-                p4gen_learn.write(meta.p4gen_flow_hash & 32w16383, meta.p4gen_learn_n);
-                if (meta.p4gen_learn_n == 8 || (meta.p4gen_learn_n > 8 && (meta.p4gen_learn_n & 32w63) == 0)) {
-                    meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_reason = P4GEN_REASON_LEARN;
-                    if (meta.p4gen_pipeline == 2) {
-                        meta.p4gen_resume = 10;
-                    }
-                }
-            }
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline fw_egress (vm_egress)
@@ -684,113 +565,44 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         if (meta.p4gen_pipeline == 2) {
             // pipeline fw_ingress (vm_ingress)
-            if (meta.p4gen_fused == 1) {
-                // a flow table hit: every lookup replaced by the flow's recorded decision
-                bool p4gen_go3 = false;
-                // stage 10: fw_in.if1 (branch) -> nic (fused)
+            bool p4gen_go3 = false;
+            // stage 10: fw_in.if1 (branch) -> nic
+            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 10) { meta.p4gen_state = P4GEN_ST_RUN; }
+            if (meta.p4gen_state == P4GEN_ST_RUN) {
+                p4gen_go3 = hdr.ipv4.isValid();
+            }
+            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                p4gen_go3 = (meta.p4gen_resume >= 11 && meta.p4gen_resume <= 11);
+            }
+            if (p4gen_go3) {
+                // stage 11: fw_in.fw_in_v4 (table) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 11) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go3 = hdr.ipv4.isValid();
-                }
-                if (p4gen_go3) {
-                    // stage 11: fw_in.fw_in_v4 (table) -> nic (fused)
-                    if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        if (meta.p4gen_f2_sel_fw_in_v4 == 1) {
-                        }
-                        else if (meta.p4gen_f2_sel_fw_in_v4 == 2) {
-                            // count(fw_in.fw_in_drops, 0)
-                            fw_in_fw_in_drops.count(32w0);
-                            // drop()
-                            mark_to_drop(standard_metadata);
-                            meta.p4gen_state = P4GEN_ST_DROP;
-                            meta.p4gen_drop_cause = 32w11;  // drop() in fw_in.deny
-                        }
-                        else {
-                            // count(fw_in.fw_in_drops, 0)
-                            fw_in_fw_in_drops.count(32w0);
-                            // drop()
-                            mark_to_drop(standard_metadata);
-                            meta.p4gen_state = P4GEN_ST_DROP;
-                            meta.p4gen_drop_cause = 32w11;  // drop() in fw_in.deny
-                        }
-                    }
-                }
-                else {
-                    bool p4gen_go4 = false;
-                    // stage 12: fw_in.if2 (branch) -> nic (fused)
-                    if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        p4gen_go4 = hdr.ipv6.isValid();
-                    }
-                    if (p4gen_go4) {
-                        // stage 13: fw_in.fw_in_v6 (table) -> nic (fused)
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            if (meta.p4gen_f2_sel_fw_in_v6 == 1) {
-                            }
-                            else if (meta.p4gen_f2_sel_fw_in_v6 == 2) {
-                                // count(fw_in.fw_in_drops, 0)
-                                fw_in_fw_in_drops.count(32w0);
-                                // drop()
-                                mark_to_drop(standard_metadata);
-                                meta.p4gen_state = P4GEN_ST_DROP;
-                                meta.p4gen_drop_cause = 32w11;  // drop() in fw_in.deny
-                            }
-                            else {
-                                // count(fw_in.fw_in_drops, 0)
-                                fw_in_fw_in_drops.count(32w0);
-                                // drop()
-                                mark_to_drop(standard_metadata);
-                                meta.p4gen_state = P4GEN_ST_DROP;
-                                meta.p4gen_drop_cause = 32w11;  // drop() in fw_in.deny
-                            }
-                        }
-                    }
-                    else {
-                        // stage 14: fw_in.block3 (action) -> nic (fused)
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            fw_in_deny();
-                        }
-                    }
+                    fw_in_fw_in_v4.apply();
                 }
             }
-            else {
-                bool p4gen_go5 = false;
-                // stage 10: fw_in.if1 (branch) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 10) { meta.p4gen_state = P4GEN_ST_RUN; }
+            else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
+                bool p4gen_go4 = false;
+                // stage 12: fw_in.if2 (branch) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 12) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go5 = hdr.ipv4.isValid();
+                    p4gen_go4 = hdr.ipv6.isValid();
                 }
                 else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go5 = (meta.p4gen_resume >= 11 && meta.p4gen_resume <= 11);
+                    p4gen_go4 = (meta.p4gen_resume >= 13 && meta.p4gen_resume <= 13);
                 }
-                if (p4gen_go5) {
-                    // stage 11: fw_in.fw_in_v4 (table) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 11) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (p4gen_go4) {
+                    // stage 13: fw_in.fw_in_v6 (table) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 13) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        fw_in_fw_in_v4.apply();
+                        fw_in_fw_in_v6.apply();
                     }
                 }
                 else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                    bool p4gen_go6 = false;
-                    // stage 12: fw_in.if2 (branch) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 12) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    // stage 14: fw_in.block3 (action) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        p4gen_go6 = hdr.ipv6.isValid();
-                    }
-                    else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                        p4gen_go6 = (meta.p4gen_resume >= 13 && meta.p4gen_resume <= 13);
-                    }
-                    if (p4gen_go6) {
-                        // stage 13: fw_in.fw_in_v6 (table) -> nic
-                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 13) { meta.p4gen_state = P4GEN_ST_RUN; }
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            fw_in_fw_in_v6.apply();
-                        }
-                    }
-                    else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                        // stage 14: fw_in.block3 (action) -> nic
-                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            fw_in_deny();
-                        }
+                        fw_in_deny();
                     }
                 }
             }
@@ -822,7 +634,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.egress_port = 0;
             hdr.p4gen.flags = 0;
             hdr.p4gen.reserved = 0;
-            hdr.p4gen.flow_hash = meta.p4gen_flow_hash;
+            hdr.p4gen.flow_hash = 0;
             if (meta.p4gen_forwarded == 1) {
                 hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;
                 hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;

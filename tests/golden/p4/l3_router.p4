@@ -201,19 +201,6 @@ struct metadata_t {
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
     bit<32> p4gen_drop_cause;
-    bit<32> p4gen_flow_hash;
-    bit<1> p4gen_fused;
-    bit<8> p4gen_fhit;
-    bit<32> p4gen_fslot;
-    bit<32> p4gen_learn_n;
-    bit<653> p4gen_f2_key;  // the flow key: ethernet.$valid, ethernet.ether_type, geneve.$valid, geneve.opt_len, geneve.protocol_type, inner_ethernet.$valid, inner_ethernet.ether_type, inner_ipv4.$valid, inner_ipv4.dst, inner_ipv4.frag_offset, inner_ipv4.ihl, inner_ipv4.protocol, inner_ipv4.ttl, inner_ipv6.$valid, inner_ipv6.dst, inner_ipv6.hop_limit, inner_ipv6.next_hdr, inner_tcp.$valid, inner_tcp.data_offset, inner_tcp.dst_port, inner_tcp.src_port, inner_udp.$valid, inner_udp.dst_port, inner_udp.src_port, ipv4.$valid, ipv4.dst, ipv4.frag_offset, ipv4.ihl, ipv4.protocol, ipv4.ttl, ipv6.$valid, ipv6.dst, ipv6.hop_limit, ipv6.next_hdr, tcp.$valid, tcp.data_offset, tcp.dst_port, tcp.src_port, udp.$valid, udp.dst_port, udp.src_port, vlan[0].$valid, vlan[0].ether_type, vlan[1].$valid, vlan[1].ether_type
-    bit<653> p4gen_f2_copy;  // the flow table entry's copy of it
-    bit<8> p4gen_f2_sel_local_v4;
-    bit<48> p4gen_f2_local_v4__to_vm__vm_mac;
-    bit<9> p4gen_f2_local_v4__to_vm__port;
-    bit<8> p4gen_f2_sel_local_v6;
-    bit<48> p4gen_f2_local_v6__to_vm__vm_mac;
-    bit<9> p4gen_f2_local_v6__to_vm__port;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -359,14 +346,10 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     counter(1, CounterType.packets_and_bytes) deliver_not_local;
     @name(".router.no_route") @id(0x126280f5)
     counter(1, CounterType.packets_and_bytes) router_no_route;
-    @name(".p4gen.flow_packets") @id(0x123b0ba3)
-    counter(65536, CounterType.packets_and_bytes) p4gen_flow_packets;
     @name(".router.routes_v4_counter") @id(0x134c32e5)
     direct_counter(CounterType.packets_and_bytes) router_routes_v4_counter;
     @name(".router.routes_v6_counter") @id(0x13f0ecc0)
     direct_counter(CounterType.packets_and_bytes) router_routes_v6_counter;
-    @name(".p4gen.flows_counter") @id(0x13a58d0b)
-    direct_counter(CounterType.packets_and_bytes) p4gen_flows_counter;
 
     @name(".p4gen.drop") @id(0x0163c438)
     action p4gen_drop(bit<32> reason) {
@@ -374,8 +357,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
     }
-    @name(".p4gen.learn") @id(0x16fbeef1)
-    register<bit<32>>(16384) p4gen_learn;
     @name(".deliver.not_mine") @id(0x013d833e)
     action deliver_not_mine() {
         // count(deliver.not_local, 0)
@@ -395,21 +376,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // forward(port)
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
-    }
-    @name(".p4gen.flow_miss") @id(0x01f78117)
-    action p4gen_flow_miss() {
-    }
-    @name(".p4gen.flow_routed_in") @id(0x019ab62a)
-    action u_p4gen_flow_routed_in(bit<32> slot, bit<653> key, bit<8> sel_local_v4, bit<48> local_v4__to_vm__vm_mac, bit<9> local_v4__to_vm__port, bit<8> sel_local_v6, bit<48> local_v6__to_vm__vm_mac, bit<9> local_v6__to_vm__port) {
-        meta.p4gen_fhit = 2;
-        meta.p4gen_fslot = slot;
-        meta.p4gen_f2_copy = key;
-        meta.p4gen_f2_sel_local_v4 = sel_local_v4;
-        meta.p4gen_f2_local_v4__to_vm__vm_mac = local_v4__to_vm__vm_mac;
-        meta.p4gen_f2_local_v4__to_vm__port = local_v4__to_vm__port;
-        meta.p4gen_f2_sel_local_v6 = sel_local_v6;
-        meta.p4gen_f2_local_v6__to_vm__vm_mac = local_v6__to_vm__vm_mac;
-        meta.p4gen_f2_local_v6__to_vm__port = local_v6__to_vm__port;
     }
     @name(".router.blackhole") @id(0x01f3bf7d)
     action router_blackhole() {
@@ -491,21 +457,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         size = 8192;
         counters = router_routes_v6_counter;
     }
-    @name(".p4gen.flows") @id(0x02cef226)
-    table p4gen_flows {
-        key = {
-            meta.p4gen_pipeline: exact @name("meta.p4gen_pipeline");
-            meta.p4gen_flow_hash: exact @name("meta.p4gen_flow_hash");
-        }
-        actions = {
-            u_p4gen_flow_routed_in;
-            p4gen_flow_miss;
-        }
-        default_action = p4gen_flow_miss();
-        size = 65536;
-        counters = p4gen_flows_counter;
-        support_timeout = true;
-    }
 
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
@@ -555,80 +506,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
-        }
-        // ---- per-flow offload: the fused flow table (p4gen.place.flowlayout)
-        meta.p4gen_fused = 0;
-        meta.p4gen_fhit = 0;
-        meta.p4gen_flow_hash = 0;
-        if (meta.p4gen_state == P4GEN_ST_RUN && (meta.p4gen_pipeline == 2)) {
-            if (meta.p4gen_pipeline == 2) {
-                // pipeline routed_in: its flow key, each field as the DSL reads it, concatenated
-                meta.p4gen_f2_key = (hdr.ethernet.isValid() ? 1w1 : 1w0)
-    ++ (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0)
-    ++ (hdr.geneve.isValid() ? 1w1 : 1w0)
-    ++ (hdr.geneve.isValid() ? hdr.geneve.opt_len : 6w0)
-    ++ (hdr.geneve.isValid() ? hdr.geneve.protocol_type : 16w0)
-    ++ (hdr.inner_ethernet.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.ether_type : 16w0)
-    ++ (hdr.inner_ipv4.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.dst : 32w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.frag_offset : 13w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ihl : 4w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.protocol : 8w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ttl : 8w0)
-    ++ (hdr.inner_ipv6.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.dst : 128w0)
-    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.hop_limit : 8w0)
-    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.next_hdr : 8w0)
-    ++ (hdr.inner_tcp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.data_offset : 4w0)
-    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.dst_port : 16w0)
-    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.src_port : 16w0)
-    ++ (hdr.inner_udp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.dst_port : 16w0)
-    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.src_port : 16w0)
-    ++ (hdr.ipv4.isValid() ? 1w1 : 1w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.frag_offset : 13w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.ihl : 4w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0)
-    ++ (hdr.ipv6.isValid() ? 1w1 : 1w0)
-    ++ (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0)
-    ++ (hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0)
-    ++ (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0)
-    ++ (hdr.tcp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.tcp.isValid() ? hdr.tcp.data_offset : 4w0)
-    ++ (hdr.tcp.isValid() ? hdr.tcp.dst_port : 16w0)
-    ++ (hdr.tcp.isValid() ? hdr.tcp.src_port : 16w0)
-    ++ (hdr.udp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.udp.isValid() ? hdr.udp.dst_port : 16w0)
-    ++ (hdr.udp.isValid() ? hdr.udp.src_port : 16w0)
-    ++ (hdr.vlan[0].isValid() ? 1w1 : 1w0)
-    ++ (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0)
-    ++ (hdr.vlan[1].isValid() ? 1w1 : 1w0)
-    ++ (hdr.vlan[1].isValid() ? hdr.vlan[1].ether_type : 16w0);
-                hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, { meta.p4gen_pipeline, meta.p4gen_f2_key }, 32w0xffffffff);
-            }
-            p4gen_flows.apply();
-            if (meta.p4gen_fhit == 2 && meta.p4gen_pipeline == 2 && meta.p4gen_f2_key == meta.p4gen_f2_copy) {
-                meta.p4gen_fused = 1;
-            }
-            if (meta.p4gen_fused == 1) {
-                p4gen_flow_packets.count(meta.p4gen_fslot);
-            }
-            else {
-                p4gen_learn.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w16383);
-                meta.p4gen_learn_n = meta.p4gen_learn_n + 1;
-                p4gen_learn.write(meta.p4gen_flow_hash & 32w16383, meta.p4gen_learn_n);
-                if (meta.p4gen_learn_n == 8 || (meta.p4gen_learn_n > 8 && (meta.p4gen_learn_n & 32w63) == 0)) {
-                    meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_reason = P4GEN_REASON_LEARN;
-                    if (meta.p4gen_pipeline == 2) {
-                        meta.p4gen_resume = 14;
-                    }
-                }
-            }
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline routed_out (vm_egress)
@@ -724,129 +601,44 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         if (meta.p4gen_pipeline == 2) {
             // pipeline routed_in (vm_ingress)
-            if (meta.p4gen_fused == 1) {
-                // a flow table hit: every lookup replaced by the flow's recorded decision
-                bool p4gen_go5 = false;
-                // stage 14: deliver.if1 (branch) -> nic (fused)
+            bool p4gen_go5 = false;
+            // stage 14: deliver.if1 (branch) -> nic
+            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
+            if (meta.p4gen_state == P4GEN_ST_RUN) {
+                p4gen_go5 = hdr.ipv4.isValid();
+            }
+            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                p4gen_go5 = (meta.p4gen_resume >= 15 && meta.p4gen_resume <= 15);
+            }
+            if (p4gen_go5) {
+                // stage 15: deliver.local_v4 (table) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 15) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go5 = hdr.ipv4.isValid();
-                }
-                if (p4gen_go5) {
-                    // stage 15: deliver.local_v4 (table) -> nic (fused)
-                    if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        if (meta.p4gen_f2_sel_local_v4 == 1) {
-                            hdr.ethernet.src = GATEWAY_MAC;
-                            hdr.ethernet.dst = meta.p4gen_f2_local_v4__to_vm__vm_mac;
-                            // dec_ttl()
-                            hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
-                            hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
-                            // forward(port)
-                            standard_metadata.egress_spec = meta.p4gen_f2_local_v4__to_vm__port;
-                            meta.p4gen_forwarded = 1;
-                        }
-                        else if (meta.p4gen_f2_sel_local_v4 == 2) {
-                            // count(deliver.not_local, 0)
-                            deliver_not_local.count(32w0);
-                            // drop()
-                            mark_to_drop(standard_metadata);
-                            meta.p4gen_state = P4GEN_ST_DROP;
-                            meta.p4gen_drop_cause = 32w11;  // drop() in deliver.not_mine
-                        }
-                        else {
-                            // count(deliver.not_local, 0)
-                            deliver_not_local.count(32w0);
-                            // drop()
-                            mark_to_drop(standard_metadata);
-                            meta.p4gen_state = P4GEN_ST_DROP;
-                            meta.p4gen_drop_cause = 32w11;  // drop() in deliver.not_mine
-                        }
-                    }
-                }
-                else {
-                    bool p4gen_go6 = false;
-                    // stage 16: deliver.if2 (branch) -> nic (fused)
-                    if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        p4gen_go6 = hdr.ipv6.isValid();
-                    }
-                    if (p4gen_go6) {
-                        // stage 17: deliver.local_v6 (table) -> nic (fused)
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            if (meta.p4gen_f2_sel_local_v6 == 1) {
-                                hdr.ethernet.src = GATEWAY_MAC;
-                                hdr.ethernet.dst = meta.p4gen_f2_local_v6__to_vm__vm_mac;
-                                // dec_ttl()
-                                hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
-                                hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
-                                // forward(port)
-                                standard_metadata.egress_spec = meta.p4gen_f2_local_v6__to_vm__port;
-                                meta.p4gen_forwarded = 1;
-                            }
-                            else if (meta.p4gen_f2_sel_local_v6 == 2) {
-                                // count(deliver.not_local, 0)
-                                deliver_not_local.count(32w0);
-                                // drop()
-                                mark_to_drop(standard_metadata);
-                                meta.p4gen_state = P4GEN_ST_DROP;
-                                meta.p4gen_drop_cause = 32w11;  // drop() in deliver.not_mine
-                            }
-                            else {
-                                // count(deliver.not_local, 0)
-                                deliver_not_local.count(32w0);
-                                // drop()
-                                mark_to_drop(standard_metadata);
-                                meta.p4gen_state = P4GEN_ST_DROP;
-                                meta.p4gen_drop_cause = 32w11;  // drop() in deliver.not_mine
-                            }
-                        }
-                    }
-                    else {
-                        // stage 18: deliver.block3 (action) -> nic (fused)
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            deliver_not_mine();
-                        }
-                    }
+                    deliver_local_v4.apply();
                 }
             }
-            else {
-                bool p4gen_go7 = false;
-                // stage 14: deliver.if1 (branch) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
+            else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
+                bool p4gen_go6 = false;
+                // stage 16: deliver.if2 (branch) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 16) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go7 = hdr.ipv4.isValid();
+                    p4gen_go6 = hdr.ipv6.isValid();
                 }
                 else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go7 = (meta.p4gen_resume >= 15 && meta.p4gen_resume <= 15);
+                    p4gen_go6 = (meta.p4gen_resume >= 17 && meta.p4gen_resume <= 17);
                 }
-                if (p4gen_go7) {
-                    // stage 15: deliver.local_v4 (table) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 15) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (p4gen_go6) {
+                    // stage 17: deliver.local_v6 (table) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 17) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        deliver_local_v4.apply();
+                        deliver_local_v6.apply();
                     }
                 }
                 else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                    bool p4gen_go8 = false;
-                    // stage 16: deliver.if2 (branch) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 16) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    // stage 18: deliver.block3 (action) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 18) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        p4gen_go8 = hdr.ipv6.isValid();
-                    }
-                    else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                        p4gen_go8 = (meta.p4gen_resume >= 17 && meta.p4gen_resume <= 17);
-                    }
-                    if (p4gen_go8) {
-                        // stage 17: deliver.local_v6 (table) -> nic
-                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 17) { meta.p4gen_state = P4GEN_ST_RUN; }
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            deliver_local_v6.apply();
-                        }
-                    }
-                    else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                        // stage 18: deliver.block3 (action) -> nic
-                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 18) { meta.p4gen_state = P4GEN_ST_RUN; }
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            deliver_not_mine();
-                        }
+                        deliver_not_mine();
                     }
                 }
             }
@@ -878,7 +670,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.egress_port = 0;
             hdr.p4gen.flags = 0;
             hdr.p4gen.reserved = 0;
-            hdr.p4gen.flow_hash = meta.p4gen_flow_hash;
+            hdr.p4gen.flow_hash = 0;
             if (meta.p4gen_forwarded == 1) {
                 hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;
                 hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;

@@ -200,19 +200,6 @@ struct metadata_t {
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
     bit<32> p4gen_drop_cause;
-    bit<32> p4gen_flow_hash;
-    bit<1> p4gen_fused;
-    bit<8> p4gen_fhit;
-    bit<32> p4gen_fslot;
-    bit<32> p4gen_learn_n;
-    bit<726> p4gen_f2_key;  // the flow key: ethernet.$valid, ethernet.ether_type, geneve.$valid, geneve.opt_len, geneve.protocol_type, inner_ethernet.$valid, inner_ethernet.ether_type, inner_ipv4.$valid, inner_ipv4.dst, inner_ipv4.frag_offset, inner_ipv4.ihl, inner_ipv4.protocol, inner_ipv4.src, inner_ipv6.$valid, inner_ipv6.next_hdr, inner_ipv6.src, inner_tcp.$valid, inner_tcp.data_offset, inner_tcp.dst_port, inner_tcp.src_port, inner_udp.$valid, inner_udp.dst_port, inner_udp.src_port, ipv4.$valid, ipv4.dst, ipv4.frag_offset, ipv4.ihl, ipv4.protocol, ipv4.src, ipv6.$valid, ipv6.next_hdr, ipv6.src, meta.l4_src, tcp.$valid, tcp.data_offset, tcp.dst_port, tcp.src_port, udp.$valid, udp.dst_port, udp.src_port, vlan[0].$valid, vlan[0].ether_type, vlan[1].$valid, vlan[1].ether_type, vxlan.$valid, vxlan.vni
-    bit<726> p4gen_f2_copy;  // the flow table entry's copy of it
-    bit<8> p4gen_f2_sel_tunnels;
-    bit<8> p4gen_f2_sel_dnat_v4;
-    bit<32> p4gen_f2_dnat_v4__dnat_rewrite__private_ip;
-    bit<48> p4gen_f2_dnat_v4__dnat_rewrite__vm_mac;
-    bit<8> p4gen_f2_sel_acl_in_v4;
-    bit<8> p4gen_f2_sel_acl_in_v6;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -362,8 +349,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     counter(1, CounterType.packets_and_bytes) flow_counters_unknown_flows;
     @name(".overlay_decap.bad_tunnel") @id(0x1251f639)
     counter(1, CounterType.packets_and_bytes) overlay_decap_bad_tunnel;
-    @name(".p4gen.flow_packets") @id(0x123b0ba3)
-    counter(65536, CounterType.packets_and_bytes) p4gen_flow_packets;
     @name(".acl_in.acl_in_v4_counter") @id(0x131eb27a)
     direct_counter(CounterType.packets_and_bytes) acl_in_acl_in_v4_counter;
     @name(".acl_in.acl_in_v6_counter") @id(0x13d82bf2)
@@ -376,8 +361,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     direct_counter(CounterType.packets_and_bytes) flow_counters_flows_v4_counter;
     @name(".flow_counters.flows_v6_counter") @id(0x13189b2a)
     direct_counter(CounterType.packets_and_bytes) flow_counters_flows_v6_counter;
-    @name(".p4gen.flows_counter") @id(0x13a58d0b)
-    direct_counter(CounterType.packets_and_bytes) p4gen_flows_counter;
 
     @name(".p4gen.drop") @id(0x0163c438)
     action p4gen_drop(bit<32> reason) {
@@ -385,8 +368,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
     }
-    @name(".p4gen.learn") @id(0x16fbeef1)
-    register<bit<32>>(16384) p4gen_learn;
     @name(".acl_in.allow") @id(0x0113640f)
     action acl_in_allow() {
     }
@@ -529,21 +510,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     }
     @name(".overlay_encap.to_underlay") @id(0x01cc5200)
     action overlay_encap_to_underlay() {
-    }
-    @name(".p4gen.flow_miss") @id(0x01f78117)
-    action p4gen_flow_miss() {
-    }
-    @name(".p4gen.flow_vm_ingress") @id(0x01bb2acf)
-    action u_p4gen_flow_vm_ingress(bit<32> slot, bit<726> key, bit<8> sel_tunnels, bit<8> sel_dnat_v4, bit<32> dnat_v4__dnat_rewrite__private_ip, bit<48> dnat_v4__dnat_rewrite__vm_mac, bit<8> sel_acl_in_v4, bit<8> sel_acl_in_v6) {
-        meta.p4gen_fhit = 2;
-        meta.p4gen_fslot = slot;
-        meta.p4gen_f2_copy = key;
-        meta.p4gen_f2_sel_tunnels = sel_tunnels;
-        meta.p4gen_f2_sel_dnat_v4 = sel_dnat_v4;
-        meta.p4gen_f2_dnat_v4__dnat_rewrite__private_ip = dnat_v4__dnat_rewrite__private_ip;
-        meta.p4gen_f2_dnat_v4__dnat_rewrite__vm_mac = dnat_v4__dnat_rewrite__vm_mac;
-        meta.p4gen_f2_sel_acl_in_v4 = sel_acl_in_v4;
-        meta.p4gen_f2_sel_acl_in_v6 = sel_acl_in_v6;
     }
     @name(".snat.no_snat") @id(0x01e95aac)
     action snat_no_snat() {
@@ -715,21 +681,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         default_action = overlay_decap_reject_tunnel();
         size = 64;
     }
-    @name(".p4gen.flows") @id(0x02cef226)
-    table p4gen_flows {
-        key = {
-            meta.p4gen_pipeline: exact @name("meta.p4gen_pipeline");
-            meta.p4gen_flow_hash: exact @name("meta.p4gen_flow_hash");
-        }
-        actions = {
-            u_p4gen_flow_vm_ingress;
-            p4gen_flow_miss;
-        }
-        default_action = p4gen_flow_miss();
-        size = 65536;
-        counters = p4gen_flows_counter;
-        support_timeout = true;
-    }
 
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
@@ -779,81 +730,6 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
-        }
-        // ---- per-flow offload: the fused flow table (p4gen.place.flowlayout)
-        meta.p4gen_fused = 0;
-        meta.p4gen_fhit = 0;
-        meta.p4gen_flow_hash = 0;
-        if (meta.p4gen_state == P4GEN_ST_RUN && (meta.p4gen_pipeline == 2)) {
-            if (meta.p4gen_pipeline == 2) {
-                // pipeline vm_ingress: its flow key, each field as the DSL reads it, concatenated
-                meta.p4gen_f2_key = (hdr.ethernet.isValid() ? 1w1 : 1w0)
-    ++ (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0)
-    ++ (hdr.geneve.isValid() ? 1w1 : 1w0)
-    ++ (hdr.geneve.isValid() ? hdr.geneve.opt_len : 6w0)
-    ++ (hdr.geneve.isValid() ? hdr.geneve.protocol_type : 16w0)
-    ++ (hdr.inner_ethernet.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.ether_type : 16w0)
-    ++ (hdr.inner_ipv4.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.dst : 32w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.frag_offset : 13w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ihl : 4w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.protocol : 8w0)
-    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.src : 32w0)
-    ++ (hdr.inner_ipv6.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.next_hdr : 8w0)
-    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.src : 128w0)
-    ++ (hdr.inner_tcp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.data_offset : 4w0)
-    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.dst_port : 16w0)
-    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.src_port : 16w0)
-    ++ (hdr.inner_udp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.dst_port : 16w0)
-    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.src_port : 16w0)
-    ++ (hdr.ipv4.isValid() ? 1w1 : 1w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.frag_offset : 13w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.ihl : 4w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0)
-    ++ (hdr.ipv4.isValid() ? hdr.ipv4.src : 32w0)
-    ++ (hdr.ipv6.isValid() ? 1w1 : 1w0)
-    ++ (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0)
-    ++ (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0)
-    ++ meta.l4_src
-    ++ (hdr.tcp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.tcp.isValid() ? hdr.tcp.data_offset : 4w0)
-    ++ (hdr.tcp.isValid() ? hdr.tcp.dst_port : 16w0)
-    ++ (hdr.tcp.isValid() ? hdr.tcp.src_port : 16w0)
-    ++ (hdr.udp.isValid() ? 1w1 : 1w0)
-    ++ (hdr.udp.isValid() ? hdr.udp.dst_port : 16w0)
-    ++ (hdr.udp.isValid() ? hdr.udp.src_port : 16w0)
-    ++ (hdr.vlan[0].isValid() ? 1w1 : 1w0)
-    ++ (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0)
-    ++ (hdr.vlan[1].isValid() ? 1w1 : 1w0)
-    ++ (hdr.vlan[1].isValid() ? hdr.vlan[1].ether_type : 16w0)
-    ++ (hdr.vxlan.isValid() ? 1w1 : 1w0)
-    ++ (hdr.vxlan.isValid() ? hdr.vxlan.vni : 24w0);
-                hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, { meta.p4gen_pipeline, meta.p4gen_f2_key }, 32w0xffffffff);
-            }
-            p4gen_flows.apply();
-            if (meta.p4gen_fhit == 2 && meta.p4gen_pipeline == 2 && meta.p4gen_f2_key == meta.p4gen_f2_copy) {
-                meta.p4gen_fused = 1;
-            }
-            if (meta.p4gen_fused == 1) {
-                p4gen_flow_packets.count(meta.p4gen_fslot);
-            }
-            else {
-                p4gen_learn.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w16383);
-                meta.p4gen_learn_n = meta.p4gen_learn_n + 1;
-                p4gen_learn.write(meta.p4gen_flow_hash & 32w16383, meta.p4gen_learn_n);
-                if (meta.p4gen_learn_n == 8 || (meta.p4gen_learn_n > 8 && (meta.p4gen_learn_n & 32w63) == 0)) {
-                    meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_reason = P4GEN_REASON_LEARN;
-                    if (meta.p4gen_pipeline == 2) {
-                        meta.p4gen_resume = 21;
-                    }
-                }
-            }
         }
         if (meta.p4gen_pipeline == 1) {
             // pipeline vm_egress (vm_egress)
@@ -998,229 +874,85 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         if (meta.p4gen_pipeline == 2) {
             // pipeline vm_ingress (vm_ingress)
-            if (meta.p4gen_fused == 1) {
-                // a flow table hit: every lookup replaced by the flow's recorded decision
-                bool p4gen_go8 = false;
-                // stage 21: overlay_decap.if1 (branch) -> nic (fused)
+            bool p4gen_go8 = false;
+            // stage 21: overlay_decap.if1 (branch) -> nic
+            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 21) { meta.p4gen_state = P4GEN_ST_RUN; }
+            if (meta.p4gen_state == P4GEN_ST_RUN) {
+                p4gen_go8 = hdr.vxlan.isValid();
+            }
+            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                p4gen_go8 = (meta.p4gen_resume >= 22 && meta.p4gen_resume <= 22);
+            }
+            if (p4gen_go8) {
+                // stage 22: overlay_decap.tunnels (table) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 22) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go8 = hdr.vxlan.isValid();
-                }
-                if (p4gen_go8) {
-                    // stage 22: overlay_decap.tunnels (table) -> nic (fused)
-                    if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        if (meta.p4gen_f2_sel_tunnels == 1) {
-                            // vxlan_decap()
-                            meta.p4gen_drop_cause = (!(hdr.vxlan.isValid())) ? 32w7 : meta.p4gen_drop_cause;  // no_tunnel
-                            meta.p4gen_state = (!(hdr.vxlan.isValid())) ? P4GEN_ST_DROP : meta.p4gen_state;
-                            hdr.ethernet = hdr.inner_ethernet;
-                            hdr.inner_ethernet.setInvalid();
-                            hdr.ipv4 = hdr.inner_ipv4;
-                            hdr.inner_ipv4.setInvalid();
-                            hdr.ipv4_opt = hdr.inner_ipv4_opt;
-                            hdr.inner_ipv4_opt.setInvalid();
-                            hdr.ipv6 = hdr.inner_ipv6;
-                            hdr.inner_ipv6.setInvalid();
-                            hdr.tcp = hdr.inner_tcp;
-                            hdr.inner_tcp.setInvalid();
-                            hdr.tcp_opt = hdr.inner_tcp_opt;
-                            hdr.inner_tcp_opt.setInvalid();
-                            hdr.udp = hdr.inner_udp;
-                            hdr.inner_udp.setInvalid();
-                            hdr.icmp = hdr.inner_icmp;
-                            hdr.inner_icmp.setInvalid();
-                            hdr.vxlan.setInvalid();
-                            hdr.vlan[0].setInvalid();  // the outer frame's 802.1Q tags go with it
-                            hdr.vlan[1].setInvalid();  // the outer frame's 802.1Q tags go with it
-                        }
-                        else if (meta.p4gen_f2_sel_tunnels == 2) {
-                            // count(overlay_decap.bad_tunnel, 0)
-                            overlay_decap_bad_tunnel.count(32w0);
-                            // drop()
-                            mark_to_drop(standard_metadata);
-                            meta.p4gen_state = P4GEN_ST_DROP;
-                            meta.p4gen_drop_cause = 32w11;  // drop() in overlay_decap.reject_tunnel
-                        }
-                        else {
-                            // count(overlay_decap.bad_tunnel, 0)
-                            overlay_decap_bad_tunnel.count(32w0);
-                            // drop()
-                            mark_to_drop(standard_metadata);
-                            meta.p4gen_state = P4GEN_ST_DROP;
-                            meta.p4gen_drop_cause = 32w11;  // drop() in overlay_decap.reject_tunnel
-                        }
-                    }
-                }
-                bool p4gen_go9 = false;
-                // stage 23: dnat.if1 (branch) -> nic (fused)
-                if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go9 = hdr.ipv4.isValid();
-                }
-                if (p4gen_go9) {
-                    // stage 24: dnat.dnat_v4 (table) -> nic (fused)
-                    if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        if (meta.p4gen_f2_sel_dnat_v4 == 1) {
-                            hdr.ipv4.dst = meta.p4gen_f2_dnat_v4__dnat_rewrite__private_ip;
-                            meta.p4gen_l4_dirty = hdr.ipv4.isValid() ? 1w1 : meta.p4gen_l4_dirty;
-                            hdr.ethernet.dst = meta.p4gen_f2_dnat_v4__dnat_rewrite__vm_mac;
-                        }
-                        else if (meta.p4gen_f2_sel_dnat_v4 == 2) {
-                        }
-                        else {
-                        }
-                    }
-                }
-                bool p4gen_go10 = false;
-                // stage 25: acl_in.if1 (branch) -> nic (fused)
-                if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go10 = hdr.ipv4.isValid();
-                }
-                if (p4gen_go10) {
-                    // stage 26: acl_in.acl_in_v4 (table) -> nic (fused)
-                    if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        if (meta.p4gen_f2_sel_acl_in_v4 == 1) {
-                        }
-                        else if (meta.p4gen_f2_sel_acl_in_v4 == 2) {
-                            // count(acl_in.acl_in_drops, 0)
-                            acl_in_acl_in_drops.count(32w0);
-                            // drop()
-                            mark_to_drop(standard_metadata);
-                            meta.p4gen_state = P4GEN_ST_DROP;
-                            meta.p4gen_drop_cause = 32w12;  // drop() in acl_in.deny
-                        }
-                        else {
-                            // count(acl_in.acl_in_drops, 0)
-                            acl_in_acl_in_drops.count(32w0);
-                            // drop()
-                            mark_to_drop(standard_metadata);
-                            meta.p4gen_state = P4GEN_ST_DROP;
-                            meta.p4gen_drop_cause = 32w12;  // drop() in acl_in.deny
-                        }
-                    }
-                }
-                else {
-                    bool p4gen_go11 = false;
-                    // stage 27: acl_in.if2 (branch) -> nic (fused)
-                    if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        p4gen_go11 = hdr.ipv6.isValid();
-                    }
-                    if (p4gen_go11) {
-                        // stage 28: acl_in.acl_in_v6 (table) -> nic (fused)
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            if (meta.p4gen_f2_sel_acl_in_v6 == 1) {
-                            }
-                            else if (meta.p4gen_f2_sel_acl_in_v6 == 2) {
-                                // count(acl_in.acl_in_drops, 0)
-                                acl_in_acl_in_drops.count(32w0);
-                                // drop()
-                                mark_to_drop(standard_metadata);
-                                meta.p4gen_state = P4GEN_ST_DROP;
-                                meta.p4gen_drop_cause = 32w12;  // drop() in acl_in.deny
-                            }
-                            else {
-                                // count(acl_in.acl_in_drops, 0)
-                                acl_in_acl_in_drops.count(32w0);
-                                // drop()
-                                mark_to_drop(standard_metadata);
-                                meta.p4gen_state = P4GEN_ST_DROP;
-                                meta.p4gen_drop_cause = 32w12;  // drop() in acl_in.deny
-                            }
-                        }
-                    }
-                    else {
-                        // stage 29: acl_in.block3 (action) -> nic (fused)
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            acl_in_deny();
-                        }
-                    }
-                }
-                // stage 30: gro (coalesce) -> hypervisor: a fused action lacks 'coalesce'
-                if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_resume = 30;
-                    meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                    overlay_decap_tunnels.apply();
                 }
             }
-            else {
-                bool p4gen_go12 = false;
-                // stage 21: overlay_decap.if1 (branch) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 21) { meta.p4gen_state = P4GEN_ST_RUN; }
+            bool p4gen_go9 = false;
+            // stage 23: dnat.if1 (branch) -> nic
+            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 23) { meta.p4gen_state = P4GEN_ST_RUN; }
+            if (meta.p4gen_state == P4GEN_ST_RUN) {
+                p4gen_go9 = hdr.ipv4.isValid();
+            }
+            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                p4gen_go9 = (meta.p4gen_resume >= 24 && meta.p4gen_resume <= 24);
+            }
+            if (p4gen_go9) {
+                // stage 24: dnat.dnat_v4 (table) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 24) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go12 = hdr.vxlan.isValid();
+                    dnat_dnat_v4.apply();
+                }
+            }
+            bool p4gen_go10 = false;
+            // stage 25: acl_in.if1 (branch) -> nic
+            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 25) { meta.p4gen_state = P4GEN_ST_RUN; }
+            if (meta.p4gen_state == P4GEN_ST_RUN) {
+                p4gen_go10 = hdr.ipv4.isValid();
+            }
+            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                p4gen_go10 = (meta.p4gen_resume >= 26 && meta.p4gen_resume <= 26);
+            }
+            if (p4gen_go10) {
+                // stage 26: acl_in.acl_in_v4 (table) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 26) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (meta.p4gen_state == P4GEN_ST_RUN) {
+                    acl_in_acl_in_v4.apply();
+                }
+            }
+            else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
+                bool p4gen_go11 = false;
+                // stage 27: acl_in.if2 (branch) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 27) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (meta.p4gen_state == P4GEN_ST_RUN) {
+                    p4gen_go11 = hdr.ipv6.isValid();
                 }
                 else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go12 = (meta.p4gen_resume >= 22 && meta.p4gen_resume <= 22);
+                    p4gen_go11 = (meta.p4gen_resume >= 28 && meta.p4gen_resume <= 28);
                 }
-                if (p4gen_go12) {
-                    // stage 22: overlay_decap.tunnels (table) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 22) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (p4gen_go11) {
+                    // stage 28: acl_in.acl_in_v6 (table) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 28) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        overlay_decap_tunnels.apply();
-                    }
-                }
-                bool p4gen_go13 = false;
-                // stage 23: dnat.if1 (branch) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 23) { meta.p4gen_state = P4GEN_ST_RUN; }
-                if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go13 = hdr.ipv4.isValid();
-                }
-                else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go13 = (meta.p4gen_resume >= 24 && meta.p4gen_resume <= 24);
-                }
-                if (p4gen_go13) {
-                    // stage 24: dnat.dnat_v4 (table) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 24) { meta.p4gen_state = P4GEN_ST_RUN; }
-                    if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        dnat_dnat_v4.apply();
-                    }
-                }
-                bool p4gen_go14 = false;
-                // stage 25: acl_in.if1 (branch) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 25) { meta.p4gen_state = P4GEN_ST_RUN; }
-                if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go14 = hdr.ipv4.isValid();
-                }
-                else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go14 = (meta.p4gen_resume >= 26 && meta.p4gen_resume <= 26);
-                }
-                if (p4gen_go14) {
-                    // stage 26: acl_in.acl_in_v4 (table) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 26) { meta.p4gen_state = P4GEN_ST_RUN; }
-                    if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        acl_in_acl_in_v4.apply();
+                        acl_in_acl_in_v6.apply();
                     }
                 }
                 else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                    bool p4gen_go15 = false;
-                    // stage 27: acl_in.if2 (branch) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 27) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    // stage 29: acl_in.block3 (action) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 29) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        p4gen_go15 = hdr.ipv6.isValid();
-                    }
-                    else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                        p4gen_go15 = (meta.p4gen_resume >= 28 && meta.p4gen_resume <= 28);
-                    }
-                    if (p4gen_go15) {
-                        // stage 28: acl_in.acl_in_v6 (table) -> nic
-                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 28) { meta.p4gen_state = P4GEN_ST_RUN; }
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            acl_in_acl_in_v6.apply();
-                        }
-                    }
-                    else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                        // stage 29: acl_in.block3 (action) -> nic
-                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 29) { meta.p4gen_state = P4GEN_ST_RUN; }
-                        if (meta.p4gen_state == P4GEN_ST_RUN) {
-                            acl_in_deny();
-                        }
+                        acl_in_deny();
                     }
                 }
-                // stage 30: gro (coalesce) -> hypervisor
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 30) { meta.p4gen_state = P4GEN_ST_RUN; }
-                if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_resume = 30;
-                    meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
-                }
+            }
+            // stage 30: gro (coalesce) -> hypervisor
+            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 30) { meta.p4gen_state = P4GEN_ST_RUN; }
+            if (meta.p4gen_state == P4GEN_ST_RUN) {
+                meta.p4gen_state = P4GEN_ST_PUNT;
+                meta.p4gen_resume = 30;
+                meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
             }
             if (meta.p4gen_state == P4GEN_ST_RUN) {
                 meta.p4gen_state = P4GEN_ST_DONE;
@@ -1250,7 +982,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.egress_port = 0;
             hdr.p4gen.flags = 0;
             hdr.p4gen.reserved = 0;
-            hdr.p4gen.flow_hash = meta.p4gen_flow_hash;
+            hdr.p4gen.flow_hash = 0;
             if (meta.p4gen_forwarded == 1) {
                 hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;
                 hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;
