@@ -238,18 +238,22 @@ def test_up_offloads_logs_and_p4gen_flows_lists_the_flow(small_nic, tmp_path, ne
         line = up.stdout.readline()
         assert line.startswith("up: "), line + up.stdout.read()
         vm, wire = packet_socket(f"{prefix}-vm"), packet_socket(f"{prefix}-wire")
-        frames = [frame(i) for i in range(40)]
-        for f in frames:
-            wire.send(f)
-            time.sleep(0.003)
-        got, end = [], time.time() + 3
-        while time.time() < end and len(got) < len(frames):
-            if select.select([vm], [], [], 0.1)[0]:
-                got.append(vm.recv())
         soft = SoftwareTarget(*load_program_and_graph())
-        for f in frames:
-            soft.send("uplink", f)
-        assert got == soft.received("vm")  # every frame, unchanged, in order
+
+        def through(frames: list[bytes]) -> None:
+            """Frames onto the wire, paced; the VM gets the software run's frames, once, in order."""
+            for f in frames:
+                wire.send(f)
+                time.sleep(0.003)
+            got, end = [], time.time() + 3
+            while time.time() < end and len(got) < len(frames):
+                if select.select([vm], [], [], 0.1)[0]:
+                    got.append(vm.recv())
+            for f in frames:
+                soft.send("uplink", f)
+            assert got == soft.received("vm")
+
+        through([frame(i) for i in range(40)])
         time.sleep(1.5)  # a poll: counters read, flows.json written
         shown = subprocess.run([sys.executable, "-m", "p4gen", "flows", str(out)], capture_output=True, text=True)
         assert shown.returncode == 0, shown.stderr
@@ -261,6 +265,12 @@ def test_up_offloads_logs_and_p4gen_flows_lists_the_flow(small_nic, tmp_path, ne
         assert where == "NIC" and 24 <= int(nic) <= 32 and row.endswith("offloaded"), row
         assert int(hv) == 40  # each frame reached the hypervisor once (the VM is behind it): none twice
         assert "ipv4.src=192.168.1.2" in shown.stdout and "inner_ipv4.src=10.0.2.5" in shown.stdout
+        # a push beside the running manager (the primary client): it takes the next election id,
+        # changes nothing (the flow table's entries are the manager's), and traffic goes on
+        again = subprocess.run([sys.executable, "-m", "p4gen", "push", str(out), "--grpc-addr", addr],
+                               capture_output=True, text=True)
+        assert again.returncode == 0 and "0 inserted, 0 modified, 0 deleted" in again.stdout, again.stderr
+        through([frame(i) for i in range(40, 50)])
         vm.close()
         wire.close()
     finally:
