@@ -12,6 +12,7 @@ import ipaddress
 import json
 import subprocess
 import sys
+import zlib
 
 import pytest
 from conftest import P4C, ROOT
@@ -116,7 +117,9 @@ def test_layout_of_the_scenario_on_the_constrained_nic(program, tmp_path):
     prog, g = program
     pl = place(g, prog, load_profile(profile(tmp_path)))
     lays = flow_layouts(prog, g, pl, pipeline_numbers(prog))
-    assert list(lays) == ["vm_ingress"]  # vm_egress starts in the hypervisor (the VM is attached to it)
+    assert list(lays) == ["vm_egress", "vm_ingress"]
+    # vm_egress starts in the hypervisor (the VM is attached to it): looked up after segmentation
+    assert lays["vm_egress"].hv_first and not lays["vm_ingress"].hv_first
     lay = lays["vm_ingress"]
     assert [t.table for t in lay.tables] == ["tunnels", "dnat_v4", "acl_in_v4", "acl_in_v6"]
     assert lay.tables[1].params == (("dnat_rewrite", "private_ip", 32), ("dnat_rewrite", "vm_mac", 48))
@@ -366,3 +369,38 @@ def test_the_flow_table_in_the_p4info(program, tmp_path):
     assert {c.preamble.name: c.size for c in info.counters}["p4gen.flow_packets"] == 2
     assert [(r.preamble.name, r.size) for r in info.registers] == [("p4gen.learn", 16384)]
     assert len(flows.direct_resource_ids) == 1
+
+
+def test_a_flow_from_the_vm_is_learnt_in_the_hypervisor_and_handed_over(program, tmp_path):
+    """vm_egress starts in the hypervisor: its flows are learnt from the fast path's counts, the
+    entry's hash is the NIC's CRC-32 of the key, and once the entry is in, the hypervisor hands
+    the flow's packets over after segmentation; when it leaves, it keeps them again."""
+    m, clock = manager(program, tmp_path, profile(tmp_path, entries=4))
+    lay = m.layouts["vm_egress"]
+    assert lay.hv_first and lay.first_stage == 3  # acl_out.if1, after tso
+    frame = bytes(Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / IP(src="10.0.1.2", dst="10.0.2.9")
+                  / TCP(sport=40000, dport=443) / Raw(b"e" * 20))
+
+    def out():
+        _name, outputs = m.hv.run_direction("vm_egress", frame)
+        (o,) = outputs
+        return o.kind, o.resume
+
+    static = out()
+    assert static[0] == "to_nic" and static[1] > lay.first_stage  # the static split: overlay_encap on the NIC
+    for _ in range(9):
+        out()
+    m.poll()
+    (h,) = [h for (name, h) in m.flows if name == "vm_egress"]
+    flow = m.flows[("vm_egress", h)]
+    assert flow.where == "nic" and [x for x in m.client.log if x[0] != "READ"] == [("INSERT", h)]
+    # the NIC's hash, built independently: the key's bits after the pipeline's, as a bit string
+    bits = format(lay.number, "08b") + "".join(format(v, f"0{k.width}b") for k, v in zip(lay.key, flow.key,
+                                                                                         strict=True))
+    bits += "0" * (-len(bits) % 8)
+    assert h == zlib.crc32(int(bits, 2).to_bytes(len(bits) // 8, "big"))
+    assert out() == ("to_nic", lay.first_stage)  # handed over where the flow table is looked up
+    m.client.cells[flow.slot] = (0, 0)
+    clock.t += 20  # idle
+    m.poll()
+    assert flow.where == "hypervisor" and out() == static  # the hypervisor keeps it again

@@ -526,7 +526,10 @@ class Emitter:
             if lay is not None:
                 o.open("if (meta.p4gen_fused == 1)")
                 o("// a flow table hit: every lookup replaced by the flow's recorded decision")
-                self.fused_seq(stage_trees(self.g)[name].body, lay)
+                if lay.hv_first:
+                    o(f"meta.p4gen_state = P4GEN_ST_RUN;  // from stage {lay.first_stage}, where the hypervisor "
+                      "handed it over")
+                self.fused_seq(stage_trees(self.g)[name].body, lay, lay.first_stage)
                 o.close()
                 o.open("else")
             self.seq(stage_trees(self.g)[name].body)
@@ -772,8 +775,15 @@ class Emitter:
         o("meta.p4gen_fused = 0;")
         o("meta.p4gen_fhit = 0;")
         o("meta.p4gen_flow_hash = 0;")
-        mine = " || ".join(f"meta.p4gen_pipeline == {lay.number}" for lay in lays.values())
-        o.open(f"if (meta.p4gen_state == P4GEN_ST_RUN && ({mine}))")
+        # looked up at a pipeline's start on the NIC, or where the hypervisor hands an offloaded
+        # flow's packet over (a pipeline that starts there)
+        where = [f"(meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_pipeline == {lay.number} && "
+                 f"meta.p4gen_resume == {lay.first_stage})" if lay.hv_first else
+                 f"(meta.p4gen_state == P4GEN_ST_RUN && meta.p4gen_pipeline == {lay.number})"
+                 for lay in lays.values() if lay.problem is None]
+        if not where:
+            return
+        o.open(f"if ({' || '.join(where)})")
         for lay in lays.values():
             if lay.problem is not None:
                 continue
@@ -799,7 +809,8 @@ class Emitter:
         o.close()
         reg = self.m.registers[0]
         t, every = policy.threshold_packets, RELEARN_PACKETS
-        o.open("else")
+        o.open("else if (meta.p4gen_state == P4GEN_ST_RUN)")
+        o("// a miss at the pipeline's start on the NIC: towards learning it (the hypervisor learns its own)")
         o(f"{reg.p4name}.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w{LEARN_BUCKETS - 1});")
         o("meta.p4gen_learn_n = meta.p4gen_learn_n + 1;")
         o(f"{reg.p4name}.write(meta.p4gen_flow_hash & 32w{LEARN_BUCKETS - 1}, meta.p4gen_learn_n);")
@@ -808,9 +819,10 @@ class Emitter:
         o("meta.p4gen_state = P4GEN_ST_PUNT;")
         o("meta.p4gen_reason = P4GEN_REASON_LEARN;")
         for lay in lays.values():
-            o.open(f"if (meta.p4gen_pipeline == {lay.number})")
-            o(f"meta.p4gen_resume = {lay.first_stage};")
-            o.close()
+            if not lay.hv_first:
+                o.open(f"if (meta.p4gen_pipeline == {lay.number})")
+                o(f"meta.p4gen_resume = {lay.first_stage};")
+                o.close()
         o.close()
         o.close()
         o.close()
@@ -847,11 +859,16 @@ class Emitter:
             self.simple_stmt(s, slot.nf, pmap, f"{slot.nf}.{tbl.default_action}")
         o.close()
 
-    def fused_seq(self, seq: Seq, lay) -> None:
+    def fused_seq(self, seq: Seq, lay, start: int | None = None) -> None:
         """The pipeline's stages for a flow table hit: lookups replaced by decisions; a stage the
-        NIC cannot run at all hands the packet to the hypervisor, resuming there."""
+        NIC cannot run at all hands the packet to the hypervisor, resuming there. `start`: the
+        top-level stage to begin at (the ones before it ran in the hypervisor)."""
         o = self.out
-        for it in seq.items:
+        items = seq.items
+        if start is not None:
+            at = next(i for i, it in enumerate(items) if (it.stage if isinstance(it, Branch) else it).order == start)
+            items = items[at:]
+        for it in items:
             if isinstance(it, Branch):
                 st = it.stage
                 self.tmp += 1

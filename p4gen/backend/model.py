@@ -27,6 +27,7 @@ from p4gen.place.flowlayout import (
     LEARN_REGISTER,
     FlowLayout,
     flow_layouts,
+    fused_stages,
 )
 
 # P4Runtime resource-type prefixes (p4info.proto, P4Ids.Prefix).
@@ -190,13 +191,13 @@ def build_model(prog: P.Program, g: nx.DiGraph, placement: Placement) -> NicMode
 
     layouts = flow_layouts(prog, g, placement, m.pipeline_index)
     for lay in layouts.values():  # fused code inlines table actions, and calls what the blocks call
-        tree = stage_trees(g)[lay.pipeline]
-        for slot in lay.tables:
-            for a in slot.actions:
-                used_actions |= {(slot.nf, s.action) for s in prog.nfs[slot.nf].actions[a].body
-                                 if isinstance(s, P.CallActionOp)}
-        for st in tree.stages():
+        for st in fused_stages(stage_trees(g)[lay.pipeline], lay):
             used_actions |= set(_called_actions(prog, st))
+            if st.table is not None:
+                nf = prog.nfs[st.table.nf]
+                for a in st.table.actions:
+                    used_actions |= {(st.table.nf, s.action) for s in nf.actions[a].body
+                                     if isinstance(s, P.CallActionOp)}
     for nf, name in sorted(used_actions):
         action(nf, name)
     for t, stage_id in sorted(nic_tables, key=lambda x: x[0].name):

@@ -31,6 +31,8 @@ import math
 import queue
 import threading
 import time
+import weakref
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -133,6 +135,14 @@ class OffloadManager:
         self._writes: list[tuple[p4runtime_pb2.Update, Flow]] = []
         self._notes: queue.Queue = queue.Queue()
         self._readers: dict[str, Callable] = {}
+        # Pipelines that start in the hypervisor: it hands an offloaded flow's packets to the NIC
+        # where the table is looked up, and learns those flows from its own fast path's counts.
+        self.hv_installed: dict[tuple[str, tuple[int, ...]], Flow] = {}
+        self._fa_keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # FlowAction → key
+        self._seen_totals: dict[tuple[str, tuple[int, ...]], int] = {}
+        for lay in self.layouts.values():
+            if lay.hv_first and lay.problem is None:
+                hv.hand_over(lay.pipeline, lay.first_stage, self._decider(lay))
         self.addr, self.election_id = addr, election_id
         self.client: P4RuntimeClient | None = None
         self._reader: threading.Thread | None = None
@@ -169,6 +179,9 @@ class OffloadManager:
         self.free = list(range(self.size - 1, -1, -1))
         self.slot_base.clear()
         self._writes.clear()
+        if self.hv_installed:
+            self.hv_installed.clear()
+            self._invalidate_hv()
         self._log("restart", "every offloaded flow forgotten")
 
     # ------------------------------------------------------------ learning
@@ -231,9 +244,13 @@ class OffloadManager:
 
     def _key(self, lay: FlowLayout, p: Punted) -> tuple[int, ...]:
         """The flow key as the NIC read it at the pipeline's start (the packet is unchanged)."""
-        parser = self.hv.parser
-        pkt = parser.parse(p.data)
+        pkt = self.hv.parser.parse(p.data)
         pkt.meta.update(p.meta)  # the parser's metadata, and what crossed with the packet
+        return self._pkt_key(lay, pkt)
+
+    def _pkt_key(self, lay: FlowLayout, pkt) -> tuple[int, ...]:
+        """The flow key of a parsed packet, each field as the DSL reads it."""
+        parser = self.hv.parser
         read = self._readers.get(lay.pipeline)
         if read is None:  # header fields in one compiled reader; validity bits and metadata apart
             fields = [k.ref for k in lay.key if k.field != "$valid" and k.instance != "meta"]
@@ -250,16 +267,20 @@ class OffloadManager:
         return tuple(out)
 
     def _specialise(self, lay: FlowLayout, p: Punted, flow: Flow) -> str | None:
+        return self._specialise_frame(lay, p.data, p.meta, flow)
+
+    def _specialise_frame(self, lay: FlowLayout, frame: bytes, meta: dict | None, flow: Flow) -> str | None:
         """The flow's decisions and hand-over point from a prediction; why not, if it cannot
-        or need not be offloaded."""
-        trace = self.hv.predict(p.pipeline, p.data, p.meta)
+        or need not be offloaded. A pipeline that starts in the hypervisor counts from where
+        it hands flows over (`first_stage`)."""
+        trace = self.hv.predict(lay.pipeline, frame, meta)
         if trace is None:
             return "malformed"
         flow.fate = "to_hypervisor" if trace.state == State.TO_HV else ""
-        stages = trace.stages
+        stages = [s for s in trace.stages if s >= lay.first_stage]
         handover = next((s for s in stages if s in lay.handover), None)
         run = stages if handover is None else stages[:stages.index(handover)]
-        at = self.stage_at[p.pipeline]
+        at = self.stage_at[lay.pipeline]
         if not run:
             st = at[handover]
             return f"capability: the NIC lacks {lay.handover[handover]!r} for {st.name}, the path's first stage"
@@ -281,6 +302,83 @@ class OffloadManager:
                 entries.append((slot.table, hit))
         flow.decisions, flow.entries, flow.handover = decisions, entries, handover
         return None
+
+    def _decider(self, lay: FlowLayout) -> Callable:
+        def offloaded(ctx) -> bool:
+            """On the hypervisor's full path, where the flow table is looked up: is this packet's
+            flow in it? (The fast path replays the answer until the table changes.)"""
+            if ctx.trace is not None:
+                ctx.trace.tables.add(FLOW_TABLE)
+            return (lay.pipeline, self._pkt_key(lay, ctx.pkt)) in self.hv_installed
+        return offloaded
+
+    def nic_hash(self, lay: FlowLayout, key: tuple[int, ...]) -> int:
+        """The hash the NIC computes of a flow key: CRC-32 of the pipeline's number and the key,
+        their bits concatenated, left-aligned in whole bytes (docs/offload-facts.md)."""
+        bits = 8 + lay.key_width
+        value = (lay.number << lay.key_width) | lay.pack_key(key)
+        nbytes = (bits + 7) // 8
+        return zlib.crc32((value << (8 * nbytes - bits)).to_bytes(nbytes, "big"))
+
+    def _invalidate_hv(self) -> None:
+        if self.hv.cache is not None:
+            self.hv.cache.invalidate_table(FLOW_TABLE)
+
+    def learn_hypervisor_flows(self) -> None:
+        """Flows of pipelines that start in the hypervisor, from its fast path's counts: one that
+        reached the threshold (or is busy again) is specialised and installed like a learnt one."""
+        cache = self.hv.cache
+        lays = {n: lay for n, lay in self.layouts.items() if lay.hv_first and lay.problem is None}
+        if cache is None or not lays:
+            return
+        self.hv.sync()
+        now = self.clock()
+        totals: dict[tuple[str, tuple[int, ...]], list] = {}
+        for fa in list(cache.flows.values()):
+            lay = lays.get(fa.pipeline)
+            if lay is None:
+                continue
+            key = self._fa_keys.get(fa)
+            if key is None:
+                try:
+                    pkt = self.hv.parser.parse(fa.head)
+                except Malformed:
+                    continue
+                key = self._fa_keys[fa] = self._pkt_key(lay, pkt)
+            cell = totals.setdefault((fa.pipeline, key), [0, fa])
+            cell[0] += sum(a.total[0] for a in fa.chain())
+        seen, self._seen_totals = self._seen_totals, {k: v[0] for k, v in totals.items()}
+        for (name, key), (total, fa) in totals.items():
+            lay = lays[name]
+            before = seen.get((name, key), 0)
+            h = self.nic_hash(lay, key)
+            flow = self.flows.get((name, h))
+            if flow is None:
+                if total < self.policy.threshold_packets:
+                    continue
+                flow = self.flows[(name, h)] = Flow(name, h, key, first_learn=now)
+            elif flow.key != key:
+                self.stats["collisions"] += 1
+                continue
+            dt = now - (flow.last_learn or now)
+            if dt > 0:
+                flow.rate = (total - before) / dt
+            flow.hv_packets, flow.last_seen = total, now
+            if flow.where == NIC or total == before:
+                flow.last_learn = now
+                continue
+            if flow.why.startswith(("capability", "no gain", "uncacheable", "malformed")):
+                continue  # it will not change (short of a table change, which clears it)
+            flow.learnt += 1
+            flow.last_learn = now
+            self.stats["learnt"] += 1
+            why = self._specialise_frame(lay, fa.head, None, flow)
+            if why is not None:
+                flow.why = why
+            elif self.free:
+                self._install(flow)
+            else:
+                flow.why = f"table full ({self.size} entries); waiting for a colder flow to leave"
 
     # ------------------------------------------------------------ writes
     def _update(self, kind: int, flow: Flow) -> p4runtime_pb2.Update:
@@ -323,6 +421,8 @@ class OffloadManager:
         if flow.where != NIC or flow.slot is None:
             return
         self.flush()
+        if self.hv_installed.pop((flow.pipeline, flow.key), None) is not None:
+            self._invalidate_hv()  # the hypervisor keeps its packets again, before the entry goes
         try:
             self._write([self._update(p4runtime_pb2.Update.DELETE, flow)])
         except grpc.RpcError as e:
@@ -359,6 +459,7 @@ class OffloadManager:
             now = self.clock()
             for _u, flow in writes:
                 flow.written_at = now
+                self._hand_over(flow)
             return len(writes)
         except grpc.RpcError as e:
             errors = _update_errors(e)
@@ -368,6 +469,7 @@ class OffloadManager:
                 if err is None:
                     ok += 1
                     flow.written_at = self.clock()
+                    self._hand_over(flow)
                     continue
                 self.stats["install_failed"] += 1
                 if flow.slot is not None:
@@ -375,6 +477,12 @@ class OffloadManager:
                 flow.slot, flow.where, flow.why = None, FAST_PATH, f"install refused: {err}"
                 self._log("refused", f"{self._name(flow)}: {err}")
             return ok
+
+    def _hand_over(self, flow: Flow) -> None:
+        """Its entry is in: a flow that starts in the hypervisor goes to the NIC from now on."""
+        if self.layouts[flow.pipeline].hv_first and flow.where == NIC:
+            self.hv_installed[(flow.pipeline, flow.key)] = flow
+            self._invalidate_hv()
 
     def _write(self, updates: list[p4runtime_pb2.Update]) -> None:
         if self.client is None:
@@ -429,6 +537,7 @@ class OffloadManager:
                 if flow is not None and flow.where == NIC:
                     self.stats["evicted_idle"] += 1
                     self._remove(flow, "idle (timeout notification)")
+        self.learn_hypervisor_flows()
         self._read_slots()
         now = self.clock()
         idle = self.policy.idle_timeout_ms / 1000

@@ -25,7 +25,7 @@ the same key take the same path. The P4 emitter (p4gen.backend.emit) and the off
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
@@ -88,6 +88,10 @@ class FlowLayout:
     tables: tuple[TableSlot, ...]
     handover: dict[int, str]  # stage order → the capability the NIC lacks to run it in a fused action
     problem: str | None = None  # why no flow of this pipeline is offloaded
+    # The pipeline starts in the hypervisor: it runs the stages before `first_stage` (those the
+    # NIC cannot run: segmentation) and, for an offloaded flow, hands the packet to the NIC there,
+    # where the flow table is looked up. Such flows are learnt in the hypervisor.
+    hv_first: bool = False
 
     @property
     def action_name(self) -> str:
@@ -165,6 +169,16 @@ def _walk(seq: Seq):
             yield it, (it.table.name if it.kind == "table" and it.table is not None else None)
 
 
+def fused_stages(tree: PipelineTree, lay: FlowLayout) -> list[Stage]:
+    """The stages a hit runs on the NIC, as the emitter writes them: from `first_stage` on, but
+    those it hands over at (their code is not there)."""
+    items = tree.body.items
+    at = next((i for i, it in enumerate(items)
+               if (it.stage if isinstance(it, Branch) else it).order == lay.first_stage), len(items))
+    return [st for st, _table in _walk(Seq(items[at:])) if st.order not in lay.handover
+            and st.kind not in ("segment", "coalesce")]
+
+
 def fused_needs(st: Stage) -> set[str]:
     """What the NIC must have to run a stage inside a fused action (its lookup is replaced)."""
     return needed_capabilities(st) - REPLACED
@@ -201,23 +215,30 @@ def flow_layout(prog: P.Program, tree: PipelineTree, number: int, capabilities: 
 
 def flow_layouts(prog: P.Program, g: nx.DiGraph, placement: Placement, numbers: dict[str, int]
                   ) -> dict[str, FlowLayout]:
-    """The flow table's layout for each pipeline that starts on the NIC, when the NIC's profile
-    reserves a flow table ([offload]); none otherwise."""
+    """The flow table's layout for each pipeline where a flow could gain from it, when the NIC's
+    profile reserves a flow table ([offload]); none otherwise."""
     nic = placement.problem.nic
     if nic is None or nic.offload is None:
         return {}
     out = {}
     for name, tree in stage_trees(g).items():
-        if placement.problem.pipelines[name][0] != NIC:
-            continue
         lay = flow_layout(prog, tree, numbers[name], nic.capabilities)
+        if placement.problem.pipelines[name][0] != NIC:
+            # From the hypervisor: the table is looked up after the leading stages the NIC cannot
+            # run at all (segmentation), at the first top-level stage it can.
+            entry = next((it for it in tree.body.items if (it.stage if isinstance(it, Branch) else it).order
+                          not in lay.handover), None)
+            if entry is None:
+                continue
+            lay = replace(lay, first_stage=(entry.stage if isinstance(entry, Branch) else entry).order, hv_first=True)
         # Worth a table only where a flow could gain: a stage the NIC could run fused, that the
         # static split runs in the hypervisor (on a capable NIC with room, there is none).
         if any(st.kind not in ("parse", "classify", "deparse") and st.order not in lay.handover
-               and placement.assignment.get(st.id, HYP) == HYP for st in tree.body.stages()):
+               and st.order >= lay.first_stage and placement.assignment.get(st.id, HYP) == HYP
+               for st in tree.body.stages()):
             out[name] = lay
     return out
 
 
 __all__ = ["FLOW_TABLE", "FLOW_COUNTER", "LEARN_REGISTER", "LEARN_BUCKETS", "FlowLayout", "KeyField", "TableSlot",
-           "flow_layout", "flow_layouts", "key_fields", "fused_needs"]
+           "flow_layout", "flow_layouts", "fused_stages", "key_fields", "fused_needs"]

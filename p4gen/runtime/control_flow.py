@@ -116,6 +116,12 @@ class EntryPoint:
             self.found = True
             lines.append(f"{pad}ctx.state = RUN")
         where = "" if self.hv.here(st.id) else " -> the other target"
+        hook = self.hv.handovers.get(self.pipeline)
+        if hook is not None and hook[0] == st.order and self.resume is None and not self.whole:
+            # per-flow offload: a flow in the NIC's flow table goes there now (p4gen.control.offload)
+            name = self._name(hook[1], "offloaded")
+            lines += [f"{pad}if {name}(ctx):", f"{pad}    ctx.state = PUNT", f"{pad}    ctx.resume = {st.order}",
+                      f"{pad}    return"]
         lines.append(f"{pad}# stage {st.order}: {st.name} ({st.kind}{where}), {st.pos.file}:{st.pos.line}")
         if not self.hv.here(st.id) and not self.whole:
             lines += [f"{pad}ctx.state = PUNT", f"{pad}ctx.resume = {st.order}", f"{pad}return"]

@@ -140,6 +140,9 @@ class HypervisorPipeline:
             d: tuple(n for n, pl in prog.pipelines.items() if pl.direction == d) for d in ("vm_egress", "vm_ingress")}
         self.classifiers = {name: self._compile_classifier(name) for name in prog.pipelines}
         self._entries: dict[tuple[str, int | None, bool, bool], Callable[[_Ctx], None]] = {}
+        # pipeline → (stage, decide): from its start, a packet `decide(ctx)` picks goes to the NIC at
+        # that stage (per-flow offload, p4gen.control.offload; `hand_over`)
+        self.handovers: dict[str, tuple[int, Callable[[_Ctx], bool]]] = {}
         self._keeps_super_packets = self._super_packet_stages()
         self.trains = True  # False: always the reference path (cut first, every segment runs every stage)
         self.kernel_gso = False  # set by a runner whose wire is a Linux link: plain TCP trains leave whole
@@ -261,6 +264,16 @@ class HypervisorPipeline:
         if trace is not None:
             trace.pkt, trace.state, trace.drop_reason = ctx.pkt, ctx.state, ctx.drop_reason
         return self._finish(ctx)
+
+    def hand_over(self, pipeline: str, stage: int, decide: Callable[[_Ctx], bool]) -> None:
+        """From now on, a packet of `pipeline` from its start that `decide(ctx)` picks when it
+        reaches `stage` goes to the NIC there (what an offloaded flow does). `decide` runs on the
+        full path only: the flow cache replays its answer, so whoever changes an answer
+        invalidates the table FLOW_TABLE (`decide` adds it to the trace)."""
+        self.handovers[pipeline] = (stage, decide)
+        self._entries.clear()
+        if self.cache is not None:
+            self.cache.clear()
 
     def predict(self, pipeline: str, frame: bytes, meta: dict[str, int] | None = None) -> Trace | None:
         """What `pipeline` would do to a packet from its start, every stage run here and

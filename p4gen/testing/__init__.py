@@ -394,14 +394,15 @@ class Bmv2Target(Target):
                     self.offload.flush()  # what this punt taught goes in before the next packet
 
     def send_many(self, port: str, frames: list[bytes]) -> None:
-        """Frames from the wire (port "uplink"), paced as BMv2 needs, then one pump."""
+        """Frames from the wire ("uplink") or the VM ("vm"), paced as BMv2 needs, then one pump."""
         self._check_alive()
         for f in frames:
             if port == "uplink":
                 self.sock["uplink"].send(f)
                 self._collect_host(self.PACE)
-            else:
-                self.send(port, f)
+            else:  # from the VM: the hypervisor first (paced towards the NIC), the host port served
+                self._take(self.dispatch.from_vm(f))
+                self._collect_host(0)
         self._pump()
         self._check_alive()
 

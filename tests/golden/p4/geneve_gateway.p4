@@ -699,7 +699,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         meta.p4gen_fused = 0;
         meta.p4gen_fhit = 0;
         meta.p4gen_flow_hash = 0;
-        if (meta.p4gen_state == P4GEN_ST_RUN && (meta.p4gen_pipeline == 2)) {
+        if ((meta.p4gen_state == P4GEN_ST_RUN && meta.p4gen_pipeline == 2)) {
             if (meta.p4gen_pipeline == 2) {
                 // pipeline overlay_rx: its flow key, each field as the DSL reads it, concatenated
                 meta.p4gen_f2_key = (hdr.ethernet.isValid() ? 1w1 : 1w0)
@@ -753,7 +753,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             if (meta.p4gen_fused == 1) {
                 p4gen_flow_packets.count(meta.p4gen_fslot);
             }
-            else {
+            else if (meta.p4gen_state == P4GEN_ST_RUN) {
+                // a miss at the pipeline's start on the NIC: towards learning it (the hypervisor learns its own)
                 p4gen_learn.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w16383);
                 meta.p4gen_learn_n = meta.p4gen_learn_n + 1;
                 p4gen_learn.write(meta.p4gen_flow_hash & 32w16383, meta.p4gen_learn_n);

@@ -204,6 +204,22 @@ struct metadata_t {
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
     bit<32> p4gen_drop_cause;
+    bit<32> p4gen_flow_hash;
+    bit<1> p4gen_fused;
+    bit<8> p4gen_fhit;
+    bit<32> p4gen_fslot;
+    bit<32> p4gen_learn_n;
+    bit<973> p4gen_f1_key;  // the flow key: ethernet.$valid, ethernet.ether_type, ethernet.src, geneve.$valid, geneve.opt_len, geneve.protocol_type, inner_ethernet.$valid, inner_ethernet.ether_type, inner_ethernet.src, inner_ipv4.$valid, inner_ipv4.frag_offset, inner_ipv4.ihl, inner_ipv4.protocol, inner_ipv4.ttl, inner_ipv6.$valid, inner_ipv6.dst, inner_ipv6.hop_limit, inner_ipv6.next_hdr, inner_ipv6.src, inner_tcp.$valid, inner_tcp.data_offset, inner_tcp.dst_port, inner_tcp.src_port, inner_udp.$valid, inner_udp.dst_port, inner_udp.src_port, ipv4.$valid, ipv4.frag_offset, ipv4.ihl, ipv4.protocol, ipv4.ttl, ipv6.$valid, ipv6.dst, ipv6.hop_limit, ipv6.next_hdr, ipv6.src, meta.l4_dst, meta.nexthop_id, tcp.$valid, tcp.data_offset, tcp.dst_port, tcp.src_port, udp.$valid, udp.dst_port, udp.src_port, vlan[0].$valid, vlan[0].ether_type, vlan[1].$valid, vlan[1].ether_type
+    bit<973> p4gen_f1_copy;  // the flow table entry's copy of it
+    bit<8> p4gen_f1_sel_acl6_out;
+    bit<8> p4gen_f1_sel_neighbors;
+    bit<48> p4gen_f1_neighbors__to_neighbor__dmac;
+    bit<9> p4gen_f1_neighbors__to_neighbor__port;
+    bit<8> p4gen_f1_sel_routes6;
+    bit<16> p4gen_f1_routes6__via__nexthop;
+    bit<8> p4gen_f1_sel_nexthops;
+    bit<48> p4gen_f1_nexthops__send__dmac;
+    bit<9> p4gen_f1_nexthops__send__port;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -351,12 +367,20 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     counter(1, CounterType.packets_and_bytes) acl6_out_acl6_out_drops;
     @name(".fwd6.no_route") @id(0x120d6656)
     counter(1, CounterType.packets_and_bytes) fwd6_no_route;
+    @name(".v6_guard.not_ipv6") @id(0x125c6f76)
+    counter(1, CounterType.packets_and_bytes) v6_guard_not_ipv6;
+    @name(".v6_guard.hop_limit_expired") @id(0x122e393b)
+    counter(1, CounterType.packets_and_bytes) v6_guard_hop_limit_expired;
+    @name(".p4gen.flow_packets") @id(0x123b0ba3)
+    counter(65536, CounterType.packets_and_bytes) p4gen_flow_packets;
     @name(".acl6_in.acl6_in_counter") @id(0x13f8c2d0)
     direct_counter(CounterType.packets_and_bytes) acl6_in_acl6_in_counter;
     @name(".acl6_out.acl6_out_counter") @id(0x13e6fed4)
     direct_counter(CounterType.packets_and_bytes) acl6_out_acl6_out_counter;
     @name(".fwd6.routes6_counter") @id(0x13106bd9)
     direct_counter(CounterType.packets_and_bytes) fwd6_routes6_counter;
+    @name(".p4gen.flows_counter") @id(0x13a58d0b)
+    direct_counter(CounterType.packets_and_bytes) p4gen_flows_counter;
 
     @name(".p4gen.drop") @id(0x0163c438)
     action p4gen_drop(bit<32> reason) {
@@ -364,6 +388,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
     }
+    @name(".p4gen.learn") @id(0x16fbeef1)
+    register<bit<32>>(16384) p4gen_learn;
     @name(".acl6_in.allow") @id(0x0161f729)
     action acl6_in_allow() {
     }
@@ -440,6 +466,41 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // dec_ttl()
         hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
         hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
+    }
+    @name(".p4gen.flow_miss") @id(0x01f78117)
+    action p4gen_flow_miss() {
+    }
+    @name(".p4gen.flow_v6_out") @id(0x01a3eed4)
+    action u_p4gen_flow_v6_out(bit<32> slot, bit<973> key, bit<8> sel_acl6_out, bit<8> sel_neighbors, bit<48> neighbors__to_neighbor__dmac, bit<9> neighbors__to_neighbor__port, bit<8> sel_routes6, bit<16> routes6__via__nexthop, bit<8> sel_nexthops, bit<48> nexthops__send__dmac, bit<9> nexthops__send__port) {
+        meta.p4gen_fhit = 1;
+        meta.p4gen_fslot = slot;
+        meta.p4gen_f1_copy = key;
+        meta.p4gen_f1_sel_acl6_out = sel_acl6_out;
+        meta.p4gen_f1_sel_neighbors = sel_neighbors;
+        meta.p4gen_f1_neighbors__to_neighbor__dmac = neighbors__to_neighbor__dmac;
+        meta.p4gen_f1_neighbors__to_neighbor__port = neighbors__to_neighbor__port;
+        meta.p4gen_f1_sel_routes6 = sel_routes6;
+        meta.p4gen_f1_routes6__via__nexthop = routes6__via__nexthop;
+        meta.p4gen_f1_sel_nexthops = sel_nexthops;
+        meta.p4gen_f1_nexthops__send__dmac = nexthops__send__dmac;
+        meta.p4gen_f1_nexthops__send__port = nexthops__send__port;
+    }
+    @name(".v6_guard.expired") @id(0x01e3a29a)
+    action v6_guard_expired() {
+        // count(v6_guard.hop_limit_expired, 0)
+        v6_guard_hop_limit_expired.count(32w0);
+        // to_hypervisor(PUNT_TTL_EXPIRED)
+        meta.p4gen_state = P4GEN_ST_TO_HV;
+        meta.p4gen_code = 8w1;
+    }
+    @name(".v6_guard.reject_family") @id(0x01efdb13)
+    action v6_guard_reject_family() {
+        // count(v6_guard.not_ipv6, 0)
+        v6_guard_not_ipv6.count(32w0);
+        // drop()
+        mark_to_drop(standard_metadata);
+        meta.p4gen_state = P4GEN_ST_DROP;
+        meta.p4gen_drop_cause = 32w10;  // drop() in v6_guard.reject_family
     }
     @name(".acl6_in.acl6_in") @id(0x02d9f2c2)
     table acl6_in_acl6_in {
@@ -522,6 +583,21 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         size = 8192;
         counters = fwd6_routes6_counter;
     }
+    @name(".p4gen.flows") @id(0x02cef226)
+    table p4gen_flows {
+        key = {
+            meta.p4gen_pipeline: exact @name("meta.p4gen_pipeline");
+            meta.p4gen_flow_hash: exact @name("meta.p4gen_flow_hash");
+        }
+        actions = {
+            u_p4gen_flow_v6_out;
+            p4gen_flow_miss;
+        }
+        default_action = p4gen_flow_miss();
+        size = 65536;
+        counters = p4gen_flows_counter;
+        support_timeout = true;
+    }
 
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
@@ -573,79 +649,276 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
         }
+        // ---- per-flow offload: the fused flow table (p4gen.place.flowlayout)
+        meta.p4gen_fused = 0;
+        meta.p4gen_fhit = 0;
+        meta.p4gen_flow_hash = 0;
+        if ((meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_pipeline == 1 && meta.p4gen_resume == 2)) {
+            if (meta.p4gen_pipeline == 1) {
+                // pipeline v6_out: its flow key, each field as the DSL reads it, concatenated
+                meta.p4gen_f1_key = (hdr.ethernet.isValid() ? 1w1 : 1w0)
+    ++ (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0)
+    ++ (hdr.ethernet.isValid() ? hdr.ethernet.src : 48w0)
+    ++ (hdr.geneve.isValid() ? 1w1 : 1w0)
+    ++ (hdr.geneve.isValid() ? hdr.geneve.opt_len : 6w0)
+    ++ (hdr.geneve.isValid() ? hdr.geneve.protocol_type : 16w0)
+    ++ (hdr.inner_ethernet.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.ether_type : 16w0)
+    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.src : 48w0)
+    ++ (hdr.inner_ipv4.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.frag_offset : 13w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ihl : 4w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.protocol : 8w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ttl : 8w0)
+    ++ (hdr.inner_ipv6.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.dst : 128w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.hop_limit : 8w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.next_hdr : 8w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.src : 128w0)
+    ++ (hdr.inner_tcp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.data_offset : 4w0)
+    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.dst_port : 16w0)
+    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.src_port : 16w0)
+    ++ (hdr.inner_udp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.dst_port : 16w0)
+    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.src_port : 16w0)
+    ++ (hdr.ipv4.isValid() ? 1w1 : 1w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.frag_offset : 13w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.ihl : 4w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0)
+    ++ (hdr.ipv6.isValid() ? 1w1 : 1w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.src : 128w0)
+    ++ meta.l4_dst
+    ++ meta.nexthop_id
+    ++ (hdr.tcp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.tcp.isValid() ? hdr.tcp.data_offset : 4w0)
+    ++ (hdr.tcp.isValid() ? hdr.tcp.dst_port : 16w0)
+    ++ (hdr.tcp.isValid() ? hdr.tcp.src_port : 16w0)
+    ++ (hdr.udp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.udp.isValid() ? hdr.udp.dst_port : 16w0)
+    ++ (hdr.udp.isValid() ? hdr.udp.src_port : 16w0)
+    ++ (hdr.vlan[0].isValid() ? 1w1 : 1w0)
+    ++ (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0)
+    ++ (hdr.vlan[1].isValid() ? 1w1 : 1w0)
+    ++ (hdr.vlan[1].isValid() ? hdr.vlan[1].ether_type : 16w0);
+                hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, { meta.p4gen_pipeline, meta.p4gen_f1_key }, 32w0xffffffff);
+            }
+            p4gen_flows.apply();
+            if (meta.p4gen_fhit == 1 && meta.p4gen_pipeline == 1 && meta.p4gen_f1_key == meta.p4gen_f1_copy) {
+                meta.p4gen_fused = 1;
+            }
+            if (meta.p4gen_fused == 1) {
+                p4gen_flow_packets.count(meta.p4gen_fslot);
+            }
+            else if (meta.p4gen_state == P4GEN_ST_RUN) {
+                // a miss at the pipeline's start on the NIC: towards learning it (the hypervisor learns its own)
+                p4gen_learn.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w16383);
+                meta.p4gen_learn_n = meta.p4gen_learn_n + 1;
+                p4gen_learn.write(meta.p4gen_flow_hash & 32w16383, meta.p4gen_learn_n);
+                if (meta.p4gen_learn_n == 8 || (meta.p4gen_learn_n > 8 && (meta.p4gen_learn_n & 32w63) == 0)) {
+                    meta.p4gen_state = P4GEN_ST_PUNT;
+                    meta.p4gen_reason = P4GEN_REASON_LEARN;
+                }
+            }
+        }
         if (meta.p4gen_pipeline == 1) {
             // pipeline v6_out (vm_egress)
-            bool p4gen_go1 = false;
-            // stage 2: v6_guard.if1 (branch) -> hypervisor
-            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 2) { meta.p4gen_state = P4GEN_ST_RUN; }
-            if (meta.p4gen_state == P4GEN_ST_RUN) {
-                meta.p4gen_state = P4GEN_ST_PUNT;
-                meta.p4gen_resume = 2;
-                meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
-            }
-            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                p4gen_go1 = (meta.p4gen_resume >= 3 && meta.p4gen_resume <= 3);
-            }
-            if (p4gen_go1) {
-                // stage 3: v6_guard.block2 (action) -> hypervisor
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 3) { meta.p4gen_state = P4GEN_ST_RUN; }
+            if (meta.p4gen_fused == 1) {
+                // a flow table hit: every lookup replaced by the flow's recorded decision
+                meta.p4gen_state = P4GEN_ST_RUN;  // from stage 2, where the hypervisor handed it over
+                bool p4gen_go1 = false;
+                // stage 2: v6_guard.if1 (branch) -> nic (fused)
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_resume = 3;
-                    meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                    p4gen_go1 = !(hdr.ipv6.isValid());
                 }
-            }
-            else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                bool p4gen_go2 = false;
-                // stage 4: v6_guard.if3 (branch) -> hypervisor
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 4) { meta.p4gen_state = P4GEN_ST_RUN; }
-                if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_resume = 4;
-                    meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
-                }
-                else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go2 = (meta.p4gen_resume >= 5 && meta.p4gen_resume <= 5);
-                }
-                if (p4gen_go2) {
-                    // stage 5: v6_guard.block4 (action) -> hypervisor
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 5) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (p4gen_go1) {
+                    // stage 3: v6_guard.block2 (action) -> nic (fused)
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        meta.p4gen_state = P4GEN_ST_PUNT;
-                        meta.p4gen_resume = 5;
-                        meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                        v6_guard_reject_family();
+                    }
+                }
+                else {
+                    bool p4gen_go2 = false;
+                    // stage 4: v6_guard.if3 (branch) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        p4gen_go2 = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) <= 8w1);
+                    }
+                    if (p4gen_go2) {
+                        // stage 5: v6_guard.block4 (action) -> nic (fused)
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            v6_guard_expired();
+                        }
+                    }
+                }
+                // stage 6: acl6_out.acl6_out (table) -> nic (fused)
+                if (meta.p4gen_state == P4GEN_ST_RUN) {
+                    if (meta.p4gen_f1_sel_acl6_out == 1) {
+                    }
+                    else if (meta.p4gen_f1_sel_acl6_out == 2) {
+                        // count(acl6_out.acl6_out_drops, 0)
+                        acl6_out_acl6_out_drops.count(32w0);
+                        // drop()
+                        mark_to_drop(standard_metadata);
+                        meta.p4gen_state = P4GEN_ST_DROP;
+                        meta.p4gen_drop_cause = 32w11;  // drop() in acl6_out.deny
+                    }
+                    else {
+                        // count(acl6_out.acl6_out_drops, 0)
+                        acl6_out_acl6_out_drops.count(32w0);
+                        // drop()
+                        mark_to_drop(standard_metadata);
+                        meta.p4gen_state = P4GEN_ST_DROP;
+                        meta.p4gen_drop_cause = 32w11;  // drop() in acl6_out.deny
+                    }
+                }
+                bool p4gen_go3 = false;
+                // stage 7: fwd6.neighbors (table) -> nic (fused)
+                if (meta.p4gen_state == P4GEN_ST_RUN) {
+                    if (meta.p4gen_f1_sel_neighbors == 1) {
+                        hdr.ethernet.src = ROUTER_MAC;
+                        hdr.ethernet.dst = meta.p4gen_f1_neighbors__to_neighbor__dmac;
+                        hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
+                        // forward(port)
+                        standard_metadata.egress_spec = meta.p4gen_f1_neighbors__to_neighbor__port;
+                        meta.p4gen_forwarded = 1;
+                    }
+                    else if (meta.p4gen_f1_sel_neighbors == 2) {
+                    }
+                    else {
+                    }
+                    p4gen_go3 = meta.p4gen_f1_sel_neighbors == 0;
+                }
+                if (p4gen_go3) {
+                    bool p4gen_go4 = false;
+                    // stage 8: fwd6.routes6 (table) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        if (meta.p4gen_f1_sel_routes6 == 1) {
+                            meta.nexthop_id = meta.p4gen_f1_routes6__via__nexthop;
+                            // dec_ttl()
+                            hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
+                            hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
+                        }
+                        else if (meta.p4gen_f1_sel_routes6 == 2) {
+                            // count(fwd6.no_route, 0)
+                            fwd6_no_route.count(32w0);
+                            // to_hypervisor(PUNT_NO_ROUTE)
+                            meta.p4gen_state = P4GEN_ST_TO_HV;
+                            meta.p4gen_code = 8w2;
+                        }
+                        else {
+                            // count(fwd6.no_route, 0)
+                            fwd6_no_route.count(32w0);
+                            // to_hypervisor(PUNT_NO_ROUTE)
+                            meta.p4gen_state = P4GEN_ST_TO_HV;
+                            meta.p4gen_code = 8w2;
+                        }
+                        p4gen_go4 = meta.p4gen_f1_sel_routes6 != 0;
+                    }
+                    if (p4gen_go4) {
+                        // stage 9: fwd6.nexthops (table) -> nic (fused)
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            if (meta.p4gen_f1_sel_nexthops == 1) {
+                                hdr.ethernet.src = ROUTER_MAC;
+                                hdr.ethernet.dst = meta.p4gen_f1_nexthops__send__dmac;
+                                // forward(port)
+                                standard_metadata.egress_spec = meta.p4gen_f1_nexthops__send__port;
+                                meta.p4gen_forwarded = 1;
+                            }
+                            else if (meta.p4gen_f1_sel_nexthops == 2) {
+                                // count(fwd6.no_route, 0)
+                                fwd6_no_route.count(32w0);
+                                // to_hypervisor(PUNT_NO_ROUTE)
+                                meta.p4gen_state = P4GEN_ST_TO_HV;
+                                meta.p4gen_code = 8w2;
+                            }
+                            else {
+                                // count(fwd6.no_route, 0)
+                                fwd6_no_route.count(32w0);
+                                // to_hypervisor(PUNT_NO_ROUTE)
+                                meta.p4gen_state = P4GEN_ST_TO_HV;
+                                meta.p4gen_code = 8w2;
+                            }
+                        }
                     }
                 }
             }
-            // stage 6: acl6_out.acl6_out (table) -> nic
-            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 6) { meta.p4gen_state = P4GEN_ST_RUN; }
-            if (meta.p4gen_state == P4GEN_ST_RUN) {
-                acl6_out_acl6_out.apply();
-            }
-            bool p4gen_go3 = false;
-            // stage 7: fwd6.neighbors (table) -> nic
-            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 7) { meta.p4gen_state = P4GEN_ST_RUN; }
-            if (meta.p4gen_state == P4GEN_ST_RUN) {
-                p4gen_go3 = fwd6_neighbors.apply().miss;
-            }
-            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                p4gen_go3 = (meta.p4gen_resume >= 8 && meta.p4gen_resume <= 9);
-            }
-            if (p4gen_go3) {
-                bool p4gen_go4 = false;
-                // stage 8: fwd6.routes6 (table) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 8) { meta.p4gen_state = P4GEN_ST_RUN; }
+            else {
+                bool p4gen_go5 = false;
+                // stage 2: v6_guard.if1 (branch) -> hypervisor
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 2) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go4 = fwd6_routes6.apply().hit;
+                    meta.p4gen_state = P4GEN_ST_PUNT;
+                    meta.p4gen_resume = 2;
+                    meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
                 }
                 else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go4 = (meta.p4gen_resume >= 9 && meta.p4gen_resume <= 9);
+                    p4gen_go5 = (meta.p4gen_resume >= 3 && meta.p4gen_resume <= 3);
                 }
-                if (p4gen_go4) {
-                    // stage 9: fwd6.nexthops (table) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 9) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (p4gen_go5) {
+                    // stage 3: v6_guard.block2 (action) -> hypervisor
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 3) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        fwd6_nexthops.apply();
+                        meta.p4gen_state = P4GEN_ST_PUNT;
+                        meta.p4gen_resume = 3;
+                        meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                    }
+                }
+                else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
+                    bool p4gen_go6 = false;
+                    // stage 4: v6_guard.if3 (branch) -> hypervisor
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 4) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        meta.p4gen_state = P4GEN_ST_PUNT;
+                        meta.p4gen_resume = 4;
+                        meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                    }
+                    else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                        p4gen_go6 = (meta.p4gen_resume >= 5 && meta.p4gen_resume <= 5);
+                    }
+                    if (p4gen_go6) {
+                        // stage 5: v6_guard.block4 (action) -> hypervisor
+                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 5) { meta.p4gen_state = P4GEN_ST_RUN; }
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            meta.p4gen_state = P4GEN_ST_PUNT;
+                            meta.p4gen_resume = 5;
+                            meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                        }
+                    }
+                }
+                // stage 6: acl6_out.acl6_out (table) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 6) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (meta.p4gen_state == P4GEN_ST_RUN) {
+                    acl6_out_acl6_out.apply();
+                }
+                bool p4gen_go7 = false;
+                // stage 7: fwd6.neighbors (table) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 7) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (meta.p4gen_state == P4GEN_ST_RUN) {
+                    p4gen_go7 = fwd6_neighbors.apply().miss;
+                }
+                else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                    p4gen_go7 = (meta.p4gen_resume >= 8 && meta.p4gen_resume <= 9);
+                }
+                if (p4gen_go7) {
+                    bool p4gen_go8 = false;
+                    // stage 8: fwd6.routes6 (table) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 8) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        p4gen_go8 = fwd6_routes6.apply().hit;
+                    }
+                    else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                        p4gen_go8 = (meta.p4gen_resume >= 9 && meta.p4gen_resume <= 9);
+                    }
+                    if (p4gen_go8) {
+                        // stage 9: fwd6.nexthops (table) -> nic
+                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 9) { meta.p4gen_state = P4GEN_ST_RUN; }
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            fwd6_nexthops.apply();
+                        }
                     }
                 }
             }
@@ -658,16 +931,16 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         if (meta.p4gen_pipeline == 2) {
             // pipeline v6_in (vm_ingress)
-            bool p4gen_go5 = false;
+            bool p4gen_go9 = false;
             // stage 13: acl6_in.if1 (branch) -> nic
             if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 13) { meta.p4gen_state = P4GEN_ST_RUN; }
             if (meta.p4gen_state == P4GEN_ST_RUN) {
-                p4gen_go5 = hdr.ipv6.isValid();
+                p4gen_go9 = hdr.ipv6.isValid();
             }
             else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                p4gen_go5 = (meta.p4gen_resume >= 14 && meta.p4gen_resume <= 14);
+                p4gen_go9 = (meta.p4gen_resume >= 14 && meta.p4gen_resume <= 14);
             }
-            if (p4gen_go5) {
+            if (p4gen_go9) {
                 // stage 14: acl6_in.acl6_in (table) -> nic
                 if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
@@ -714,7 +987,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.egress_port = 0;
             hdr.p4gen.flags = 0;
             hdr.p4gen.reserved = 0;
-            hdr.p4gen.flow_hash = 0;
+            hdr.p4gen.flow_hash = meta.p4gen_flow_hash;
             if (meta.p4gen_forwarded == 1) {
                 hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;
                 hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;

@@ -201,6 +201,19 @@ struct metadata_t {
     bit<8> p4gen_h_proto;
     bit<8> p4gen_h_tos;
     bit<32> p4gen_drop_cause;
+    bit<32> p4gen_flow_hash;
+    bit<1> p4gen_fused;
+    bit<8> p4gen_fhit;
+    bit<32> p4gen_fslot;
+    bit<32> p4gen_learn_n;
+    bit<845> p4gen_f1_key;  // the flow key: ethernet.$valid, ethernet.dst, ethernet.ether_type, ethernet.src, geneve.$valid, geneve.opt_len, geneve.protocol_type, inner_ethernet.$valid, inner_ethernet.dst, inner_ethernet.ether_type, inner_ethernet.src, inner_ipv4.$valid, inner_ipv4.dst, inner_ipv4.frag_offset, inner_ipv4.ihl, inner_ipv4.protocol, inner_ipv4.ttl, inner_ipv6.$valid, inner_ipv6.dst, inner_ipv6.hop_limit, inner_ipv6.next_hdr, inner_tcp.$valid, inner_tcp.data_offset, inner_tcp.dst_port, inner_tcp.src_port, inner_udp.$valid, inner_udp.dst_port, inner_udp.src_port, ipv4.$valid, ipv4.dst, ipv4.frag_offset, ipv4.ihl, ipv4.protocol, ipv4.ttl, ipv6.$valid, ipv6.dst, ipv6.hop_limit, ipv6.next_hdr, tcp.$valid, tcp.data_offset, tcp.dst_port, tcp.src_port, udp.$valid, udp.dst_port, udp.src_port, vlan[0].$valid, vlan[0].ether_type, vlan[1].$valid, vlan[1].ether_type
+    bit<845> p4gen_f1_copy;  // the flow table entry's copy of it
+    bit<8> p4gen_f1_sel_routes_v4;
+    bit<48> p4gen_f1_routes_v4__route__nh_mac;
+    bit<9> p4gen_f1_routes_v4__route__port;
+    bit<8> p4gen_f1_sel_routes_v6;
+    bit<48> p4gen_f1_routes_v6__route__nh_mac;
+    bit<9> p4gen_f1_routes_v6__route__port;
 }
 
 parser P4genParser(packet_in packet, out headers_t hdr, inout metadata_t meta, inout standard_metadata_t standard_metadata) {
@@ -346,10 +359,16 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     counter(1, CounterType.packets_and_bytes) deliver_not_local;
     @name(".router.no_route") @id(0x126280f5)
     counter(1, CounterType.packets_and_bytes) router_no_route;
+    @name(".ttl_check.ttl_expired") @id(0x1269124c)
+    counter(1, CounterType.packets_and_bytes) ttl_check_ttl_expired;
+    @name(".p4gen.flow_packets") @id(0x123b0ba3)
+    counter(65536, CounterType.packets_and_bytes) p4gen_flow_packets;
     @name(".router.routes_v4_counter") @id(0x134c32e5)
     direct_counter(CounterType.packets_and_bytes) router_routes_v4_counter;
     @name(".router.routes_v6_counter") @id(0x13f0ecc0)
     direct_counter(CounterType.packets_and_bytes) router_routes_v6_counter;
+    @name(".p4gen.flows_counter") @id(0x13a58d0b)
+    direct_counter(CounterType.packets_and_bytes) p4gen_flows_counter;
 
     @name(".p4gen.drop") @id(0x0163c438)
     action p4gen_drop(bit<32> reason) {
@@ -357,6 +376,8 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         mark_to_drop(standard_metadata);
         meta.p4gen_state = P4GEN_ST_DROP;
     }
+    @name(".p4gen.learn") @id(0x16fbeef1)
+    register<bit<32>>(16384) p4gen_learn;
     @name(".deliver.not_mine") @id(0x013d833e)
     action deliver_not_mine() {
         // count(deliver.not_local, 0)
@@ -376,6 +397,21 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // forward(port)
         standard_metadata.egress_spec = port;
         meta.p4gen_forwarded = 1;
+    }
+    @name(".p4gen.flow_miss") @id(0x01f78117)
+    action p4gen_flow_miss() {
+    }
+    @name(".p4gen.flow_routed_out") @id(0x0126b550)
+    action u_p4gen_flow_routed_out(bit<32> slot, bit<845> key, bit<8> sel_routes_v4, bit<48> routes_v4__route__nh_mac, bit<9> routes_v4__route__port, bit<8> sel_routes_v6, bit<48> routes_v6__route__nh_mac, bit<9> routes_v6__route__port) {
+        meta.p4gen_fhit = 1;
+        meta.p4gen_fslot = slot;
+        meta.p4gen_f1_copy = key;
+        meta.p4gen_f1_sel_routes_v4 = sel_routes_v4;
+        meta.p4gen_f1_routes_v4__route__nh_mac = routes_v4__route__nh_mac;
+        meta.p4gen_f1_routes_v4__route__port = routes_v4__route__port;
+        meta.p4gen_f1_sel_routes_v6 = sel_routes_v6;
+        meta.p4gen_f1_routes_v6__route__nh_mac = routes_v6__route__nh_mac;
+        meta.p4gen_f1_routes_v6__route__port = routes_v6__route__port;
     }
     @name(".router.blackhole") @id(0x01f3bf7d)
     action router_blackhole() {
@@ -404,6 +440,14 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         // to_hypervisor(PUNT_NO_ROUTE)
         meta.p4gen_state = P4GEN_ST_TO_HV;
         meta.p4gen_code = 8w2;
+    }
+    @name(".ttl_check.expired") @id(0x01ef1952)
+    action ttl_check_expired() {
+        // count(ttl_check.ttl_expired, 0)
+        ttl_check_ttl_expired.count(32w0);
+        // to_hypervisor(PUNT_TTL_EXPIRED)
+        meta.p4gen_state = P4GEN_ST_TO_HV;
+        meta.p4gen_code = 8w1;
     }
     @name(".deliver.local_v4") @id(0x02f239ae)
     table deliver_local_v4 {
@@ -457,6 +501,21 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         size = 8192;
         counters = router_routes_v6_counter;
     }
+    @name(".p4gen.flows") @id(0x02cef226)
+    table p4gen_flows {
+        key = {
+            meta.p4gen_pipeline: exact @name("meta.p4gen_pipeline");
+            meta.p4gen_flow_hash: exact @name("meta.p4gen_flow_hash");
+        }
+        actions = {
+            u_p4gen_flow_routed_out;
+            p4gen_flow_miss;
+        }
+        default_action = p4gen_flow_miss();
+        size = 65536;
+        counters = p4gen_flows_counter;
+        support_timeout = true;
+    }
 
     apply {
         meta.p4gen_state = P4GEN_ST_NONE;
@@ -507,88 +566,286 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         else {
             p4gen_drop(P4GEN_DROP_BAD_PORT);
         }
-        if (meta.p4gen_pipeline == 1) {
-            // pipeline routed_out (vm_egress)
-            bool p4gen_go1 = false;
-            // stage 2: ttl_check.if1 (branch) -> hypervisor
-            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 2) { meta.p4gen_state = P4GEN_ST_RUN; }
-            if (meta.p4gen_state == P4GEN_ST_RUN) {
-                meta.p4gen_state = P4GEN_ST_PUNT;
-                meta.p4gen_resume = 2;
-                meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+        // ---- per-flow offload: the fused flow table (p4gen.place.flowlayout)
+        meta.p4gen_fused = 0;
+        meta.p4gen_fhit = 0;
+        meta.p4gen_flow_hash = 0;
+        if ((meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_pipeline == 1 && meta.p4gen_resume == 2)) {
+            if (meta.p4gen_pipeline == 1) {
+                // pipeline routed_out: its flow key, each field as the DSL reads it, concatenated
+                meta.p4gen_f1_key = (hdr.ethernet.isValid() ? 1w1 : 1w0)
+    ++ (hdr.ethernet.isValid() ? hdr.ethernet.dst : 48w0)
+    ++ (hdr.ethernet.isValid() ? hdr.ethernet.ether_type : 16w0)
+    ++ (hdr.ethernet.isValid() ? hdr.ethernet.src : 48w0)
+    ++ (hdr.geneve.isValid() ? 1w1 : 1w0)
+    ++ (hdr.geneve.isValid() ? hdr.geneve.opt_len : 6w0)
+    ++ (hdr.geneve.isValid() ? hdr.geneve.protocol_type : 16w0)
+    ++ (hdr.inner_ethernet.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.dst : 48w0)
+    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.ether_type : 16w0)
+    ++ (hdr.inner_ethernet.isValid() ? hdr.inner_ethernet.src : 48w0)
+    ++ (hdr.inner_ipv4.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.dst : 32w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.frag_offset : 13w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ihl : 4w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.protocol : 8w0)
+    ++ (hdr.inner_ipv4.isValid() ? hdr.inner_ipv4.ttl : 8w0)
+    ++ (hdr.inner_ipv6.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.dst : 128w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.hop_limit : 8w0)
+    ++ (hdr.inner_ipv6.isValid() ? hdr.inner_ipv6.next_hdr : 8w0)
+    ++ (hdr.inner_tcp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.data_offset : 4w0)
+    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.dst_port : 16w0)
+    ++ (hdr.inner_tcp.isValid() ? hdr.inner_tcp.src_port : 16w0)
+    ++ (hdr.inner_udp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.dst_port : 16w0)
+    ++ (hdr.inner_udp.isValid() ? hdr.inner_udp.src_port : 16w0)
+    ++ (hdr.ipv4.isValid() ? 1w1 : 1w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.dst : 32w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.frag_offset : 13w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.ihl : 4w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.protocol : 8w0)
+    ++ (hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0)
+    ++ (hdr.ipv6.isValid() ? 1w1 : 1w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.dst : 128w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0)
+    ++ (hdr.ipv6.isValid() ? hdr.ipv6.next_hdr : 8w0)
+    ++ (hdr.tcp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.tcp.isValid() ? hdr.tcp.data_offset : 4w0)
+    ++ (hdr.tcp.isValid() ? hdr.tcp.dst_port : 16w0)
+    ++ (hdr.tcp.isValid() ? hdr.tcp.src_port : 16w0)
+    ++ (hdr.udp.isValid() ? 1w1 : 1w0)
+    ++ (hdr.udp.isValid() ? hdr.udp.dst_port : 16w0)
+    ++ (hdr.udp.isValid() ? hdr.udp.src_port : 16w0)
+    ++ (hdr.vlan[0].isValid() ? 1w1 : 1w0)
+    ++ (hdr.vlan[0].isValid() ? hdr.vlan[0].ether_type : 16w0)
+    ++ (hdr.vlan[1].isValid() ? 1w1 : 1w0)
+    ++ (hdr.vlan[1].isValid() ? hdr.vlan[1].ether_type : 16w0);
+                hash(meta.p4gen_flow_hash, HashAlgorithm.crc32, 32w0, { meta.p4gen_pipeline, meta.p4gen_f1_key }, 32w0xffffffff);
             }
-            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                p4gen_go1 = (meta.p4gen_resume >= 3 && meta.p4gen_resume <= 3);
+            p4gen_flows.apply();
+            if (meta.p4gen_fhit == 1 && meta.p4gen_pipeline == 1 && meta.p4gen_f1_key == meta.p4gen_f1_copy) {
+                meta.p4gen_fused = 1;
             }
-            if (p4gen_go1) {
-                // stage 3: ttl_check.block2 (action) -> hypervisor
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 3) { meta.p4gen_state = P4GEN_ST_RUN; }
-                if (meta.p4gen_state == P4GEN_ST_RUN) {
+            if (meta.p4gen_fused == 1) {
+                p4gen_flow_packets.count(meta.p4gen_fslot);
+            }
+            else if (meta.p4gen_state == P4GEN_ST_RUN) {
+                // a miss at the pipeline's start on the NIC: towards learning it (the hypervisor learns its own)
+                p4gen_learn.read(meta.p4gen_learn_n, meta.p4gen_flow_hash & 32w16383);
+                meta.p4gen_learn_n = meta.p4gen_learn_n + 1;
+                p4gen_learn.write(meta.p4gen_flow_hash & 32w16383, meta.p4gen_learn_n);
+                if (meta.p4gen_learn_n == 8 || (meta.p4gen_learn_n > 8 && (meta.p4gen_learn_n & 32w63) == 0)) {
                     meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_resume = 3;
-                    meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                    meta.p4gen_reason = P4GEN_REASON_LEARN;
                 }
             }
-            else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                bool p4gen_go2 = false;
-                // stage 4: ttl_check.if3 (branch) -> hypervisor
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 4) { meta.p4gen_state = P4GEN_ST_RUN; }
+        }
+        if (meta.p4gen_pipeline == 1) {
+            // pipeline routed_out (vm_egress)
+            if (meta.p4gen_fused == 1) {
+                // a flow table hit: every lookup replaced by the flow's recorded decision
+                meta.p4gen_state = P4GEN_ST_RUN;  // from stage 2, where the hypervisor handed it over
+                bool p4gen_go1 = false;
+                // stage 2: ttl_check.if1 (branch) -> nic (fused)
+                if (meta.p4gen_state == P4GEN_ST_RUN) {
+                    p4gen_go1 = (hdr.ipv4.isValid() && ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) <= 8w1));
+                }
+                if (p4gen_go1) {
+                    // stage 3: ttl_check.block2 (action) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        ttl_check_expired();
+                    }
+                }
+                else {
+                    bool p4gen_go2 = false;
+                    // stage 4: ttl_check.if3 (branch) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        p4gen_go2 = (hdr.ipv6.isValid() && ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) <= 8w1));
+                    }
+                    if (p4gen_go2) {
+                        // stage 5: ttl_check.block4 (action) -> nic (fused)
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            ttl_check_expired();
+                        }
+                    }
+                }
+                bool p4gen_go3 = false;
+                // stage 6: router.if1 (branch) -> nic (fused)
+                if (meta.p4gen_state == P4GEN_ST_RUN) {
+                    p4gen_go3 = hdr.ipv4.isValid();
+                }
+                if (p4gen_go3) {
+                    // stage 7: router.routes_v4 (table) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        if (meta.p4gen_f1_sel_routes_v4 == 1) {
+                            hdr.ethernet.src = HOST_MAC;
+                            hdr.ethernet.dst = meta.p4gen_f1_routes_v4__route__nh_mac;
+                            // dec_ttl()
+                            hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
+                            hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
+                            // forward(port)
+                            standard_metadata.egress_spec = meta.p4gen_f1_routes_v4__route__port;
+                            meta.p4gen_forwarded = 1;
+                        }
+                        else if (meta.p4gen_f1_sel_routes_v4 == 2) {
+                            // count(router.no_route, 0)
+                            router_no_route.count(32w0);
+                            // to_hypervisor(PUNT_NO_ROUTE)
+                            meta.p4gen_state = P4GEN_ST_TO_HV;
+                            meta.p4gen_code = 8w2;
+                        }
+                        else if (meta.p4gen_f1_sel_routes_v4 == 3) {
+                            // count(router.no_route, 0)
+                            router_no_route.count(32w0);
+                            // drop()
+                            mark_to_drop(standard_metadata);
+                            meta.p4gen_state = P4GEN_ST_DROP;
+                            meta.p4gen_drop_cause = 32w10;  // drop() in router.blackhole
+                        }
+                        else {
+                            // count(router.no_route, 0)
+                            router_no_route.count(32w0);
+                            // to_hypervisor(PUNT_NO_ROUTE)
+                            meta.p4gen_state = P4GEN_ST_TO_HV;
+                            meta.p4gen_code = 8w2;
+                        }
+                    }
+                }
+                else {
+                    bool p4gen_go4 = false;
+                    // stage 8: router.if2 (branch) -> nic (fused)
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        p4gen_go4 = hdr.ipv6.isValid();
+                    }
+                    if (p4gen_go4) {
+                        // stage 9: router.routes_v6 (table) -> nic (fused)
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            if (meta.p4gen_f1_sel_routes_v6 == 1) {
+                                hdr.ethernet.src = HOST_MAC;
+                                hdr.ethernet.dst = meta.p4gen_f1_routes_v6__route__nh_mac;
+                                // dec_ttl()
+                                hdr.ipv4.ttl = ((hdr.ipv4.isValid() ? hdr.ipv4.ttl : 8w0) - 8w1);
+                                hdr.ipv6.hop_limit = ((hdr.ipv6.isValid() ? hdr.ipv6.hop_limit : 8w0) - 8w1);
+                                // forward(port)
+                                standard_metadata.egress_spec = meta.p4gen_f1_routes_v6__route__port;
+                                meta.p4gen_forwarded = 1;
+                            }
+                            else if (meta.p4gen_f1_sel_routes_v6 == 2) {
+                                // count(router.no_route, 0)
+                                router_no_route.count(32w0);
+                                // to_hypervisor(PUNT_NO_ROUTE)
+                                meta.p4gen_state = P4GEN_ST_TO_HV;
+                                meta.p4gen_code = 8w2;
+                            }
+                            else if (meta.p4gen_f1_sel_routes_v6 == 3) {
+                                // count(router.no_route, 0)
+                                router_no_route.count(32w0);
+                                // drop()
+                                mark_to_drop(standard_metadata);
+                                meta.p4gen_state = P4GEN_ST_DROP;
+                                meta.p4gen_drop_cause = 32w10;  // drop() in router.blackhole
+                            }
+                            else {
+                                // count(router.no_route, 0)
+                                router_no_route.count(32w0);
+                                // to_hypervisor(PUNT_NO_ROUTE)
+                                meta.p4gen_state = P4GEN_ST_TO_HV;
+                                meta.p4gen_code = 8w2;
+                            }
+                        }
+                    }
+                    else {
+                        // stage 10: router.block3 (action) -> nic (fused)
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            router_blackhole();
+                        }
+                    }
+                }
+            }
+            else {
+                bool p4gen_go5 = false;
+                // stage 2: ttl_check.if1 (branch) -> hypervisor
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 2) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
                     meta.p4gen_state = P4GEN_ST_PUNT;
-                    meta.p4gen_resume = 4;
+                    meta.p4gen_resume = 2;
                     meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
                 }
                 else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go2 = (meta.p4gen_resume >= 5 && meta.p4gen_resume <= 5);
+                    p4gen_go5 = (meta.p4gen_resume >= 3 && meta.p4gen_resume <= 3);
                 }
-                if (p4gen_go2) {
-                    // stage 5: ttl_check.block4 (action) -> hypervisor
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 5) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (p4gen_go5) {
+                    // stage 3: ttl_check.block2 (action) -> hypervisor
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 3) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
                         meta.p4gen_state = P4GEN_ST_PUNT;
-                        meta.p4gen_resume = 5;
+                        meta.p4gen_resume = 3;
                         meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
                     }
                 }
-            }
-            bool p4gen_go3 = false;
-            // stage 6: router.if1 (branch) -> nic
-            if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 6) { meta.p4gen_state = P4GEN_ST_RUN; }
-            if (meta.p4gen_state == P4GEN_ST_RUN) {
-                p4gen_go3 = hdr.ipv4.isValid();
-            }
-            else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                p4gen_go3 = (meta.p4gen_resume >= 7 && meta.p4gen_resume <= 7);
-            }
-            if (p4gen_go3) {
-                // stage 7: router.routes_v4 (table) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 7) { meta.p4gen_state = P4GEN_ST_RUN; }
-                if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    router_routes_v4.apply();
+                else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
+                    bool p4gen_go6 = false;
+                    // stage 4: ttl_check.if3 (branch) -> hypervisor
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 4) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    if (meta.p4gen_state == P4GEN_ST_RUN) {
+                        meta.p4gen_state = P4GEN_ST_PUNT;
+                        meta.p4gen_resume = 4;
+                        meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                    }
+                    else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                        p4gen_go6 = (meta.p4gen_resume >= 5 && meta.p4gen_resume <= 5);
+                    }
+                    if (p4gen_go6) {
+                        // stage 5: ttl_check.block4 (action) -> hypervisor
+                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 5) { meta.p4gen_state = P4GEN_ST_RUN; }
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            meta.p4gen_state = P4GEN_ST_PUNT;
+                            meta.p4gen_resume = 5;
+                            meta.p4gen_reason = P4GEN_REASON_PLACEMENT;
+                        }
+                    }
                 }
-            }
-            else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                bool p4gen_go4 = false;
-                // stage 8: router.if2 (branch) -> nic
-                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 8) { meta.p4gen_state = P4GEN_ST_RUN; }
+                bool p4gen_go7 = false;
+                // stage 6: router.if1 (branch) -> nic
+                if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 6) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go4 = hdr.ipv6.isValid();
+                    p4gen_go7 = hdr.ipv4.isValid();
                 }
                 else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go4 = (meta.p4gen_resume >= 9 && meta.p4gen_resume <= 9);
+                    p4gen_go7 = (meta.p4gen_resume >= 7 && meta.p4gen_resume <= 7);
                 }
-                if (p4gen_go4) {
-                    // stage 9: router.routes_v6 (table) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 9) { meta.p4gen_state = P4GEN_ST_RUN; }
+                if (p4gen_go7) {
+                    // stage 7: router.routes_v4 (table) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 7) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        router_routes_v6.apply();
+                        router_routes_v4.apply();
                     }
                 }
                 else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                    // stage 10: router.block3 (action) -> nic
-                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 10) { meta.p4gen_state = P4GEN_ST_RUN; }
+                    bool p4gen_go8 = false;
+                    // stage 8: router.if2 (branch) -> nic
+                    if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 8) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
-                        router_blackhole();
+                        p4gen_go8 = hdr.ipv6.isValid();
+                    }
+                    else if (meta.p4gen_state == P4GEN_ST_SKIP) {
+                        p4gen_go8 = (meta.p4gen_resume >= 9 && meta.p4gen_resume <= 9);
+                    }
+                    if (p4gen_go8) {
+                        // stage 9: router.routes_v6 (table) -> nic
+                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 9) { meta.p4gen_state = P4GEN_ST_RUN; }
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            router_routes_v6.apply();
+                        }
+                    }
+                    else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
+                        // stage 10: router.block3 (action) -> nic
+                        if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 10) { meta.p4gen_state = P4GEN_ST_RUN; }
+                        if (meta.p4gen_state == P4GEN_ST_RUN) {
+                            router_blackhole();
+                        }
                     }
                 }
             }
@@ -601,16 +858,16 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
         }
         if (meta.p4gen_pipeline == 2) {
             // pipeline routed_in (vm_ingress)
-            bool p4gen_go5 = false;
+            bool p4gen_go9 = false;
             // stage 14: deliver.if1 (branch) -> nic
             if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 14) { meta.p4gen_state = P4GEN_ST_RUN; }
             if (meta.p4gen_state == P4GEN_ST_RUN) {
-                p4gen_go5 = hdr.ipv4.isValid();
+                p4gen_go9 = hdr.ipv4.isValid();
             }
             else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                p4gen_go5 = (meta.p4gen_resume >= 15 && meta.p4gen_resume <= 15);
+                p4gen_go9 = (meta.p4gen_resume >= 15 && meta.p4gen_resume <= 15);
             }
-            if (p4gen_go5) {
+            if (p4gen_go9) {
                 // stage 15: deliver.local_v4 (table) -> nic
                 if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 15) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
@@ -618,16 +875,16 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                 }
             }
             else if (meta.p4gen_state == P4GEN_ST_RUN || meta.p4gen_state == P4GEN_ST_SKIP) {
-                bool p4gen_go6 = false;
+                bool p4gen_go10 = false;
                 // stage 16: deliver.if2 (branch) -> nic
                 if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 16) { meta.p4gen_state = P4GEN_ST_RUN; }
                 if (meta.p4gen_state == P4GEN_ST_RUN) {
-                    p4gen_go6 = hdr.ipv6.isValid();
+                    p4gen_go10 = hdr.ipv6.isValid();
                 }
                 else if (meta.p4gen_state == P4GEN_ST_SKIP) {
-                    p4gen_go6 = (meta.p4gen_resume >= 17 && meta.p4gen_resume <= 17);
+                    p4gen_go10 = (meta.p4gen_resume >= 17 && meta.p4gen_resume <= 17);
                 }
-                if (p4gen_go6) {
+                if (p4gen_go10) {
                     // stage 17: deliver.local_v6 (table) -> nic
                     if (meta.p4gen_state == P4GEN_ST_SKIP && meta.p4gen_resume == 17) { meta.p4gen_state = P4GEN_ST_RUN; }
                     if (meta.p4gen_state == P4GEN_ST_RUN) {
@@ -670,7 +927,7 @@ control P4genIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             hdr.p4gen.egress_port = 0;
             hdr.p4gen.flags = 0;
             hdr.p4gen.reserved = 0;
-            hdr.p4gen.flow_hash = 0;
+            hdr.p4gen.flow_hash = meta.p4gen_flow_hash;
             if (meta.p4gen_forwarded == 1) {
                 hdr.p4gen.egress_port = (bit<16>)standard_metadata.egress_spec;
                 hdr.p4gen.flags = P4GEN_FLAG_FORWARDED;
