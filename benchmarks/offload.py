@@ -12,7 +12,9 @@ at coalescing, where the VM is. Each figure has its baseline from the same run:
    a plain batched Write of as many entries with no learning;
 3. a Zipf(1.1) mix of flows against flow-table sizes: the share of packets that hit the
    table (their ACL not run in the hypervisor), the hypervisor's ACL lookups against the same
-   mix with offload off, evictions by rebalancing, and reordering within flows (goal 0).
+   mix with offload off, evictions by rebalancing, and reordering within flows (goal 0);
+4. the same for vm_egress, which starts in the hypervisor: the hypervisor's stages run per
+   packet with offload on and off (offloaded flows are only segmented there).
 
     python benchmarks/offload.py [--flows 200] [--packets 3000] [--sizes 8,32,128] [--pace 0.002]
 """
@@ -182,6 +184,38 @@ def zipf(t: Bmv2Target, flows: int, packets: int, pace: float, rng: random.Rando
             "rebalanced": t.offload.stats["evicted_rebalance"] if t.offload is not None else 0}
 
 
+def vm_frame(flow: int, seq: int) -> bytes:
+    """A VM flow towards the overlay (10.0.2.x, port 443), packet `seq`."""
+    return bytes(Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe")
+                 / IP(src="10.0.1.2", dst=f"10.0.2.{1 + flow % 250}")
+                 / TCP(sport=30000 + flow // 250, dport=443, seq=seq) / Raw(b"y" * 40))
+
+
+def zipf_vm(t: Bmv2Target, flows: int, packets: int, rng: random.Random) -> dict:
+    """vm_egress (from the VM: the hypervisor first): stages the hypervisor ran per packet."""
+    weights = [1 / (k + 1) ** 1.1 for k in range(flows)]
+    picks = rng.choices(range(flows), weights, k=packets)
+    seqs: dict[int, int] = defaultdict(int)
+    before = sum(t.hv.stage_packets.values())
+    polled = time.monotonic()
+    for n in range(0, packets, 50):
+        frames = []
+        for fl in picks[n:n + 50]:
+            frames.append(vm_frame(fl, seqs[fl]))
+            seqs[fl] += 1
+        t.send_many("vm", frames)
+        if t.offload is not None and time.monotonic() - polled > 1.0:
+            t.offload.poll()
+            polled = time.monotonic()
+    got = t.received("uplink")
+    ran = sum(t.hv.stage_packets.values()) - before
+    hits = 0
+    if t.offload is not None:
+        t.offload.poll()
+        hits = sum(f.packets_on_nic for f in t.offload.flows.values() if f.pipeline == "vm_egress")
+    return {"sent": len(got), "stages": ran / packets, "hits": hits}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flows", type=int, default=200)
@@ -220,6 +254,20 @@ def main() -> None:
         print(f"  table of {size:>4} entries: {r['received']} to the VM; {r['hits'] / args.packets:.1%} of packets hit "
               f"the flow table; ACL run in the hypervisor {r['acl']} ({r['acl'] / max(base['acl'], 1):.2f}x offload "
               f"off); rebalanced {r['rebalanced']}; reordered within a flow {r['reordered']}")
+    n = args.packets // 2
+    print(f"vm_egress (from the VM, the hypervisor first), Zipf(1.1): {args.flows // 2} flows, {n} packets, "
+          f"flow table of {sizes[-1]} entries")
+    rows = []
+    for offload in (False, True):
+        t = target(prog, g, tmp, sizes[-1], offload=offload)
+        try:
+            rows.append(zipf_vm(t, args.flows // 2, n, random.Random(2)))
+        finally:
+            t.close()
+    off, on = rows
+    print(f"  offload off: {off['sent']} to the wire; hypervisor stages run per packet {off['stages']:.2f}")
+    print(f"  offload on:  {on['sent']} to the wire; {on['hits'] / n:.1%} of packets hit the flow table; hypervisor "
+          f"stages run per packet {on['stages']:.2f} ({on['stages'] / off['stages']:.2f}x offload off)")
 
 
 if __name__ == "__main__":

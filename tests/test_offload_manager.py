@@ -404,3 +404,20 @@ def test_a_flow_from_the_vm_is_learnt_in_the_hypervisor_and_handed_over(program,
     clock.t += 20  # idle
     m.poll()
     assert flow.where == "hypervisor" and out() == static  # the hypervisor keeps it again
+
+
+def test_flows_lists_a_vm_flow_once_before_and_after_it_is_learnt(program, tmp_path):
+    m, _clock = manager(program, tmp_path, profile(tmp_path, entries=4))
+    frame = bytes(Ether(src="02:00:00:00:01:02", dst="02:00:00:00:00:fe") / IP(src="10.0.1.2", dst="8.8.8.8")
+                  / TCP(sport=40001, dport=443) / Raw(b"e" * 20))
+    for _ in range(5):
+        m.hv.run_direction("vm_egress", frame)
+    m.poll()
+    (row,) = [f for f in snapshot(m, m.hv)["flows"] if f["pipeline"] == "vm_egress"]
+    assert row["why"].startswith("below threshold (8 packets); fast path") and row["packets"]["hypervisor"] == 5
+    assert row["key"]["ipv4.dst"] == "8.8.8.8" and row["key"]["meta.l4_dst"] == "443"
+    for _ in range(5):
+        m.hv.run_direction("vm_egress", frame)
+    m.poll()
+    (row,) = [f for f in snapshot(m, m.hv)["flows"] if f["pipeline"] == "vm_egress"]
+    assert row["where"] == "nic" and row["why"] == "offloaded" and row["hash"]

@@ -36,9 +36,9 @@ def _value(name: str, width: int, value: int) -> str:
 LISTED = 500  # flows of the hypervisor's fast path listed (the busiest)
 
 
-def fast_path_flows(hv: HypervisorPipeline, skip: set[str]) -> list[dict]:
-    """The hypervisor fast path's flows of the pipelines in no flow table (those that start in
-    the hypervisor, where the VM is attached), the busiest first."""
+def fast_path_flows(hv: HypervisorPipeline, skip: set[str], m: OffloadManager | None = None) -> list[dict]:
+    """The hypervisor fast path's flows, the busiest first, but those of the pipelines in `skip`
+    (the manager lists them) and those the manager knows already."""
     from p4gen.ir.lower import stage_trees
     from p4gen.midend.flowkeys import flow_key
     from p4gen.place.flowlayout import key_fields
@@ -53,6 +53,11 @@ def fast_path_flows(hv: HypervisorPipeline, skip: set[str]) -> list[dict]:
     nic = hv.assignment and any(v != "hypervisor" for v in hv.assignment.values())
     out = []
     for fa in flows[:LISTED]:
+        lay = m.layouts.get(fa.pipeline) if m is not None else None
+        if lay is not None:  # a pipeline whose flows the manager learns from these counts
+            key = m._fa_keys.get(fa)
+            if key is not None and (fa.pipeline, m.nic_hash(lay, key)) in m.flows:
+                continue
         if fa.pipeline not in keys:
             keys[fa.pipeline] = key_fields(hv.prog, flow_key(hv.prog, [trees[fa.pipeline]]).fields)[0]
         try:
@@ -63,8 +68,8 @@ def fast_path_flows(hv: HypervisorPipeline, skip: set[str]) -> list[dict]:
             key = {k.name: _value(k.name, k.width, v) for k in keys[fa.pipeline]
                    if k.field != "$valid" and (v := hv.parser.get(pkt, k.ref) if k.instance != "meta"
                                                else pkt.meta.get(k.field, 0))}
-        why = ("not offloaded: it starts in the hypervisor (the VM is attached to it); fast path, " if nic
-               else "fast path, ")
+        why = (f"below threshold ({m.policy.threshold_packets} packets); fast path, " if lay is not None else
+               "not offloaded: its pipeline has no flow table; fast path, " if nic else "fast path, ")
         fate = fa.fate
         where = "slow_path" if fate[0] == "out" and fate[1] == "slow_path" else "hypervisor"
         what = f"dropped ({fate[1]})" if fate[0] == "drop" else f"to {fate[1]}"
@@ -91,7 +96,8 @@ def snapshot(m: OffloadManager | None, hv: HypervisorPipeline | None = None) -> 
             "offloads": f.offloads, "learnt": f.learnt, "rate_pps": round(f.rate, 1),
         })
     if hv is not None:
-        flows += fast_path_flows(hv, set(m.layouts) if m is not None else set())
+        flows += fast_path_flows(hv, {n for n, lay in m.layouts.items() if not lay.hv_first} if m is not None
+                                 else set(), m)
     flows.sort(key=lambda x: -(x["packets"]["nic"] + x["packets"]["hypervisor"]))
     if m is None:
         return {"time": time.time(), "table": None, "stats": {}, "policy": None, "flows": flows}
