@@ -209,11 +209,19 @@ def zipf_vm(t: Bmv2Target, flows: int, packets: int, rng: random.Random) -> dict
             polled = time.monotonic()
     got = t.received("uplink")
     ran = sum(t.hv.stage_packets.values()) - before
+    last: dict[tuple, int] = {}
+    reordered = 0
+    for data in got:
+        inner = Ether(data)[VXLAN]
+        k = (inner[IP].dst, inner[TCP].sport)
+        if inner[TCP].seq < last.get(k, -1):
+            reordered += 1
+        last[k] = inner[TCP].seq
     hits = 0
     if t.offload is not None:
         t.offload.poll()
         hits = sum(f.packets_on_nic for f in t.offload.flows.values() if f.pipeline == "vm_egress")
-    return {"sent": len(got), "stages": ran / packets, "hits": hits}
+    return {"sent": len(got), "stages": ran / packets, "hits": hits, "reordered": reordered}
 
 
 def main() -> None:
@@ -267,7 +275,8 @@ def main() -> None:
     off, on = rows
     print(f"  offload off: {off['sent']} to the wire; hypervisor stages run per packet {off['stages']:.2f}")
     print(f"  offload on:  {on['sent']} to the wire; {on['hits'] / n:.1%} of packets hit the flow table; hypervisor "
-          f"stages run per packet {on['stages']:.2f} ({on['stages'] / off['stages']:.2f}x offload off)")
+          f"stages run per packet {on['stages']:.2f} ({on['stages'] / off['stages']:.2f}x offload off); reordered "
+          f"within a flow {on['reordered']} (offload off: {off['reordered']})")
 
 
 if __name__ == "__main__":
