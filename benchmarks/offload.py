@@ -123,10 +123,8 @@ def offloads_per_second(t: Bmv2Target, n: int) -> None:
         m._remove(f, "benchmark cleanup")
     raw = []
     for i, f in enumerate(removed):
-        u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.INSERT)
         f.slot = i
-        u.entity.table_entry.CopyFrom(m._entry(f))
-        raw.append(u)
+        raw.append(m._update(p4runtime_pb2.Update.INSERT, f))
     t3 = time.perf_counter()
     m._write(raw)
     t4 = time.perf_counter()

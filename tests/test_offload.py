@@ -84,14 +84,16 @@ def pair(program, small_nic, tmp_path):
     t.close()
 
 
-def run_both(t, s, frames: list[bytes]) -> None:
-    """The same frames through both; the VM's frames must be equal, in order (no reordering)."""
-    t.send_many("uplink", frames)
+def run_both(t, s, frames: list[bytes], into: str = "uplink") -> None:
+    """The same frames into both, from the wire (or the VM); what comes out of either side must
+    be equal, in order (no reordering)."""
+    t.send_many(into, frames)
     for f in frames:
-        s.send("uplink", f)
-    got, want = t.received("vm"), s.received("vm")
+        s.send(into, f)
+    out, other = ("vm", "uplink") if into == "uplink" else ("uplink", "vm")
+    got, want = t.received(out), s.received(out)
     assert len(got) == len(want) and got == want, f"{len(got)} frames vs {len(want)} in software"
-    assert t.received("uplink") == s.received("uplink")
+    assert t.received(other) == s.received(other)
 
 
 def counters_equal(t, s) -> None:
@@ -292,14 +294,6 @@ def vm_frame(seq: int, dst: str = "10.0.2.9", size: int = 30) -> bytes:
                  / TCP(sport=40000, dport=443, seq=seq) / Raw(b"v" * size))
 
 
-def run_vm(t, s, frames: list[bytes]) -> None:
-    t.send_many("vm", frames)
-    for f in frames:
-        s.send("vm", f)
-    got, want = t.received("uplink"), s.received("uplink")
-    assert len(got) == len(want) and got == want, f"{len(got)} frames vs {len(want)} in software"
-
-
 def test_a_flow_from_the_vm_runs_on_the_nic_after_segmentation(pair):
     """vm_egress starts in the hypervisor (the VM is attached to it). The constrained NIC cannot
     look up its ACL (range) and has no table left for SNAT or the flow counters, so the static
@@ -309,14 +303,14 @@ def test_a_flow_from_the_vm_runs_on_the_nic_after_segmentation(pair):
 
     t, s = pair
     for dst in ("10.0.2.9", "8.8.8.8"):  # the overlay (VXLAN), and the Internet (SNAT)
-        run_vm(t, s, [vm_frame(i, dst) for i in range(10)])
+        run_both(t, s, [vm_frame(i, dst) for i in range(10)], into="vm")
         t.offload.poll()  # learnt from the fast path's counts
     flows = {f.key: f for f in t.offload.flows.values() if f.pipeline == "vm_egress"}
     assert len(flows) == 2 and all(f.where == "nic" for f in flows.values()), [f.why for f in flows.values()]
     overlay = next(f for f in flows.values() if "overlay_v4" in f.decisions and f.decisions["overlay_v4"][0])
     assert overlay.decisions["acl_out_v4"] == ("allow", {}) and overlay.decisions["flows_v4"] == (None, {})
     before = dict(t.hv.stage_packets)
-    run_vm(t, s, [vm_frame(i, dst) for dst in ("10.0.2.9", "8.8.8.8") for i in range(10, 20)])
+    run_both(t, s, [vm_frame(i, dst) for dst in ("10.0.2.9", "8.8.8.8") for i in range(10, 20)], into="vm")
     ran = {k: v - before.get(k, 0) for k, v in t.hv.stage_packets.items() if v != before.get(k, 0)}
     assert ran == {"vm_egress/tso": 20}  # all the hypervisor still does for them
     # a TSO super-packet of the offloaded overlay flow: cut here, each segment onto the NIC's entry

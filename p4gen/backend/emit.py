@@ -38,7 +38,7 @@ from p4gen.midend.protocols import IPV4_HEADERS, L4_CHECKSUM_PAIRS, SRC_PORT_BAS
 from p4gen.midend.stages import Branch, Seq, Stage
 from p4gen.midend.widths import leaf_width
 from p4gen.place import HYP, NIC
-from p4gen.place.flowlayout import LEARN_BUCKETS, RELEARN_PACKETS, SELECTOR_WIDTH
+from p4gen.place.flowlayout import LEARN_BUCKETS, RELEARN_PACKETS
 
 L4_PSEUDO = L4_CHECKSUM_FIELDS
 
@@ -308,10 +308,8 @@ class Emitter:
                 n = lay.number
                 o(f"bit<{lay.key_width}> p4gen_f{n}_key;  // the flow key: {', '.join(k.name for k in lay.key)}")
                 o(f"bit<{lay.key_width}> p4gen_f{n}_copy;  // the flow table entry's copy of it")
-                for t in lay.tables:
-                    o(f"bit<{SELECTOR_WIDTH}> p4gen_f{n}_{t.selector};")
-                    for a, prm, w in t.params:
-                        o(f"bit<{w}> p4gen_f{n}_{t.param_name(a, prm)};")
+                for name, w in lay.decision_params():
+                    o(f"bit<{w}> p4gen_f{n}_{name};")
         o.close()
         o()
 
@@ -747,10 +745,8 @@ class Emitter:
             o(f"meta.p4gen_fhit = {n};")
             o("meta.p4gen_fslot = slot;")
             o(f"meta.p4gen_f{n}_copy = key;")
-            for t in lay.tables:
-                o(f"meta.p4gen_f{n}_{t.selector} = {t.selector};")
-                for act, prm, _w in t.params:
-                    o(f"meta.p4gen_f{n}_{t.param_name(act, prm)} = {t.param_name(act, prm)};")
+            for name, _w in lay.decision_params():
+                o(f"meta.p4gen_f{n}_{name} = {name};")
         o.close()
 
     def key_value(self, k) -> str:

@@ -146,7 +146,6 @@ class OffloadManager:
         self.addr, self.election_id = addr, election_id
         self.client: P4RuntimeClient | None = None
         self._reader: threading.Thread | None = None
-        self._last_poll = clock()
 
     # ------------------------------------------------------------ connection
     def connect(self) -> None:
@@ -388,11 +387,6 @@ class OffloadManager:
         self._fill(u.entity.table_entry, flow, kind != p4runtime_pb2.Update.DELETE)
         return u
 
-    def _entry(self, flow: Flow, with_action: bool = True) -> p4runtime_pb2.TableEntry:
-        te = p4runtime_pb2.TableEntry()
-        self._fill(te, flow, with_action)
-        return te
-
     def _fill(self, te: p4runtime_pb2.TableEntry, flow: Flow, with_action: bool) -> None:
         lay = self.layouts[flow.pipeline]
         te.table_id = self.table_id
@@ -550,7 +544,6 @@ class OffloadManager:
         stale = 2 * idle  # flows not on the NIC and not seen for a while are forgotten
         for k in [k for k, f in self.flows.items() if f.where != NIC and now - max(f.last_seen, f.last_learn) > stale]:
             del self.flows[k]
-        self._last_poll = now
 
     def rebalance(self) -> None:
         """Free entries go to the hottest flows waiting for one; then a waiting flow hotter than

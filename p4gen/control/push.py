@@ -116,23 +116,14 @@ class P4RuntimeClient:
         except grpc.RpcError as e:
             raise _grpc_error(e, "SetForwardingPipelineConfig", self.addr) from None
 
-    def read_table_entries(self) -> list[p4runtime_pb2.TableEntry]:
-        req = p4runtime_pb2.ReadRequest(device_id=self.device_id)
-        req.entities.add().table_entry.SetInParent()  # every entry of every table
-        out = []
-        try:
-            for resp in self.stub.Read(req, timeout=self.timeout):
-                out += [e.table_entry for e in resp.entities if e.HasField("table_entry")]
-        except grpc.RpcError as e:
-            raise _grpc_error(e, "Read", self.addr) from None
-        return out
-
-    def read_entries_with_counters(self, table_id: int) -> list[p4runtime_pb2.TableEntry]:
-        """Every entry of one table, each with its direct counter (packets, bytes)."""
+    def read_table_entries(self, table_id: int = 0, counters: bool = False) -> list[p4runtime_pb2.TableEntry]:
+        """Every entry of every table (or of `table_id`); with `counters`, each with its direct
+        counter (packets, bytes)."""
         req = p4runtime_pb2.ReadRequest(device_id=self.device_id)
         te = req.entities.add().table_entry
-        te.table_id = table_id
-        te.counter_data.SetInParent()
+        te.table_id = table_id  # 0: every table
+        if counters:
+            te.counter_data.SetInParent()
         out = []
         try:
             for resp in self.stub.Read(req, timeout=self.timeout):

@@ -92,7 +92,10 @@ class HostDispatcher:
         except BadPunt as e:
             self.drops[e.reason] += 1
             return []
-        self.crossings[Reason(p.reason).name.lower() if p.reason in Reason._value2member_map_ else "unknown"] += 1
+        try:
+            self.crossings[Reason(p.reason).name.lower()] += 1
+        except ValueError:
+            self.crossings["unknown"] += 1
         if p.resume is not None:
             self.resumed_at[self._stage_name(p.pipeline, p.resume)] += 1
         if self.offload is not None:

@@ -110,7 +110,11 @@ class FlowLayout:
 
     def action_params(self) -> list[tuple[str, int]]:
         """The flow action's parameters, in order (P4Runtime param ids are 1 + the index)."""
-        out = [("slot", SLOT_WIDTH), ("key", self.key_width)]
+        return [("slot", SLOT_WIDTH), ("key", self.key_width), *self.decision_params()]
+
+    def decision_params(self) -> list[tuple[str, int]]:
+        """Per table: its selector, then every parameter of its actions."""
+        out = []
         for t in self.tables:
             out.append((t.selector, SELECTOR_WIDTH))
             out += [(t.param_name(a, p), w) for a, p, w in t.params]

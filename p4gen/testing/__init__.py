@@ -21,6 +21,7 @@ port with the p4gen punt header, exactly as a deployment would.
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import os
 import select
@@ -296,7 +297,6 @@ class Bmv2Target(Target):
         """The hypervisor's counts (its own tables, and learnt packets it ran whole), the NIC's
         direct counters (tables placed there), and what flow entries counted for the entry."""
         from p4gen.backend.entries import table_entry
-        from p4gen.backend.model import build_model
         from p4gen.control.push import P4RuntimeClient, _key
 
         _counted(self.prog, table)
@@ -305,7 +305,7 @@ class Bmv2Target(Target):
         if self.offload is not None:
             for e in entries:
                 out[entry_label(e.keys, e.priority)] += self.offload.merged_entry_packets(table, e)
-        m = build_model(self.prog, self.hv.g, self.placement)
+        m = self.model
         if table in m.tables:
             want = {}
             for e in entries:
@@ -314,13 +314,20 @@ class Bmv2Target(Target):
                 want[_key(te)] = entry_label(e.keys, e.priority)
             client = P4RuntimeClient(self.addr)
             try:
-                for te in client.read_entries_with_counters(m.tables[table].id):
+                for te in client.read_table_entries(m.tables[table].id, counters=True):
                     label = want.get(_key(te))
                     if label is not None:
                         out[label] += te.counter_data.packet_count
             finally:
                 client.channel.close()
         return out
+
+    @functools.cached_property
+    def model(self):
+        """What the NIC program holds (p4gen.backend.model): for encoding entries."""
+        from p4gen.backend.model import build_model
+
+        return build_model(self.prog, self.hv.g, self.placement)
 
     def _nic_counter(self, name: str, index: int | None = None) -> dict[int, tuple[int, int]]:
         from p4gen.control.push import P4RuntimeClient
@@ -427,12 +434,11 @@ class Bmv2Target(Target):
         from p4.v1 import p4runtime_pb2
 
         from p4gen.backend.entries import table_entry
-        from p4gen.backend.model import build_model
         from p4gen.control.push import P4RuntimeClient
 
         if self.offload is not None:  # first: no flow entry may outlive the decision it recorded
             self.offload.table_changed(e.table)
-        te = table_entry(build_model(self.prog, self.hv.g, self.placement), e)
+        te = table_entry(self.model, e)
         if te is not None:
             u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.DELETE if delete else p4runtime_pb2.Update.INSERT)
             u.entity.table_entry.CopyFrom(te)
